@@ -20,3 +20,7 @@ class InputError(Exception):
 
 class UsageError(InputError):
     """A command-line usage problem (bad option value, incompatible options)."""
+
+
+class PolicyRefusal(InputError):
+    """A policy declines an instance it cannot handle (e.g. past its documented size limit)."""

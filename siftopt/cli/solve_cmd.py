@@ -1,0 +1,48 @@
+"""``siftopt solve FILE --method METHOD``: solve an instance exactly or with a policy."""
+
+from __future__ import annotations
+
+import argparse
+
+from siftopt.cli.common import add_format_option, emit, positive_float, positive_int, write_text
+from siftopt.instance import load_instance
+from siftopt.profiles import load_profile
+from siftopt.report import dumps, result_json, result_table
+from siftopt.solve import EXACT_METHODS, solve
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "solve", help="solve an instance (exact backend or policy)",
+        description="Solve an instance file. Exact methods: highs (Pyomo + HiGHS), cpsat "
+        "(OR-Tools CP-SAT), brute (enumeration, tiny instances). Any policy name "
+        "(topk, local, sift-decode, sift-ratio, sift-price) or module.path:function runs "
+        "that policy. Exit status 0 when a verdict was reached (infeasible included).")
+    p.add_argument("file", metavar="FILE", help="instance file (.json)")
+    p.add_argument("--method", default="highs",
+                   help=f"exact backend ({', '.join(EXACT_METHODS)}) or policy (default: highs)")
+    p.add_argument("--profile", default=None,
+                   help="solver profile: a name in solvers/ (default, parallel, quick) or a "
+                   ".toml path (default: the built-in exact profile)")
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
+                   help="wall-clock limit of the solve in seconds (overrides the profile)")
+    p.add_argument("--threads", type=positive_int, default=None, metavar="N",
+                   help="threads / CP-SAT workers (overrides the profile)")
+    add_format_option(p)
+    p.add_argument("--out", default=None, metavar="SOLUTION.json",
+                   help="also write the result object (JSON) to this file")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    inst = load_instance(args.file)
+    profile = load_profile(args.profile)
+    if args.threads is not None:
+        profile = type(profile)(name=profile.name, time_limit_s=profile.time_limit_s,
+                                threads=args.threads, highs=profile.highs, cpsat=profile.cpsat)
+    result = solve(inst, args.method, profile=profile, time_limit_s=args.time_limit)
+    obj = result_json(inst, result)
+    if args.out:
+        write_text(args.out, dumps(obj) + "\n")
+    emit(dumps(obj) if args.format == "json" else result_table(inst, result))
+    return 0

@@ -1,0 +1,161 @@
+"""One entry point for every method: exact backends and policies.
+
+``solve(inst, method)`` runs an exact backend (``highs``, ``cpsat``, ``brute``) or a policy
+(a name registered in :mod:`siftopt.policies`, or ``module.path:function`` for a user's own)
+and returns a :class:`~siftopt.result.SolveResult` whose actions were evaluated by
+:func:`siftopt.evaluate.evaluate` — no method reports its own energy.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from siftopt.errors import InputError
+from siftopt.evaluate import evaluate
+from siftopt.instance import Instance
+from siftopt.problem import DEGRADATION_TOL, ProblemData, problem_data
+from siftopt.profiles import Profile, load_profile
+from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome, SolveResult
+
+EXACT_METHODS = ("highs", "cpsat", "brute")
+
+#: A policy maps an instance to an (L, K) array of targets (docs/model.md §6).
+Policy = Callable[[Instance], np.ndarray]
+
+
+def infeasibility_reason(data: ProblemData) -> str | None:
+    """A reason why (P) is infeasible that needs no search, or None.
+
+    Checks each token's least possible degradation with every reachable node (loads
+    ignored), and the mean budget against the mean of those least degradations.
+    """
+    inst = data.inst
+    least = data.least_degradation()
+    unreachable = [m for m in range(1, inst.num_nodes + 1) if data.caps[m] < 1]
+    note = f" (unreachable nodes: {unreachable})" if unreachable else ""
+    if inst.eps_token is not None:
+        excess = least - inst.eps_token
+        bad = np.flatnonzero(excess > DEGRADATION_TOL)
+        if bad.size:
+            t = int(bad[np.argmax(excess[bad])])
+            return (f"token {t} cannot meet its budget eps_token={inst.eps_token[t]:.6g} even "
+                    f"with every reachable node: its least possible degradation is "
+                    f"{least[t]:.6g}{note}; {bad.size} token(s) in all")
+    if inst.eps_mean is not None and least.mean() - inst.eps_mean > DEGRADATION_TOL:
+        return (f"the mean budget eps_mean={inst.eps_mean:.6g} cannot be met even with every "
+                f"reachable node: the least possible mean degradation is {least.mean():.6g}"
+                f"{note}")
+    return None
+
+
+def capacity_reason(data: ProblemData) -> str:
+    """Explanation for an infeasibility proved by a solver once :func:`infeasibility_reason`
+    found nothing: the budgets need more tokens on some nodes than their caps allow."""
+    caps = ", ".join(f"node {m}: {int(data.caps[m])}" for m in range(1, data.num_nodes + 1))
+    limit = "outage" if data.inst.fading == "rayleigh" else "latency"
+    return ("every token can meet its budget on its own, but not all at once: the "
+            f"{limit} caps on the node loads ({caps}) leave no assignment that meets the "
+            "accuracy budgets")
+
+
+def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: float | None,
+                warm_start: np.ndarray | None) -> BackendOutcome:
+    if method == "highs":
+        from siftopt.backends.highs_pyomo import solve_highs
+        return solve_highs(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
+    if method == "cpsat":
+        from siftopt.backends.cpsat import solve_cpsat
+        return solve_cpsat(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
+    if method == "brute":
+        from siftopt.backends.brute import solve_brute
+        return solve_brute(data, time_limit_s=time_limit_s)
+    raise InputError(f"unknown exact method {method!r}", path="--method")
+
+
+def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
+                time_limit_s: float | None = None,
+                warm_start: np.ndarray | None = None) -> SolveResult:
+    """Solve (P) exactly with ``highs``, ``cpsat`` or ``brute`` (tiny instances only)."""
+    profile = profile or load_profile(None)
+    limit = time_limit_s if time_limit_s is not None else profile.time_limit_s
+    started = time.perf_counter()
+    data = problem_data(inst)
+    reason = infeasibility_reason(data)
+    if reason is not None:
+        return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
+                           build_time_s=time.perf_counter() - started, solve_time_s=0.0,
+                           message=reason, details={"proved_by": "per-token bound"})
+    outcome = run_backend(method, data, profile, limit, warm_start)
+    evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
+    status, message = outcome.status, outcome.message
+    if status == INFEASIBLE and not message:
+        message = capacity_reason(data)
+    if evaluation is not None and not evaluation.feasible:
+        # Solver tolerances let through a point the exact evaluator rejects: say so loudly.
+        kinds = "; ".join(v.message for v in evaluation.violations)
+        message = f"solver returned actions that violate the model: {kinds}"
+        status = FEASIBLE if status == OPTIMAL else status
+    dual = outcome.dual_bound_j
+    if status == OPTIMAL and evaluation is not None:
+        dual = evaluation.energy_j if dual is None else min(dual, evaluation.energy_j)
+    return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=dual,
+                       build_time_s=outcome.build_time_s, solve_time_s=outcome.solve_time_s,
+                       message=message, details=outcome.details)
+
+
+def resolve_policy(method: str) -> Policy:
+    """A policy by registered name or ``module.path:function``; InputError if unknown."""
+    if ":" in method:
+        module_name, _, func_name = method.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise InputError(f"cannot import policy module {module_name!r}: {exc}",
+                             path="--method") from None
+        func = getattr(module, func_name, None)
+        if not callable(func):
+            raise InputError(f"module {module_name!r} has no function {func_name!r}",
+                             path="--method")
+        return func
+    try:
+        from siftopt.policies import POLICIES
+    except ModuleNotFoundError:
+        POLICIES = {}  # noqa: N806
+    if method not in POLICIES:
+        known = ", ".join([*EXACT_METHODS, *POLICIES])
+        raise InputError(f"unknown method {method!r} (known: {known}; or module.path:function "
+                         "for a policy of your own)", path="--method")
+    return POLICIES[method]
+
+
+def solve_policy(inst: Instance, method: str) -> SolveResult:
+    """Run a policy and evaluate its actions. Status: ``feasible`` or ``infeasible``.
+
+    A policy may raise :class:`PolicyRefusal` (e.g. past its size limit); that is reported
+    as an InputError naming the method.
+    """
+    policy = resolve_policy(method)
+    started = time.perf_counter()
+    actions = policy(inst)
+    elapsed = time.perf_counter() - started
+    evaluation = evaluate(inst, np.asarray(actions))
+    status = FEASIBLE if evaluation.feasible else INFEASIBLE
+    message = "" if evaluation.feasible else "; ".join(v.message for v in evaluation.violations)
+    return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=None,
+                       build_time_s=0.0, solve_time_s=elapsed, message=message)
+
+
+def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
+          time_limit_s: float | None = None) -> SolveResult:
+    """Solve an instance with any method (exact backend or policy)."""
+    if method in EXACT_METHODS:
+        return solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s)
+    return solve_policy(inst, method)
+
+
+__all__ = ["EXACT_METHODS", "solve", "solve_exact", "solve_policy", "resolve_policy",
+           "infeasibility_reason", "TIME_LIMIT"]
