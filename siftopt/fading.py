@@ -50,6 +50,8 @@ __all__ = [
     "realised_energy",
     "realised_node_energy",
     "sample_link_success",
+    "table_from_params",
+    "thresholds",
     "window_split",
 ]
 
@@ -262,7 +264,9 @@ def expected_energy_fixed(
 # --------------------------------------------------------------------------------------------
 
 
-def window_split(window_s: npt.ArrayLike, rate_up_bps: float, rate_down_bps: float):
+def window_split(
+    window_s: npt.ArrayLike, rate_up_bps: float, rate_down_bps: float
+) -> tuple[FloatArray, FloatArray]:
     """Split a window ``τ`` as ``τ↑ : τ↓ = 1/r̄↑ : 1/r̄↓`` (s); returns ``(τ↑, τ↓)``.
 
     ``τ↑ = τ·r̄↓/(r̄↑ + r̄↓)`` and ``τ↓ = τ·r̄↑/(r̄↑ + r̄↓)``: the shares of the air time that
@@ -360,9 +364,7 @@ class RayleighNodeParams:
     def snr_down(self) -> float:
         """Mean downlink SNR at full power ``P↓ḡ↓/(N0 B)`` (dimensionless)."""
         return (
-            self.power_down_w
-            * self.gain_down_mean
-            / (self.noise_psd_w_per_hz * self.bandwidth_hz)
+            self.power_down_w * self.gain_down_mean / (self.noise_psd_w_per_hz * self.bandwidth_hz)
         )
 
 
@@ -411,30 +413,27 @@ def _cap(allowed: BoolArray) -> int:
     return int(blocked[0] - 1) if blocked.size else int(allowed.size - 1)
 
 
-def _direction_energies(
-    params: RayleighNodeParams, loads: npt.NDArray[np.int64], tables: dict[str, FloatArray]
-) -> tuple[FloatArray, FloatArray]:
-    """Expected per-direction energies ``Ē↑(n), Ē↓(n)`` (J) for the given loads."""
-    up = np.zeros(loads.size)
-    down = np.zeros(loads.size)
-    for k, n in enumerate(loads):
-        if n == 0:
+def _expected_direction_energies(
+    power_control: PowerControl,
+    bits: FloatArray,
+    window_s: FloatArray,
+    threshold: FloatArray,
+    bandwidth_hz: float,
+    power_max_w: float,
+    mean_snr: float,
+) -> FloatArray:
+    """Expected energies (J) of one direction for a vector of loads (0 where ``bits == 0``)."""
+    out = np.zeros(bits.size)
+    for k in range(bits.size):
+        if bits[k] == 0.0:
             continue
-        bits = float(n) * params.bits_per_token
-        x_up, x_down = float(tables["x_up"][k]), float(tables["x_down"][k])
-        if params.power_control == "adaptive":
-            up[k] = _adaptive_from_threshold(x_up, float(tables["tau_up"][k]), params.power_up_w)
-            down[k] = _adaptive_from_threshold(
-                x_down, float(tables["tau_down"][k]), params.power_down_w
-            )
+        if power_control == "adaptive":
+            out[k] = _adaptive_from_threshold(float(threshold[k]), float(window_s[k]), power_max_w)
         else:
-            up[k] = _fixed_from_threshold(
-                x_up, bits, params.bandwidth_hz, params.power_up_w, params.snr_up
+            out[k] = _fixed_from_threshold(
+                float(threshold[k]), float(bits[k]), bandwidth_hz, power_max_w, mean_snr
             )
-            down[k] = _fixed_from_threshold(
-                x_down, bits, params.bandwidth_hz, params.power_down_w, params.snr_down
-            )
-    return up, down
+    return out
 
 
 def table_from_params(params: RayleighNodeParams) -> RayleighNodeTable:
@@ -472,22 +471,39 @@ def table_from_params(params: RayleighNodeParams) -> RayleighNodeTable:
     if np.any(allowed[cap + 1 :]):
         raise AssertionError("allowed loads do not form a prefix 0..cap")
 
-    kept = loads[: cap + 1]
-    parts = {"x_up": x_up, "x_down": x_down, "tau_up": tau_up, "tau_down": tau_down}
-    e_up, e_down = _direction_energies(params, kept, parts)
+    kept = slice(0, cap + 1)
+    p = params
+    e_up = _expected_direction_energies(
+        p.power_control,
+        bits[kept],
+        tau_up[kept],
+        x_up[kept],
+        p.bandwidth_hz,
+        p.power_up_w,
+        p.snr_up,
+    )
+    e_down = _expected_direction_energies(
+        p.power_control,
+        bits[kept],
+        tau_down[kept],
+        x_down[kept],
+        p.bandwidth_hz,
+        p.power_down_w,
+        p.snr_down,
+    )
     energy = (
-        params.weight_up * e_up
-        + params.weight_down * np.exp(-x_up[: cap + 1]) * e_down
-        + params.compute_j_per_token * kept
+        p.weight_up * e_up
+        + p.weight_down * np.exp(-x_up[kept]) * e_down
+        + p.compute_j_per_token * loads[kept]
     )
     energy[0] = 0.0
     return RayleighNodeTable(
         energy_j=_readonly(energy),
-        outage=_readonly(outage[: cap + 1]),
-        window_up_s=_readonly(tau_up[: cap + 1]),
-        window_down_s=_readonly(tau_down[: cap + 1]),
-        threshold_up=_readonly(x_up[: cap + 1]),
-        threshold_down=_readonly(x_down[: cap + 1]),
+        outage=_readonly(outage[kept]),
+        window_up_s=_readonly(tau_up[kept]),
+        window_down_s=_readonly(tau_down[kept]),
+        threshold_up=_readonly(x_up[kept]),
+        threshold_down=_readonly(x_down[kept]),
         cap=cap,
         params=params,
     )
@@ -634,9 +650,7 @@ def realised_direction_energy(
     x_a = np.asarray(x, dtype=np.float64)
     bits_a = np.broadcast_to(np.asarray(bits, dtype=np.float64), x_a.shape)
     window_a = np.broadcast_to(np.asarray(window_s, dtype=np.float64), x_a.shape)
-    x_th = thresholds(
-        bits_a, window_a, bandwidth_hz, mean_gain, power_max_w, noise_psd_w_per_hz
-    )
+    x_th = thresholds(bits_a, window_a, bandwidth_hz, mean_gain, power_max_w, noise_psd_w_per_hz)
     sends = (x_a >= x_th) & (bits_a > 0)
     safe_x = np.where(sends, x_a, 1.0)
     if power_control == "adaptive":
