@@ -179,6 +179,7 @@ def solve_highs(data: ProblemData, profile: Profile, *, time_limit_s: float | No
     solver = Highs()
     options = dict(profile.highs)
     _check_highs_options(options)
+    _use_threads(profile.threads)
     results = solver.solve(
         model, tee=False, load_solutions=False, raise_exception_on_nonoptimal_result=False,
         time_limit=time_limit_s, threads=profile.threads, solver_options=options)
@@ -205,6 +206,20 @@ def solve_highs(data: ProblemData, profile: Profile, *, time_limit_s: float | No
                  "energy_unit_j": model.energy_scale_j,
                  "num_binaries": len(model.a) + len(model.s) + len(model.u) + len(model.z),
                  "mip_nodes": getattr(results.extra_info, "mip_node_count", None)})
+
+
+_scheduler_threads: int | None = None
+
+
+def _use_threads(threads: int) -> None:
+    """HiGHS keeps one global thread scheduler per process, sized by the first run; a later
+    run asking for another size fails unless the scheduler is reset first."""
+    global _scheduler_threads
+    if _scheduler_threads is not None and _scheduler_threads != threads:
+        import highspy
+
+        highspy.Highs.resetGlobalScheduler(True)
+    _scheduler_threads = threads
 
 
 def _check_highs_options(options: dict) -> None:

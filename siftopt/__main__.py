@@ -1,0 +1,5 @@
+"""``python -m siftopt`` runs the command line."""
+
+from siftopt.cli import run
+
+run()
