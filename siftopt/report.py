@@ -175,7 +175,7 @@ def format_table(rows: list[list[Any]], header: list[str]) -> str:
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(c.rjust(w) if _numeric(c) else c.ljust(w)
                       for c, w in zip(r, widths, strict=True)) for r in cells]
-    return "\n".join(out)
+    return "\n".join(x.rstrip() for x in out)
 
 
 def _cell(x: Any) -> str:
