@@ -1,0 +1,97 @@
+"""``siftopt verify PATH...``: compare policies with the exact optimum on many instances."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from siftopt.cli.common import emit, positive_float
+from siftopt.errors import InputError
+from siftopt.profiles import load_profile
+from siftopt.solve import EXACT_METHODS
+from siftopt.verify import (
+    ProgressBar,
+    expectation_failures,
+    find_instance_files,
+    render_csv,
+    render_json,
+    render_table,
+    save_counterexamples,
+    verify,
+)
+
+DEFAULT_METHODS = ("topk", "local", "sift-decode", "sift-ratio", "sift-price")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify", help="compare policies with the exact optimum on many instances",
+        description="Solve every instance exactly, run each method, and report per instance "
+        "and method the energy, the optimum, the relative gap, whether the method is optimal "
+        "and feasible, and its time; then a summary per method. Folders are searched "
+        "recursively for *.json instance files (manifest.json and JSON files without a "
+        "top-level siftopt_version are skipped). Exit status 0, or 1 when --expect-optimal "
+        "fails, 2 for invalid input.")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="instance files or folders")
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), metavar="M1,M2,...",
+                   help="comma-separated policies (or module.path:function plugins, or exact "
+                   f"backends) to check (default: {','.join(DEFAULT_METHODS)})")
+    p.add_argument("--exact", default="highs", choices=EXACT_METHODS,
+                   help="exact backend that provides the optimum (default: highs)")
+    p.add_argument("--profile", default=None,
+                   help="solver profile of the exact backend (name in solvers/ or .toml path)")
+    p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
+                   help="wall-clock limit of each exact solve in seconds")
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table",
+                   help="output: aligned tables, one JSON object {rows, summary}, or the rows "
+                   "as CSV (default: table)")
+    p.add_argument("--save-counterexamples", default=None, metavar="DIR",
+                   help="write every instance on which a method is feasible but suboptimal "
+                   "to DIR, smallest first, with the gap in the file name")
+    p.add_argument("--expect-optimal", default=None, metavar="METHOD",
+                   help="exit with status 1 unless METHOD is optimal on every instance "
+                   "(instances proved infeasible pass; unverified ones fail)")
+    p.set_defaults(func=run)
+
+
+def _methods(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    if not methods:
+        raise InputError("give at least one method", path="--methods")
+    return list(dict.fromkeys(methods))
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = _methods(args.methods)
+    if args.expect_optimal and args.expect_optimal not in methods:
+        methods.append(args.expect_optimal)
+    profile = load_profile(args.profile)
+    files, skipped = find_instance_files(args.paths)
+    progress = ProgressBar()
+    if skipped and progress.enabled:
+        print(f"siftopt verify: skipped {skipped} JSON file(s) that are not instances",
+              file=sys.stderr)
+    report = verify(files, methods, exact=args.exact, profile=profile,
+                    time_limit_s=args.time_limit, progress=progress)
+    if args.save_counterexamples:
+        written = save_counterexamples(report, args.save_counterexamples)
+        print(f"siftopt verify: wrote {len(written)} counterexample(s) to "
+              f"{args.save_counterexamples}", file=sys.stderr)
+    if args.format == "json":
+        emit(render_json(report))
+    elif args.format == "csv":
+        emit(render_csv(report))
+    else:
+        emit(render_table(report))
+    if args.expect_optimal:
+        failures = expectation_failures(report, args.expect_optimal)
+        if failures:
+            shown = "; ".join(f"{r.instance} ({r.verdict}"
+                              + (f", gap {r.gap:.3g}" if r.gap is not None else "") + ")"
+                              for r in failures[:5])
+            more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+            print(f"siftopt verify: {args.expect_optimal} is not optimal on "
+                  f"{len(failures)} of {len(files)} instance(s): {shown}{more}",
+                  file=sys.stderr)
+            return 1
+    return 0
