@@ -102,6 +102,8 @@ class Instance:
     energy_weights_given: bool = False
     arrays_file: str | None = None
     npz_fields: tuple[tuple[str, str], ...] = field(default=())  # (path, npz key)
+    #: Provenance of β/δ as written by ``siftopt similarity`` (kind, method, radius, ...).
+    bounds_info: tuple[tuple[str, Any], ...] = field(default=())
 
     def __post_init__(self) -> None:
         for name in ("placement", "beta", "delta", "topk_experts", "topk_weights"):
@@ -429,6 +431,7 @@ def instance_from_document(document: Any, *, file: str = "<instance>",
                                         f"(nodes are 0..{n_nodes}, 0 = source)")
 
     beta, delta, max_candidates = _read_bounds(r, doc["bounds"], n_experts)
+    bounds_info = _read_bounds_info(r, doc["bounds"])
     noise, noise_dbm, fading, outage_max, csi, csi_given = _read_channel(r, doc["channel"])
     power_control = r.choice(doc["power_control"], "power_control", POWER_MODES)
     latency = r.number(doc["latency_s"], "latency_s", gt=0)
@@ -453,7 +456,7 @@ def instance_from_document(document: Any, *, file: str = "<instance>",
         energy_weight_down=w_down, topk_experts=topk_experts, topk_weights=topk_weights,
         gates=gates, noise_psd_dbm_per_hz=noise_dbm, eps_token_scalar=eps_scalar,
         csi_given=csi_given, energy_weights_given=weights_given,
-        arrays_file=doc.get("arrays"), npz_fields=tuple(r.npz_fields),
+        arrays_file=doc.get("arrays"), npz_fields=tuple(r.npz_fields), bounds_info=bounds_info,
     )
 
 
@@ -501,7 +504,7 @@ def _read_nodes(r: _Reader, value: Any) -> tuple[Node, ...]:
 
 
 def _read_bounds(r: _Reader, value: Any, n: int) -> tuple[np.ndarray, np.ndarray, int | None]:
-    obj = r.obj(value, "bounds", ("beta", "delta"), ("max_candidates",))
+    obj = r.obj(value, "bounds", ("beta", "delta"), ("max_candidates", *BOUNDS_INFO_KEYS))
     beta = r.array(obj["beta"], "bounds.beta", (n,))
     bad = ~(beta >= 0) | ~np.isfinite(beta)
     if bad.any():
@@ -521,6 +524,26 @@ def _read_bounds(r: _Reader, value: Any, n: int) -> tuple[np.ndarray, np.ndarray
     if "max_candidates" in obj:
         max_candidates = r.integer(obj["max_candidates"], "bounds.max_candidates", ge=0)
     return beta, delta, max_candidates
+
+
+#: Optional provenance keys of the bounds block (written by ``siftopt similarity``).
+BOUNDS_INFO_KEYS = ("kind", "method", "radius", "min_radius")
+
+
+def _read_bounds_info(r: _Reader, value: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    info = []
+    for key in BOUNDS_INFO_KEYS:
+        if key not in value:
+            continue
+        raw = value[key]
+        path = f"bounds.{key}"
+        if key in ("kind", "method"):
+            if not isinstance(raw, str):
+                raise r.fail(path, f"must be a string, got {_describe(raw)}")
+        elif raw is not None:
+            raw = r.number(raw, path, gt=0) if key == "radius" else r.number(raw, path, ge=0)
+        info.append((key, raw))
+    return tuple(info)
 
 
 def _read_channel(r: _Reader, value: Any) -> tuple[float, float | None, str, float | None, str,
@@ -673,6 +696,7 @@ def instance_to_document(inst: Instance, *, npz_fields: tuple[str, ...] | None =
                               "delta": arr("bounds.delta", inst.delta, nullable=True)}
     if inst.max_candidates is not None:
         bounds["max_candidates"] = inst.max_candidates
+    bounds.update(dict(inst.bounds_info))
     doc["bounds"] = bounds
     doc["nodes"] = [_node_document(node) for node in inst.nodes]
     channel: dict[str, Any] = {}

@@ -266,3 +266,15 @@ def test_load_errors_are_input_errors(tmp_path):
         load_instance(tmp_path / "absent.json")
     with pytest.raises(InputError, match="directory"):
         load_instance(tmp_path)
+
+
+def test_bounds_provenance_is_accepted_and_round_trips(tmp_path):
+    doc = base_document()
+    doc["bounds"].update(kind="swiglu", method="analytic", radius=4.0)
+    inst = instance_from_document(doc)
+    assert dict(inst.bounds_info) == {"kind": "swiglu", "method": "analytic", "radius": 4.0}
+    again, _ = instance_to_document(inst)
+    assert again == doc
+    doc["bounds"]["radius"] = -1.0
+    with pytest.raises(InputError, match=r"bounds\.radius"):
+        instance_from_document(doc)

@@ -57,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
         ["token", "top-K experts (weight)", "least_D", "budget"]))
     if len(info["tokens"]) > len(shown):
         out.append(f"... {len(info['tokens']) - len(shown)} more tokens")
+    provenance = info["bounds_provenance"]
+    if provenance:
+        label = ("ESTIMATES, NOT BOUNDS: the accuracy budget is not certified"
+                 if provenance.get("method") == "empirical" else "proven bounds")
+        out += ["", f"beta/delta: {provenance} ({label})"]
     out += ["", f"pre-check: {info['precheck']}"]
     emit("\n".join(out))
     return 0
