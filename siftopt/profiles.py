@@ -30,7 +30,7 @@ DEFAULT_PROFILE: dict[str, Any] = {
     "highs": {
         "mip_rel_gap": 0.0,
         "mip_abs_gap": 0.0,
-        "mip_feasibility_tolerance": 1e-10,
+        "mip_feasibility_tolerance": 1e-9,
         "primal_feasibility_tolerance": 1e-10,
         "presolve": "on",
     },

@@ -122,3 +122,18 @@ def test_profile_with_gap_is_not_called_optimal_without_proof(tmp_path):
         assert energies_equal(result.energy_j, exact.energy_j)
     else:
         assert result.status == "feasible"
+
+
+def test_level_binary_regression_highs_equals_cpsat():
+    """A generated Rayleigh prefill (L=64, non-convex tables, level binaries) on which HiGHS
+    with a 1e-10 MIP feasibility tolerance proved a wrong optimum (0.0202 J vs 0.0195 J)."""
+    from pathlib import Path
+
+    from siftopt.instance import load_instance
+
+    inst = load_instance(Path(__file__).parent / "data" /
+                         "deepseek-v3-urban-L64-M4-rayleigh-adaptive-s1.json")
+    slots = solve_exact(inst, "highs", formulation="slots")
+    cpsat = solve_exact(inst, "cpsat")
+    assert slots.status == cpsat.status == "optimal"
+    assert energies_equal(slots.energy_j, cpsat.energy_j)
