@@ -26,6 +26,9 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "siftopt.cli.verify_cmd",
     "siftopt.cli.simulate_cmd",
     "siftopt.cli.similarity_cmd",
+    "siftopt.cli.validate_cmd",
+    "siftopt.cli.generate_cmd",
+    "siftopt.cli.bench_cmd",
 )
 
 
