@@ -22,6 +22,10 @@ from siftopt.profiles import Profile, load_profile
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome, SolveResult
 
 EXACT_METHODS = ("highs", "cpsat", "brute")
+#: ``slots``: the slot MILP (Pyomo + HiGHS, or CP-SAT); ``patterns``: the pattern master
+#: (siftopt.patterns; HiGHS through highspy directly, or CP-SAT); ``auto``: see
+#: :func:`choose_formulation`.
+FORMULATIONS = ("auto", "slots", "patterns")
 
 #: A policy maps an instance to an (L, K) array of targets (docs/model.md §6).
 Policy = Callable[[Instance], np.ndarray]
@@ -62,11 +66,37 @@ def capacity_reason(data: ProblemData) -> str:
             "accuracy budgets")
 
 
+def choose_formulation(method: str, formulation: str, data: ProblemData) -> str:
+    """The formulation ``formulation`` means for ``method`` on ``data``.
+
+    ``auto`` is ``slots`` for now: the pattern master (``--formulation patterns``) is much
+    faster where it converges, but on some mean-budget prefill instances its column generation
+    stops early and it returns a merely ``feasible`` point far above the optimum (issue 4 is
+    still open); brute force ignores the choice.
+    """
+    if formulation not in FORMULATIONS:
+        raise InputError(f"unknown formulation {formulation!r} (known: "
+                         f"{', '.join(FORMULATIONS)})", path="--formulation")
+    if formulation != "auto":
+        return formulation
+    del data, method  # the choice does not depend on the instance (yet)
+    return "slots"
+
+
 def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: float | None,
-                warm_start: np.ndarray | None) -> BackendOutcome:
+                warm_start: np.ndarray | None, formulation: str = "slots") -> BackendOutcome:
+    formulation = choose_formulation(method, formulation, data)
+    if method == "highs" and formulation == "patterns":
+        from siftopt.backends.highs_direct import solve_highs_patterns
+        return solve_highs_patterns(data, profile, time_limit_s=time_limit_s,
+                                    warm_start=warm_start)
     if method == "highs":
         from siftopt.backends.highs_pyomo import solve_highs
         return solve_highs(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
+    if method == "cpsat" and formulation == "patterns":
+        from siftopt.backends.cpsat_patterns import solve_cpsat_patterns
+        return solve_cpsat_patterns(data, profile, time_limit_s=time_limit_s,
+                                    warm_start=warm_start)
     if method == "cpsat":
         from siftopt.backends.cpsat import solve_cpsat
         return solve_cpsat(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
@@ -78,18 +108,20 @@ def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: 
 
 def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
                 time_limit_s: float | None = None,
-                warm_start: np.ndarray | None = None) -> SolveResult:
-    """Solve (P) exactly with ``highs``, ``cpsat`` or ``brute`` (tiny instances only)."""
+                warm_start: np.ndarray | None = None, formulation: str = "auto") -> SolveResult:
+    """Solve (P) exactly with ``highs``, ``cpsat`` or ``brute`` (tiny instances only), in the
+    given formulation (``auto``, ``slots``, ``patterns``; :func:`choose_formulation`)."""
     profile = profile or load_profile(None)
     limit = time_limit_s if time_limit_s is not None else profile.time_limit_s
     started = time.perf_counter()
     data = problem_data(inst)
+    choose_formulation(method, formulation, data)  # reject an unknown name early
     reason = infeasibility_reason(data)
     if reason is not None:
         return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
                            build_time_s=time.perf_counter() - started, solve_time_s=0.0,
                            message=reason, details={"proved_by": "per-token bound"})
-    outcome = run_backend(method, data, profile, limit, warm_start)
+    outcome = run_backend(method, data, profile, limit, warm_start, formulation)
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
     status, message = outcome.status, outcome.message
     if status == INFEASIBLE and not message:
@@ -150,12 +182,14 @@ def solve_policy(inst: Instance, method: str) -> SolveResult:
 
 
 def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
-          time_limit_s: float | None = None) -> SolveResult:
-    """Solve an instance with any method (exact backend or policy)."""
+          time_limit_s: float | None = None, formulation: str = "auto") -> SolveResult:
+    """Solve an instance with any method (exact backend or policy); ``formulation`` applies
+    to the exact backends."""
     if method in EXACT_METHODS:
-        return solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s)
+        return solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s,
+                           formulation=formulation)
     return solve_policy(inst, method)
 
 
-__all__ = ["EXACT_METHODS", "solve", "solve_exact", "solve_policy", "resolve_policy",
-           "infeasibility_reason", "TIME_LIMIT"]
+__all__ = ["EXACT_METHODS", "FORMULATIONS", "choose_formulation", "solve", "solve_exact",
+           "solve_policy", "resolve_policy", "infeasibility_reason", "TIME_LIMIT"]

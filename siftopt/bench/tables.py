@@ -5,7 +5,8 @@ generated instance, then averaged over cells):
 
 * energy: the evaluator's energy of the method's decision in mJ, whether or not the decision
   is feasible (``feasible %`` says how often it is);
-* saved vs baseline: ``1 − E_method / E_baseline`` in %, over cells with ``E_baseline > 0``;
+* saved vs baseline: ``1 − E_method / E_baseline`` in %, over cells with ``E_baseline > 0``
+  where the method's decision is feasible (an infeasible decision saves nothing real);
 * gap: ``(E_method − E_opt) / E_opt`` in %, over cells where the reference exact method proved
   the optimum and the method's decision is feasible (``inf`` when ``E_opt = 0 < E_method``);
 * optimal %: share of those cells where the method's energy equals the optimum
@@ -68,7 +69,7 @@ def with_derived(frame: pd.DataFrame, bench: BenchConfig) -> pd.DataFrame:
     out["gap"] = np.where(known, gap, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
         saved = 1.0 - out["energy_j"] / out["baseline_j"]
-    out["saved"] = np.where(out["baseline_j"] > 0, saved, np.nan)
+    out["saved"] = np.where((out["baseline_j"] > 0) & out["feasible"], saved, np.nan)
     out["instance_infeasible"] = False
     if bench.reference is not None:
         ref = out[out["method"] == bench.reference].drop_duplicates("instance_key", keep="last")

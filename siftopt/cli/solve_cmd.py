@@ -8,7 +8,7 @@ from siftopt.cli.common import add_format_option, emit, positive_float, positive
 from siftopt.instance import load_instance
 from siftopt.profiles import load_profile
 from siftopt.report import dumps, result_json, result_table
-from siftopt.solve import EXACT_METHODS, solve
+from siftopt.solve import EXACT_METHODS, FORMULATIONS, solve
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,6 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--profile", default=None,
                    help="solver profile: a name in solvers/ (default, parallel, quick) or a "
                    ".toml path (default: the built-in exact profile)")
+    p.add_argument("--formulation", choices=FORMULATIONS, default="auto",
+                   help="exact model: slots (one binary per slot action; Pyomo for highs), "
+                   "patterns (one choice of node set per token; highspy directly for highs), "
+                   "auto (currently slots: the default; patterns is faster but can stop at a "
+                   "merely feasible point on some mean-budget instances)")
     p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                    help="wall-clock limit of the solve in seconds (overrides the profile)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -40,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads is not None:
         profile = type(profile)(name=profile.name, time_limit_s=profile.time_limit_s,
                                 threads=args.threads, highs=profile.highs, cpsat=profile.cpsat)
-    result = solve(inst, args.method, profile=profile, time_limit_s=args.time_limit)
+    result = solve(inst, args.method, profile=profile, time_limit_s=args.time_limit,
+                   formulation=args.formulation)
     obj = result_json(inst, result)
     if args.out:
         write_text(args.out, dumps(obj) + "\n")

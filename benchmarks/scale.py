@@ -1,0 +1,166 @@
+"""Exact solvers at scale: every backend × formulation, and the policies, over batch sizes.
+
+Usage (from the repository root):
+
+    python benchmarks/scale.py [--lengths 1,128,512,1024,4096] [--nodes 8,16]
+                               [--power fixed,adaptive] [--methods ...] [--repeat R]
+                               [--time-limit S] [--skip-after S]
+
+Instances: ``siftopt.synthetic.random_document`` with seed 7, N = 64 experts, top-K = 8,
+4 replacement candidates, no null δ entries, both budget kinds (per-token and mean), M nodes.
+Prints a Markdown table: one row per instance × method with model build time, solve time,
+total wall time (derived data — candidates, energy tables — included; median of R runs for
+runs under 5 s, else one run), status, energy and its excess over the best energy found.
+
+A method that ran out of time (or took longer than ``--skip-after`` seconds) on an instance
+is not run on the larger instances of the same M and power mode; its rows then say so.
+Methods: ``highs/patterns``, ``highs/slots`` (Pyomo), ``highs/slots-direct`` (the same slot
+MILP assembled with numpy and passed to highspy), ``cpsat/patterns``, ``cpsat/slots``, and
+any policy name.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from siftopt.errors import InputError
+from siftopt.evaluate import evaluate
+from siftopt.instance import Instance, instance_from_document
+from siftopt.physics import energy_tables
+from siftopt.problem import problem_data
+from siftopt.profiles import load_profile
+from siftopt.solve import solve_exact, solve_policy
+from siftopt.synthetic import random_document
+
+DEFAULT_METHODS = ("highs/patterns,highs/slots,highs/slots-direct,cpsat/patterns,cpsat/slots,"
+                   "topk,local,sift-decode,sift-ratio,sift-price")
+
+
+def make(num_tokens: int, num_nodes: int, power_control: str, seed: int = 7) -> Instance:
+    """The benchmark instance: N = 64, K = 8, 4 candidates, both budgets."""
+    doc = random_document(np.random.default_rng(seed), num_tokens=num_tokens, num_experts=64,
+                          top_k=8, num_nodes=num_nodes, power_control=power_control,
+                          budgets="both", max_candidates=4, null_fraction=0.0,
+                          name=f"L{num_tokens}-M{num_nodes}-{power_control}")
+    return instance_from_document(doc)
+
+
+@dataclass
+class Run:
+    """One timed run: times in s, status, energy in J (None if none), message."""
+
+    build_s: float
+    solve_s: float
+    wall_s: float
+    status: str
+    energy_j: float | None
+    note: str = ""
+
+
+def run_once(inst: Instance, method: str, time_limit_s: float) -> Run:
+    """Solve ``inst`` with ``method`` from scratch (cached derived data cleared)."""
+    problem_data.cache_clear()
+    energy_tables.cache_clear()
+    started = time.perf_counter()
+    if method == "highs/slots-direct":
+        from siftopt.backends.highs_direct import solve_highs_slots
+
+        data = problem_data(inst)
+        outcome = solve_highs_slots(data, load_profile(None), time_limit_s=time_limit_s)
+        wall = time.perf_counter() - started
+        energy = None if outcome.actions is None else evaluate(inst, outcome.actions).energy_j
+        return Run(outcome.build_time_s, outcome.solve_time_s, wall, outcome.status, energy)
+    if "/" in method:
+        backend, formulation = method.split("/")
+        result = solve_exact(inst, backend, formulation=formulation, time_limit_s=time_limit_s)
+        note = result.details.get("fallback", "") or result.details.get("method", "")
+    else:
+        try:
+            result = solve_policy(inst, method)
+        except InputError as exc:  # e.g. a policy past its documented size limit
+            return Run(0.0, 0.0, time.perf_counter() - started, "refused", None,
+                       str(exc)[:60])
+        note = result.message.split(";")[0][:60] if not result.feasible else ""
+    wall = time.perf_counter() - started
+    return Run(result.build_time_s, result.solve_time_s, wall, result.status, result.energy_j,
+               note)
+
+
+def timed(inst: Instance, method: str, repeat: int, time_limit_s: float) -> Run:
+    """Median of ``repeat`` runs (one run when the first takes 5 s or more)."""
+    runs = [run_once(inst, method, time_limit_s)]
+    while len(runs) < repeat and runs[0].wall_s < 5.0:
+        runs.append(run_once(inst, method, time_limit_s))
+    last = runs[-1]
+    return Run(statistics.median(r.build_s for r in runs),
+               statistics.median(r.solve_s for r in runs),
+               statistics.median(r.wall_s for r in runs), last.status, last.energy_j, last.note)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--lengths", default="1,128,512,1024,4096")
+    parser.add_argument("--nodes", default="8,16")
+    parser.add_argument("--power", default="fixed,adaptive")
+    parser.add_argument("--methods", default=DEFAULT_METHODS)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--time-limit", type=float, default=120.0)
+    parser.add_argument("--skip-after", type=float, default=120.0,
+                        help="skip a method on larger L once it took this long (s)")
+    args = parser.parse_args()
+    methods = args.methods.split(",")
+    warm_up = make(2, 2, "fixed")  # imports and first-call costs stay out of the table
+    for method in methods:
+        run_once(warm_up, method, args.time_limit)
+    print(f"<!-- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python "
+          f"{platform.python_version()}, repeat={args.repeat}, time limit {args.time_limit} s"
+          " -->")
+    print("| L | M | power | method | build s | solve s | total s | status | energy J | "
+          "excess |")
+    print("|---:|---:|---|---|---:|---:|---:|---|---:|---:|")
+    for num_nodes in (int(m) for m in args.nodes.split(",")):
+        for power in args.power.split(","):
+            given_up: dict[str, str] = {}
+            for length in (int(x) for x in args.lengths.split(",")):
+                inst = make(length, num_nodes, power)
+                rows = []
+                for method in methods:
+                    if method in given_up:
+                        rows.append((method, None, given_up[method]))
+                        continue
+                    run = timed(inst, method, args.repeat, args.time_limit)
+                    rows.append((method, run, ""))
+                    if run.status == "time_limit" or run.wall_s >= args.skip_after or (
+                            run.status == "feasible" and "/" in method):
+                        given_up[method] = (f"not run: {run.status} after {run.wall_s:.0f} s "
+                                            f"at L={length}")
+                best = min((r.energy_j for _, r, _ in rows if r is not None and r.energy_j
+                            is not None and r.status in ("optimal", "feasible")),
+                           default=None)
+                for method, run, why in rows:
+                    print(_row(length, num_nodes, power, method, run, why, best), flush=True)
+
+
+def _row(length: int, num_nodes: int, power: str, method: str, run: Run | None, why: str,
+         best: float | None) -> str:
+    head = f"| {length} | {num_nodes} | {power} | {method} |"
+    if run is None:
+        return f"{head} | | | {why} | | |"
+    energy = "–" if run.energy_j is None else f"{run.energy_j:.9g}"
+    excess = "–"
+    if run.energy_j is not None and best and run.status in ("optimal", "feasible"):
+        excess = f"{100 * (run.energy_j - best) / best:.3g} %"
+    status = run.status + (f" ({run.note})" if run.note else "")
+    return (f"{head} {run.build_s:.3f} | {run.solve_s:.3f} | {run.wall_s:.3f} | {status} | "
+            f"{energy} | {excess} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,378 @@
+"""The pattern formulation (siftopt/patterns.py, backends/highs_direct.py, cpsat_patterns.py).
+
+* the enumeration returns exactly the non-dominated feasible patterns of the definition,
+  checked against every action assignment of each token (monotone and non-monotone tables);
+* every pattern's actions use exactly its nodes with its degradation;
+* patterns == slots == brute force on tiny random instances (HiGHS and CP-SAT, both power
+  modes, all budget kinds, fast fading), and patterns == slots on larger ones;
+* column generation, reduced-cost fixing and the fallbacks give the same optimum as the full
+  pattern MILP and the slot models when forced down each path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from siftopt import patterns as P
+from siftopt.backends import highs_direct as HD
+from siftopt.backends.brute import count_assignments, solve_brute
+from siftopt.backends.cpsat import INT32_MAX
+from siftopt.backends.cpsat_patterns import solve_cpsat_patterns
+from siftopt.backends.highs_direct import solve_highs_patterns, solve_highs_slots
+from siftopt.cli import main
+from siftopt.evaluate import energies_equal, evaluate
+from siftopt.instance import Instance, save_instance
+from siftopt.problem import ProblemData, problem_data
+from siftopt.profiles import Profile, load_profile
+from siftopt.solve import infeasibility_reason, solve_exact
+from siftopt.synthetic import random_instance
+
+BRUTE_LIMIT = 40_000
+PROFILE = load_profile(None)
+
+tiny = st.fixed_dictionaries({
+    "seed": st.integers(0, 10**6), "num_tokens": st.integers(1, 3),
+    "num_experts": st.integers(3, 6), "top_k": st.integers(1, 3),
+    "num_nodes": st.integers(1, 4), "power_control": st.sampled_from(["fixed", "adaptive"]),
+    "budgets": st.sampled_from(["token", "mean", "both"]),
+    "max_candidates": st.sampled_from([None, 0, 1, 2]),
+    "eps_scale": st.sampled_from([0.05, 0.3, 0.8]),
+    "fading": st.sampled_from(["slow", "slow", "rayleigh"]), "gates": st.booleans()})
+
+
+def make(params: dict) -> Instance:
+    params = dict(params)
+    return random_instance(params.pop("seed"), **params)
+
+
+def non_monotone(data: ProblemData, rng: np.random.Generator) -> ProblemData:
+    """``data`` with some tables made non-monotone and non-convex (E(k≥2) scaled down)."""
+    tables = []
+    for table in data.tables:
+        energy = table.energy_j.copy()
+        if table.cap >= 2 and rng.random() < 0.7:
+            energy[2:] *= rng.uniform(0.2, 0.6)
+        tables.append(dataclasses.replace(table, energy_j=energy, convex=False))
+    return dataclasses.replace(data, tables=tuple(tables))
+
+
+def table_energy(data: ProblemData, actions: np.ndarray) -> float:
+    """``Σ_m E_m(n_m)`` of actions by ``data``'s own tables (which may differ from the
+    instance's, see :func:`non_monotone`)."""
+    inst = data.inst
+    skip = actions < 0
+    node = np.where(skip, -1, inst.placement[np.where(skip, 0, actions)])
+    energy = 0.0
+    for m in range(1, data.num_nodes + 1):
+        load = int(np.any(node == m, axis=1).sum())
+        assert load <= data.caps[m]
+        energy += float(data.tables[m - 1].energy_j[load])
+    return energy
+
+
+# ---- the enumeration against the definition ---------------------------------------------------
+
+
+def reference_patterns(data: ProblemData) -> dict[int, dict[int, float]]:
+    """Per token: kept pattern mask → D, straight from the definition (every assignment)."""
+    inst = data.inst
+    k_slots = inst.top_k
+    caps = P.degradation_caps(data)
+    mean_mode = P.mean_budget_binding(data)
+    mono = P.monotone_nodes(data)
+    reach = data.opt_reachable
+    out = {}
+    for t in range(inst.num_tokens):
+        options = [[o for o in data.slot_options(t * k_slots + k) if reach[o]]
+                   for k in range(k_slots)]
+        exact: dict[int, float] = {}
+        for combo in itertools.product(*options):
+            mask = 0
+            for o in combo:
+                if data.opt_node[o] >= 1:
+                    mask |= 1 << (int(data.opt_node[o]) - 1)
+            d = float(np.sum(data.opt_degradation[list(combo)]))
+            exact[mask] = min(exact.get(mask, np.inf), d)
+        kept = {}
+        for mask, d in exact.items():
+            if d > caps[t]:
+                continue
+            dominated = False
+            for sub, d_sub in exact.items():
+                if sub == mask or sub & ~mask:
+                    continue
+                if not all(mono[m + 1] for m in range(inst.num_nodes) if (mask & ~sub) >> m & 1):
+                    continue
+                if (d_sub <= d + 1e-12) if mean_mode else (d_sub <= caps[t]):
+                    dominated = True
+                    break
+            if not dominated:
+                kept[mask] = d
+        out[t] = kept
+    return out
+
+
+def check_enumeration(data: ProblemData) -> None:
+    space = P.pattern_space(data)
+    pset = P.enumerate_patterns(space)
+    reference = reference_patterns(data)
+    start = pset.start
+    for t, kept in reference.items():
+        g = int(space.token_class[t])
+        got = {int(m): float(d) for m, d in zip(pset.mask[start[g]:start[g + 1]],
+                                                pset.degradation[start[g]:start[g + 1]],
+                                                strict=True)}
+        assert set(got) == set(kept), (t, sorted(got), sorted(kept))
+        for mask, d in kept.items():
+            assert got[mask] == pytest.approx(d, rel=1e-12, abs=1e-15)
+    # action recovery: exactly the pattern's nodes, with its degradation
+    for p in range(pset.num_patterns):
+        g = int(pset.pattern_class[p])
+        t = int(space.class_rep[g])
+        actions = data.inst.topk_experts.copy()
+        actions[t] = P.actions_for_patterns(space, pset.mask[p:p + 1], np.array([t]))[0]
+        again = evaluate(data.inst, actions)
+        sent = sum(1 << m for m in range(data.num_nodes) if again.sent[t, m])
+        assert sent == int(pset.mask[p])
+        assert again.degradation[t] == pytest.approx(pset.degradation[p], rel=1e-12, abs=1e-15)
+
+
+@settings(max_examples=120, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(params=tiny)
+def test_enumeration_is_the_definition(params):
+    data = problem_data(make(params))
+    if count_assignments(data) <= BRUTE_LIMIT:
+        check_enumeration(data)
+
+
+@settings(max_examples=80, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(params=tiny, bump=st.integers(0, 1000))
+def test_enumeration_with_non_monotone_tables(params, bump):
+    data = non_monotone(problem_data(make(params)), np.random.default_rng(bump))
+    if count_assignments(data) <= BRUTE_LIMIT:
+        check_enumeration(data)
+
+
+def test_identical_tokens_share_a_class():
+    inst = random_instance(3, num_tokens=6, num_experts=8, top_k=2, num_nodes=3, max_candidates=1)
+    rows = np.array([0, 1, 0, 2, 1, 0])
+    inst = inst.replace(topk_experts=inst.topk_experts[rows], topk_weights=inst.topk_weights[rows],
+                        eps_token=None if inst.eps_token is None else inst.eps_token[rows])
+    token_class, rep, count = P.token_classes(problem_data(inst))
+    assert token_class.tolist() == [0, 1, 0, 2, 1, 0]
+    assert rep.tolist() == [0, 1, 3] and count.tolist() == [3, 2, 1]
+    assert_same_optimum(inst, ("highs", "patterns"), ("highs", "slots"), ("brute", "auto"))
+
+
+def test_mask_sums_and_bits():
+    masks = np.array([0, 1, 0b1010, (1 << 63) | 1], dtype=np.uint64)
+    price = np.arange(1.0, 65.0)
+    assert P.mask_sums(masks, price).tolist() == [0.0, 1.0, 2.0 + 4.0, 64.0 + 1.0]
+    pos, node = P.mask_bits(masks, 64)
+    pairs = sorted(zip(pos.tolist(), node.tolist(), strict=True))
+    assert pairs == [(1, 1), (2, 2), (2, 4), (3, 1), (3, 64)]
+
+
+# ---- exact backends against each other and brute force ---------------------------------------
+
+
+def assert_same_optimum(inst: Instance, *methods: tuple[str, str]) -> dict:
+    """Every (method, formulation) reaches the same verdict and energy; actions re-evaluate."""
+    results = {m: solve_exact(inst, m[0], formulation=m[1]) for m in methods}
+    first = next(iter(results.values()))
+    for key, result in results.items():
+        assert result.status == first.status, (key, result.status, first.status,
+                                               result.message, result.details.get("fallback"))
+        if result.status == "optimal":
+            assert energies_equal(result.energy_j, first.energy_j), (key, result.energy_j,
+                                                                     first.energy_j)
+            again = evaluate(inst, result.actions)
+            assert again.feasible and again.energy_j == result.energy_j
+            assert result.dual_bound_j is not None
+            assert result.dual_bound_j <= result.energy_j * (1 + 1e-9) + 1e-15
+        else:
+            assert result.actions is None and result.message
+    return results
+
+
+@settings(max_examples=150, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(params=tiny)
+def test_patterns_equal_slots_equal_brute_force(params):
+    inst = make(params)
+    if count_assignments(problem_data(inst)) > BRUTE_LIMIT:
+        return
+    assert_same_optimum(inst, ("brute", "auto"), ("highs", "patterns"), ("highs", "slots"),
+                        ("cpsat", "patterns"))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(params=tiny, bump=st.integers(0, 1000))
+def test_non_monotone_tables_against_brute_force(params, bump):
+    """Backends on data whose tables are non-monotone: exact-use patterns are needed."""
+    data = non_monotone(problem_data(make(params)), np.random.default_rng(bump))
+    if count_assignments(data) > BRUTE_LIMIT or infeasibility_reason(data):
+        return
+    truth = solve_brute(data)
+    for solver in (solve_highs_patterns, solve_highs_slots, solve_cpsat_patterns):
+        got = solver(data, PROFILE, time_limit_s=None)
+        assert got.status == truth.status, (solver.__name__, got.status, truth.status)
+        if truth.status == "optimal":
+            assert energies_equal(table_energy(data, got.actions), truth.dual_bound_j)
+
+
+@pytest.mark.parametrize("power", ["fixed", "adaptive"])
+@pytest.mark.parametrize("budgets", ["token", "mean", "both"])
+@pytest.mark.parametrize("tokens", [16, 40])
+def test_larger_instances_agree(power, budgets, tokens):
+    inst = random_instance(100 + tokens, num_tokens=tokens, num_experts=16,
+                           top_k=4, num_nodes=5, power_control=power, budgets=budgets,
+                           max_candidates=3, null_fraction=0.1)
+    methods = [("highs", "patterns"), ("highs", "slots"), ("cpsat", "patterns")]
+    if tokens <= 16:
+        methods.append(("cpsat", "slots"))
+    assert_same_optimum(inst, *methods)
+
+
+@pytest.mark.parametrize("fading, power", [("rayleigh", "fixed"), ("rayleigh", "adaptive")])
+def test_fast_fading_prefill_agrees(fading, power):
+    for seed in range(3):
+        inst = random_instance(seed, num_tokens=12, num_experts=10, top_k=3, num_nodes=4,
+                               power_control=power, budgets="both", fading=fading)
+        assert_same_optimum(inst, ("highs", "patterns"), ("highs", "slots"),
+                            ("cpsat", "patterns"))
+
+
+def test_prefill_at_scale_matches_the_direct_slot_model():
+    """L = 64 with 8 nodes: the pattern master against the slot MILP (both via highspy)."""
+    inst = random_instance(5, num_tokens=64, num_experts=24, top_k=4, num_nodes=8,
+                           power_control="adaptive", budgets="both", max_candidates=3,
+                           null_fraction=0.0)
+    data = problem_data(inst)
+    pat = solve_highs_patterns(data, PROFILE, time_limit_s=120)
+    slot = solve_highs_slots(data, PROFILE, time_limit_s=120)
+    assert pat.status == slot.status == "optimal"
+    assert energies_equal(evaluate(inst, pat.actions).energy_j,
+                          evaluate(inst, slot.actions).energy_j)
+    assert pat.details["cg_converged"]
+
+
+# ---- every path of the pattern backend ---------------------------------------------------------
+
+
+EXPECTED_EVIDENCE = {
+    "all patterns": lambda d: any(e["phase"] == "mip" for e in d.get("trace", [])),
+    "final mip": lambda d: any(e["phase"] == "final mip" for e in d.get("trace", [])),
+    "no incumbent": lambda d: "note" in d or "fallback" in d,
+    "slot fallback": lambda d: "fallback" in d,
+    "exact-use fallback": lambda d: "fallback" in d,
+}
+
+
+@pytest.mark.parametrize("path", list(EXPECTED_EVIDENCE))
+def test_every_path_gives_the_optimum(path, monkeypatch):
+    if path == "all patterns":
+        monkeypatch.setattr(HD, "DIRECT_TOKENS", 10**6)
+    elif path == "final mip":  # the restricted MILP sees only columns of reduced cost ≤ 0
+        monkeypatch.setattr(HD, "TAU", 0.0)
+    elif path == "no incumbent":  # no restricted MILP has a column: MILP over all patterns
+        monkeypatch.setattr(HD, "TAU", -1.0)
+        monkeypatch.setattr(HD, "MAX_TAU", -1.0)
+    elif path == "slot fallback":
+        monkeypatch.setattr(P, "MAX_NODES", 1)
+    else:
+        monkeypatch.setattr(P, "MAX_LOCAL_BITS", 0)
+    evidence = 0
+    for seed in range(6):
+        for budgets in ("token", "both"):
+            inst = random_instance(seed, num_tokens=20, num_experts=12, top_k=3, num_nodes=4,
+                                   power_control="adaptive", budgets=budgets)
+            results = assert_same_optimum(inst, ("highs", "patterns"), ("highs", "slots"))
+            evidence += EXPECTED_EVIDENCE[path](results[("highs", "patterns")].details)
+    assert evidence > 0
+
+
+def test_warm_start_from_a_policy_is_used():
+    from siftopt.policies import POLICIES
+
+    inst = random_instance(2, num_tokens=48, num_experts=16, top_k=4, num_nodes=6,
+                           power_control="adaptive", budgets="token")
+    start = np.asarray(POLICIES["sift-ratio"](inst))
+    assert evaluate(inst, start).feasible
+    cold = solve_exact(inst, "highs", formulation="patterns")
+    warm = solve_exact(inst, "highs", formulation="patterns", warm_start=start)
+    assert warm.details["warm_start"] is True
+    assert warm.status == cold.status == "optimal"
+    assert energies_equal(warm.energy_j, cold.energy_j)
+    hinted = solve_exact(inst, "cpsat", formulation="patterns", warm_start=start)
+    assert energies_equal(hinted.energy_j, cold.energy_j)
+
+
+def test_decode_needs_no_solver():
+    inst = random_instance(1, num_tokens=1, num_experts=64, top_k=8, num_nodes=16,
+                           power_control="adaptive", budgets="both", max_candidates=4)
+    result = solve_exact(inst, "highs")
+    assert result.details["formulation"] == "patterns"
+    assert result.details["method"] == "decode rule (no MILP)"
+    assert result.status == "optimal"
+    assert energies_equal(result.energy_j, solve_exact(inst, "highs", formulation="slots").energy_j)
+
+
+def test_time_limit_is_respected():
+    inst = random_instance(9, num_tokens=200, num_experts=32, top_k=6, num_nodes=8,
+                           power_control="adaptive", budgets="both", max_candidates=4)
+    result = solve_exact(inst, "highs", formulation="patterns", time_limit_s=0.01)
+    assert result.status in ("optimal", "feasible", "time_limit")
+    if result.actions is not None:
+        assert evaluate(inst, result.actions).feasible
+
+
+# ---- CP-SAT scaling ----------------------------------------------------------------------------
+
+
+def test_cpsat_patterns_with_huge_scaled_rows():
+    """The mean row's scaled sum passes 2^31: presolve inclusion is forced off
+    (google/or-tools#5293) unless the profile already does it, and the answer stands."""
+    inst = random_instance(4, num_tokens=10, num_experts=8, top_k=3, num_nodes=3,
+                           power_control="fixed", budgets="mean", eps_scale=0.5)
+    no_limit = Profile(name="no-limit", time_limit_s=None, threads=1, highs=PROFILE.highs,
+                       cpsat={"relative_gap_limit": 0.0, "absolute_gap_limit": 0.0})
+    reference = solve_exact(inst, "highs", formulation="patterns")
+    for profile in (PROFILE, no_limit):
+        result = solve_exact(inst, "cpsat", formulation="patterns", profile=profile)
+        assert result.status == reference.status
+        if result.status == "optimal":
+            assert energies_equal(result.energy_j, reference.energy_j)
+        if "max_row_sum" in result.details:
+            assert result.details["max_row_sum"] > INT32_MAX
+            assert result.details["presolve_inclusion_work_limit"] == 0
+            assert result.details["presolve_inclusion_forced"] is (profile is no_limit)
+
+
+# ---- command line -----------------------------------------------------------------------------
+
+
+def test_cli_formulation_flag(tmp_path, capsys):
+    inst = random_instance(6, num_tokens=8, num_experts=8, top_k=2, num_nodes=3,
+                           budgets="both")
+    path = tmp_path / "inst.json"
+    save_instance(inst, path)
+    energies = []
+    for formulation in ("slots", "patterns", "auto"):
+        assert main(["solve", str(path), "--formulation", formulation, "--format", "json"]) == 0
+        energies.append(json.loads(capsys.readouterr().out)["energy_j"])
+    assert all(energies_equal(e, energies[0]) for e in energies)
+    assert main(["solve", str(path), "--formulation", "columns"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(Exception, match="formulation"):
+        solve_exact(inst, "highs", formulation="columns")
