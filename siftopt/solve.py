@@ -69,17 +69,20 @@ def capacity_reason(data: ProblemData) -> str:
 def choose_formulation(method: str, formulation: str, data: ProblemData) -> str:
     """The formulation ``formulation`` means for ``method`` on ``data``.
 
-    ``auto`` is ``slots`` for now: the pattern master (``--formulation patterns``) is much
-    faster where it converges, but on some mean-budget prefill instances its column generation
-    stops early and it returns a merely ``feasible`` point far above the optimum (issue 4 is
-    still open); brute force ignores the choice.
+    ``auto``: for HiGHS on a single token (decoding) ``patterns``, which picks the cheapest
+    feasible node set directly, with no MILP; otherwise ``slots``. For prefill the pattern
+    master (``--formulation patterns``) is much faster where it converges, but on some
+    mean-budget instances its column generation stops early and it returns a merely
+    ``feasible`` point far above the optimum (issue 4 is still open), so it is opt-in. Brute
+    force ignores the choice.
     """
     if formulation not in FORMULATIONS:
         raise InputError(f"unknown formulation {formulation!r} (known: "
                          f"{', '.join(FORMULATIONS)})", path="--formulation")
     if formulation != "auto":
         return formulation
-    del data, method  # the choice does not depend on the instance (yet)
+    if method == "highs" and data.num_tokens == 1:
+        return "patterns"
     return "slots"
 
 

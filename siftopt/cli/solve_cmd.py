@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formulation", choices=FORMULATIONS, default="auto",
                    help="exact model: slots (one binary per slot action; Pyomo for highs), "
                    "patterns (one choice of node set per token; highspy directly for highs), "
-                   "auto (currently slots: the default; patterns is faster but can stop at a "
-                   "merely feasible point on some mean-budget instances)")
+                   "auto (the default: patterns for highs on one token, else slots; patterns "
+                   "is faster on prefill but can stop at a merely feasible point there)")
     p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                    help="wall-clock limit of the solve in seconds (overrides the profile)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
