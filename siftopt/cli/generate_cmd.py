@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from siftopt.cli.common import emit, positive_float, positive_int
+from siftopt.cli.common import emit, nonnegative_int, positive_float, positive_int
 from siftopt.generate import (
     ARCHITECTURES,
     BUDGETS,
@@ -24,16 +24,6 @@ _PARAMETER_OPTIONS = ("preset", "scenario", "tokens", "nodes", "fading", "power_
                       "accuracy", "raise_budgets", "budget", "latency_scale", "latency_s",
                       "similarity", "placement", "router_entropy", "token_correlation",
                       "outage_max", "max_candidates", "bits_per_element")
-
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,13 @@ import sys
 import time
 from typing import Any
 
-from siftopt.cli.common import add_format_option, emit, positive_float, positive_int
+from siftopt.cli.common import (
+    add_format_option,
+    emit,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
 from siftopt.instance import CSI_MODES, Instance, load_instance
 from siftopt.report import dumps, format_table
 from siftopt.simulate import (
@@ -20,16 +26,6 @@ from siftopt.simulate import (
     simulate,
 )
 from siftopt.solve import EXACT_METHODS
-
-
-def nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
