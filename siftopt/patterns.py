@@ -202,8 +202,10 @@ def degradation_caps(data: ProblemData) -> np.ndarray:
     """Per token: the largest degradation any feasible solution can give it.
 
     ``min(ε_t + BUDGET_SLACK, L(ε̄ + BUDGET_SLACK) − Σ_{t'≠t} Dmin_{t'})`` where ``Dmin`` is
-    the least degradation with every reachable node; the second term gets 1e-9 of extra room
-    so that rounding can never cut a feasible pattern.
+    the least degradation with every reachable node. For L > 1 the second term gets 1e-9 of
+    extra room so that rounding can never cut a feasible pattern (the mean row enforces the
+    budget); for L = 1 it *is* the mean budget (``ε̄ + BUDGET_SLACK``, no extra room), as the
+    decode rule has no mean row.
     """
     inst = data.inst
     cap = np.full(inst.num_tokens, np.inf)
@@ -212,7 +214,9 @@ def degradation_caps(data: ProblemData) -> np.ndarray:
     if inst.eps_mean is not None:
         least = data.least_degradation()
         room = inst.num_tokens * (inst.eps_mean + BUDGET_SLACK) - (least.sum() - least)
-        cap = np.minimum(cap, room + 1e-9)
+        if inst.num_tokens == 1:
+            room = np.array([inst.eps_mean + BUDGET_SLACK])
+        cap = np.minimum(cap, room + (1e-9 if inst.num_tokens > 1 else 0.0))
     return cap
 
 

@@ -144,7 +144,7 @@ def check_enumeration(data: ProblemData) -> None:
         assert again.degradation[t] == pytest.approx(pset.degradation[p], rel=1e-12, abs=1e-15)
 
 
-@settings(max_examples=120, deadline=None, derandomize=True,
+@settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(params=tiny)
 def test_enumeration_is_the_definition(params):
@@ -204,7 +204,7 @@ def assert_same_optimum(inst: Instance, *methods: tuple[str, str]) -> dict:
     return results
 
 
-@settings(max_examples=150, deadline=None, derandomize=True,
+@settings(max_examples=300, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(params=tiny)
 def test_patterns_equal_slots_equal_brute_force(params):
@@ -302,6 +302,30 @@ def test_every_path_gives_the_optimum(path, monkeypatch):
     assert evidence > 0
 
 
+def test_lp_failure_falls_back_to_an_exact_path(monkeypatch):
+    """If an LP of column generation fails, the answer must still be exact (not a mere
+    feasible point of the restricted columns)."""
+    monkeypatch.setattr(HD, "_run_lp", lambda highs, trace: False)
+    inst = random_instance(3, num_tokens=24, num_experts=12, top_k=3, num_nodes=4,
+                           power_control="adaptive", budgets="both")
+    results = assert_same_optimum(inst, ("highs", "patterns"), ("highs", "slots"))
+    details = results[("highs", "patterns")].details
+    assert "column generation" in details.get("note", "") or "fallback" in details
+
+
+def test_generated_instance_whose_overflow_priced_lp_failed():
+    """Regression: qwen3-30b-a3b, L = 64, both budgets, adaptive, seed 2. With overflow costs
+    of ~1e10 energy units the second restricted LP came back "Not Set" and the backend
+    returned a feasible point 2× above the optimum."""
+    from siftopt.generate.build import generate
+    from siftopt.generate.config import GeneratorConfig
+
+    inst = generate(GeneratorConfig(preset="qwen3-30b-a3b", tokens=64, budget="both",
+                                    power_control="adaptive", fading="slow"), 2).instance
+    results = assert_same_optimum(inst, ("highs", "patterns"), ("highs", "slots"))
+    assert results[("highs", "patterns")].details["cg_converged"]
+
+
 def test_warm_start_from_a_policy_is_used():
     from siftopt.policies import POLICIES
 
@@ -321,11 +345,27 @@ def test_warm_start_from_a_policy_is_used():
 def test_decode_needs_no_solver():
     inst = random_instance(1, num_tokens=1, num_experts=64, top_k=8, num_nodes=16,
                            power_control="adaptive", budgets="both", max_candidates=4)
-    result = solve_exact(inst, "highs")
+    result = solve_exact(inst, "highs", formulation="patterns")
     assert result.details["formulation"] == "patterns"
     assert result.details["method"] == "decode rule (no MILP)"
     assert result.status == "optimal"
     assert energies_equal(result.energy_j, solve_exact(inst, "highs", formulation="slots").energy_j)
+
+
+def test_decode_meets_a_mean_budget_within_the_evaluator_tolerance():
+    """L = 1 with only a mean budget: the decode rule has no mean row, so the pattern cap must
+    be the budget itself. Budgets 1.2e-9 below a pattern's D must not admit it."""
+    bad = []
+    for seed in range(40):
+        inst = random_instance(seed, num_tokens=1, num_experts=6, top_k=3, num_nodes=3,
+                               budgets="mean", max_candidates=2)
+        loose = P.enumerate_patterns(problem_data(inst.replace(eps_mean=10.0)))
+        for d in loose.degradation:
+            edge = inst.replace(eps_mean=float(d) - 1.2e-9)
+            result = solve_exact(edge, "highs", formulation="patterns")
+            if result.actions is not None and not evaluate(edge, result.actions).feasible:
+                bad.append((seed, float(d)))
+    assert not bad
 
 
 def test_time_limit_is_respected():

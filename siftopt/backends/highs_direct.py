@@ -95,6 +95,9 @@ COLUMNS_PER_CLASS = 2
 #: Reduced-cost threshold (energy units) of the first restricted MILP, and the largest one
 #: tried (×8 per step) before falling back to the slot formulation.
 TAU, MAX_TAU = 0.1, 52.0
+#: Overflow values above this count as used; an overflow's cost is raised ×10 at most
+#: MAX_ESCALATIONS times before column generation gives up (exact fallback).
+OVERFLOW_TOL, MAX_ESCALATIONS = 1e-9, 12
 #: Extra room on the reduced-cost threshold of the fixing step (relative, absolute).
 FIX_MARGIN = (1e-7, 1e-6)
 INF = highspy.kHighsInf
@@ -527,9 +530,11 @@ def build_master(space: PatternSpace) -> Master:
                if loads else np.zeros(0))
     convex = np.array([data.tables[m - 1].convex for m in range(1, data.num_nodes + 1)])
     bp_integer = ~convex[bp_node - 1] if nodes.size else np.zeros(0, bool)
-    # overflow: one more unit of load (or of degradation) at a price above any energy
-    big = 2.0 * float(sum(data.tables[m - 1].energy_j[c] / scale for m, c in
-                          zip(nodes, node_cap, strict=True))) + 1.0
+    # overflow: one more unit of load above any marginal energy, of degradation at that price
+    # per typical degradation step; raised ×10 while the LP optimum still uses it
+    big = 2.0 * max((float(np.max(np.diff(data.tables[m - 1].energy_j[: c + 1]),
+                                  initial=0.0)) / scale for m, c in
+                     zip(nodes, node_cap, strict=True)), default=0.0) + 1.0
     o_rows = list(load_row[nodes])
     o_cost = [big] * nodes.size
     if mean_row >= 0:
@@ -556,11 +561,11 @@ def _breakpoint_loads(data: ProblemData, node: int, cap: int) -> np.ndarray:
 
 
 def _degradation_step(space: PatternSpace) -> float:
-    """The smallest positive gain of a remote option over its slot's local fallback (at least
-    1e-9): a unit for pricing the mean row's overflow."""
+    """The median positive gain of a remote option over its slot's local fallback (at least
+    1e-6): a unit for pricing the mean row's overflow."""
     gain = space.slots.local[:, :, None] - space.slots.remote
     gain = gain[np.isfinite(gain) & (gain > 0)]
-    return float(max(gain.min(), 1e-9)) if gain.size else 1.0
+    return float(max(np.median(gain), 1e-6)) if gain.size else 1.0
 
 
 # ---- solving the pattern master ---------------------------------------------------------------
@@ -568,6 +573,10 @@ def _degradation_step(space: PatternSpace) -> float:
 
 class NoIncumbentError(Exception):
     """Column generation's restricted MILPs found no solution (which proves nothing)."""
+
+
+class ColumnGenerationError(Exception):
+    """The LP phase failed (an LP not solved, no convergence): an exact fallback is used."""
 
 
 @dataclass
@@ -649,6 +658,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     """
     space = master.space
     highs = new_highs(profile, _remaining(deadline), lp_only=True)
+    overflow_cost = master.overflow.cost.copy()
     pats, bps = [np.asarray(initial, np.int64)], [np.asarray(initial_bps, np.int64)]
     cols = Columns.concat([master.overflow, master.breakpoint_columns(bps[0], lp=True),
                            master.pattern_columns(pats[0], lp=True)])
@@ -657,15 +667,17 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     in_lp_bp = np.zeros(master.bp_node.size, dtype=bool)
     in_lp_bp[bps[0]] = True
     rounds, converged, z_lp, row_dual = 0, False, 0.0, None
+    escalations = 0
     while rounds < MAX_CG_ROUNDS:
         rounds += 1
-        lp_started = time.perf_counter()
-        highs.run()
-        trace.solver_s += time.perf_counter() - lp_started
-        if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            break
+        if not _run_lp(highs, trace):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            raise ColumnGenerationError("HiGHS did not solve a restricted LP to optimality "
+                                        f"({highs.modelStatusToString(highs.getModelStatus())})")
         z_lp = float(highs.getInfo().objective_function_value)
-        row_dual = np.asarray(highs.getSolution().row_dual)
+        solution = highs.getSolution()
+        row_dual = np.asarray(solution.row_dual)
         found = trace.price(space, master.pricing(row_dual, -PRICING_TOL, True))
         pick = _best_per_class(found)
         idx = master.store.add(found.pattern_class[pick], found.mask[pick],
@@ -673,8 +685,19 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         new = np.array(sorted(set(idx.tolist()) - known), dtype=np.int64)
         new_bps = _new_breakpoints(master, row_dual, in_lp_bp)
         if new.size == 0 and new_bps.size == 0:
-            converged = True
-            break
+            used = np.asarray(solution.col_value)[: overflow_cost.size] > OVERFLOW_TOL
+            if not used.any():
+                converged = True
+                break
+            # an overflow is still in use: price it higher (its LP is a relaxation either way)
+            escalations += 1
+            if escalations > MAX_ESCALATIONS:
+                raise ColumnGenerationError("the LP keeps needing overflow on a load or the "
+                                            "mean row")
+            overflow_cost[used] *= 10.0
+            for j in np.flatnonzero(used):
+                highs.changeColCost(int(j), float(overflow_cost[j]))
+            continue
         known.update(new.tolist())
         in_lp_bp[new_bps] = True
         pats.append(new)
@@ -683,6 +706,8 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
                                            master.pattern_columns(new, lp=True)]))
         if deadline is not None and time.perf_counter() > deadline:
             break
+    if not converged and (deadline is None or time.perf_counter() <= deadline):
+        raise ColumnGenerationError(f"no convergence in {MAX_CG_ROUNDS} rounds")
     bound = (z_lp - PRICING_TOL * (space.data.num_tokens + master.nodes.size)
              if converged else 0.0)
     trace.add("column generation", rounds=rounds, lp_patterns=len(known),
@@ -693,6 +718,20 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
                             lp_patterns=np.unique(np.concatenate(pats)),
                             lp_breakpoints=np.flatnonzero(in_lp_bp), rounds=rounds,
                             converged=converged)
+
+
+def _run_lp(highs: highspy.Highs, trace: Trace) -> bool:
+    """Run the LP; on a failure other than optimality, once more from a fresh factorisation.
+    Returns whether it is optimal."""
+    for attempt in range(2):
+        if attempt:
+            highs.clearSolver()
+        started = time.perf_counter()
+        highs.run()
+        trace.solver_s += time.perf_counter() - started
+        if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            return True
+    return False
 
 
 def _new_breakpoints(master: Master, row_dual: np.ndarray, in_lp: np.ndarray) -> np.ndarray:
@@ -761,7 +800,10 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
     gaps_zero = _gaps_zero(profile)
     details: dict[str, Any] = {"load_rows": int(master.nodes.size),
                                "mean_row": master.mean_row >= 0}
-    initial = np.unique(store.add_set(first))
+    priced = time.perf_counter()
+    least_d = cheapest_patterns(space, np.zeros(space.data.num_nodes), degradation_price=1.0)
+    trace.pricing_s += time.perf_counter() - priced
+    initial = np.unique(np.concatenate([store.add_set(first), store.add_set(least_d)]))
     incumbent = None
     if warm is not None:
         incumbent = (store.add(*warm[0]), warm[1])
@@ -796,7 +838,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         if cg.row_dual is None or tau >= MAX_TAU:
             # the restricted MILPs are infeasible; that proves nothing about (P)
             raise NoIncumbentError("no feasible solution among the priced patterns")
-        tau *= 8.0  # widen the restricted MILP
+        tau = max(8.0 * tau, 0.1)  # widen the restricted MILP (from any start)
     if incumbent is None:
         return result, master, None, details
     details["upper_bound_restricted"] = ub
@@ -896,10 +938,10 @@ def solve_highs_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
             try:
                 result, master, chosen, extra = solve_master(space, profile, deadline, warm,
                                                              first, trace)
-            except NoIncumbentError:
+            except (NoIncumbentError, ColumnGenerationError) as exc:
                 result, master, chosen, extra = _solve_all_patterns(space, profile, deadline,
                                                                     warm, trace)
-                extra["note"] = "column generation found no solution; MILP over every pattern"
+                extra["note"] = f"column generation: {exc}; MILP over every pattern"
     except PatternLimitError as exc:
         return _fallback(data, profile, deadline, warm_start, exc)
     details.update(extra)
