@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from siftopt.backends.progress import progress_lines
 from siftopt.errors import InputError
 from siftopt.evaluate import Evaluation
 from siftopt.instance import Instance, parse_json_text
@@ -209,6 +210,15 @@ def result_table(inst: Instance, result: SolveResult, *, max_tokens: int = 20) -
              f"time      build {result.build_time_s:.3f} s, solve {result.solve_time_s:.3f} s"]
     if result.message:
         lines.append(f"note      {result.message}")
+    if "warm_start_policy" in result.details:
+        policy = result.details["warm_start_policy"]
+        used = result.details.get("warm_start")
+        lines.append("start     " + ("no feasible policy answer" if policy is None else
+                                     f"from policy {policy}" + (
+                                         "" if used is not False else " (not usable here)")))
+    trace = result.details.get("trace")
+    if trace:
+        lines += ["", "progress (bounds over time)", *progress_lines(trace)]
     ev = result.evaluation
     if ev is None:
         return "\n".join(lines)

@@ -8,13 +8,14 @@ and returns a :class:`~siftopt.result.SolveResult` whose actions were evaluated 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-from siftopt.errors import InputError
+from siftopt.errors import InputError, PolicyRefusal
 from siftopt.evaluate import evaluate
 from siftopt.instance import Instance
 from siftopt.problem import DEGRADATION_TOL, ProblemData, problem_data
@@ -69,11 +70,11 @@ def capacity_reason(data: ProblemData) -> str:
 def choose_formulation(method: str, formulation: str, data: ProblemData) -> str:
     """The formulation ``formulation`` means for ``method`` on ``data``.
 
-    ``auto``: for HiGHS on a single token (decoding) ``patterns``, which picks the cheapest
-    feasible node set directly, with no MILP; otherwise ``slots``. For prefill the pattern
-    master (``--formulation patterns``) is much faster where it converges, but on some
-    mean-budget instances its column generation stops early and it returns a merely
-    ``feasible`` point far above the optimum (issue 4 is still open), so it is opt-in. Brute
+    ``auto`` is ``patterns`` for HiGHS and CP-SAT: for one token (decoding) it picks the
+    cheapest feasible node set directly, with no MILP; for prefill its master is far tighter
+    than the slot MILP (docs/performance.md: L = 1024 in well under a second with HiGHS where
+    the slot model does not finish in 120 s). Both pattern backends fall back to the slot
+    model on their own when the pattern space is too large (``details["fallback"]``). Brute
     force ignores the choice.
     """
     if formulation not in FORMULATIONS:
@@ -81,9 +82,7 @@ def choose_formulation(method: str, formulation: str, data: ProblemData) -> str:
                          f"{', '.join(FORMULATIONS)})", path="--formulation")
     if formulation != "auto":
         return formulation
-    if method == "highs" and data.num_tokens == 1:
-        return "patterns"
-    return "slots"
+    return "patterns" if method in ("highs", "cpsat") else "slots"
 
 
 def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: float | None,
@@ -119,6 +118,9 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     started = time.perf_counter()
     data = problem_data(inst)
     choose_formulation(method, formulation, data)  # reject an unknown name early
+    if warm_start is not None and np.shape(warm_start) != inst.topk_experts.shape:
+        raise InputError(f"warm start must have shape {inst.topk_experts.shape}, got "
+                         f"{np.shape(warm_start)}", path="warm_start")
     reason = infeasibility_reason(data)
     if reason is not None:
         return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
@@ -184,15 +186,41 @@ def solve_policy(inst: Instance, method: str) -> SolveResult:
                        build_time_s=0.0, solve_time_s=elapsed, message=message)
 
 
+def best_policy_start(inst: Instance, methods: list[str]) -> tuple[str, SolveResult] | None:
+    """The feasible result of least energy among the given policies, or None if none is
+    feasible: a warm start for the exact backends. Policies that refuse are skipped."""
+    best: tuple[str, SolveResult] | None = None
+    for method in methods:
+        try:
+            result = solve_policy(inst, method)
+        except PolicyRefusal:
+            continue  # a policy past its documented size limit
+        if result.feasible and (best is None or result.energy_j < best[1].energy_j):
+            best = (method, result)
+    return best
+
+
 def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
-          time_limit_s: float | None = None, formulation: str = "auto") -> SolveResult:
+          time_limit_s: float | None = None, formulation: str = "auto",
+          warm_start: list[str] | None = None) -> SolveResult:
     """Solve an instance with any method (exact backend or policy); ``formulation`` applies
-    to the exact backends."""
-    if method in EXACT_METHODS:
-        return solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s,
-                           formulation=formulation)
-    return solve_policy(inst, method)
+    to the exact backends. ``warm_start``: policy names; an exact backend starts from the
+    best feasible one (:func:`best_policy_start`; ``details["warm_start_policy"]``), and its
+    time counts in the build time."""
+    if method not in EXACT_METHODS:
+        return solve_policy(inst, method)
+    start, started = None, time.perf_counter()
+    if warm_start:
+        best = best_policy_start(inst, warm_start)
+        start = None if best is None else best[1].actions
+    spent = time.perf_counter() - started
+    result = solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s,
+                         formulation=formulation, warm_start=start)
+    if warm_start:
+        result.details["warm_start_policy"] = None if best is None else best[0]
+        result = dataclasses.replace(result, build_time_s=result.build_time_s + spent)
+    return result
 
 
-__all__ = ["EXACT_METHODS", "FORMULATIONS", "choose_formulation", "solve", "solve_exact",
-           "solve_policy", "resolve_policy", "infeasibility_reason", "TIME_LIMIT"]
+__all__ = ["EXACT_METHODS", "FORMULATIONS", "best_policy_start", "choose_formulation", "solve",
+           "solve_exact", "solve_policy", "resolve_policy", "infeasibility_reason", "TIME_LIMIT"]

@@ -63,7 +63,7 @@ def assert_sound(inst: Instance, result: Any) -> None:
 
 def assert_matches_brute(inst: Instance, profile: Profile | None = None) -> Any:
     brute = solve_exact(inst, "brute")
-    cpsat = solve_exact(inst, "cpsat", profile=profile)
+    cpsat = solve_exact(inst, "cpsat", formulation="slots", profile=profile)
     assert cpsat.status == brute.status, (cpsat.message, brute.message)
     if brute.status == "optimal":
         assert energies_equal(cpsat.energy_j, brute.energy_j), (cpsat.energy_j, brute.energy_j)
@@ -175,7 +175,7 @@ def test_large_coefficients_match_the_hand_optimum() -> None:
     rng = np.random.default_rng(11)
     weights = rng.permutation(np.round(np.linspace(0.2, 0.95, 200), 6))
     inst = mean_budget_instance(weights, replaced=60)
-    result = solve_exact(inst, "cpsat", profile=NO_LIMIT)
+    result = solve_exact(inst, "cpsat", formulation="slots", profile=NO_LIMIT)
     assert result.status == "optimal"
     assert result.details["max_row_sum"] > INT32_MAX
     assert result.details["presolve_inclusion_forced"] is True
@@ -225,45 +225,55 @@ def test_warm_start_does_not_change_the_optimum(seed: int) -> None:
     inst = random_instance(seed, num_tokens=4, num_experts=6, top_k=2, num_nodes=3,
                            power_control="adaptive", budgets="both", max_candidates=2,
                            eps_scale=0.5)
-    plain = solve_exact(inst, "cpsat")
+    plain = solve_exact(inst, "cpsat", formulation="slots")
     if plain.status != "optimal":
         pytest.skip(f"instance is {plain.status}")
     hints = [plain.actions, np.full(inst.topk_experts.shape, SKIP),
              np.array(inst.topk_experts), np.full(inst.topk_experts.shape, 999)]
     for hint in hints:
-        hinted = solve_exact(inst, "cpsat", warm_start=hint)
+        hinted = solve_exact(inst, "cpsat", formulation="slots", warm_start=hint)
         assert hinted.status == "optimal"
         assert energies_equal(hinted.energy_j, plain.energy_j)
 
 
-def test_warm_start_of_the_wrong_shape_is_rejected() -> None:
+BOTH_FORMULATIONS = pytest.mark.parametrize("formulation", ["slots", "patterns"])
+
+
+@BOTH_FORMULATIONS
+def test_warm_start_of_the_wrong_shape_is_rejected(formulation: str) -> None:
     inst = random_instance(0, num_tokens=2, top_k=2)
     with pytest.raises(InputError, match="warm start"):
-        solve_exact(inst, "cpsat", warm_start=np.zeros((3, 2), dtype=np.int64))
+        solve_exact(inst, "cpsat", formulation=formulation,
+                    warm_start=np.zeros((3, 2), dtype=np.int64))
 
 
-def test_unknown_cpsat_parameter_is_an_input_error() -> None:
+@BOTH_FORMULATIONS
+def test_unknown_cpsat_parameter_is_an_input_error(formulation: str) -> None:
+    """Also for one token, where the pattern model needs no search at all."""
     inst = random_instance(1, num_tokens=1)
     profile = dataclasses.replace(load_profile(None), cpsat={"no_such_parameter": 1})
     with pytest.raises(InputError, match="unknown CP-SAT parameter 'no_such_parameter'") as err:
-        solve_exact(inst, "cpsat", profile=profile)
+        solve_exact(inst, "cpsat", formulation=formulation, profile=profile)
     assert err.value.path == "cpsat.no_such_parameter"
 
 
-def test_bad_parameter_values_are_input_errors_and_enums_go_by_name() -> None:
+@BOTH_FORMULATIONS
+def test_bad_parameter_values_are_input_errors_and_enums_go_by_name(formulation: str) -> None:
     inst = random_instance(1, num_tokens=1)
     base = load_profile(None)
     for bad in ({"num_workers": "two"}, {"search_branching": "NO_SUCH_SEARCH"}):
         with pytest.raises(InputError, match="cpsat"):
-            solve_exact(inst, "cpsat", profile=dataclasses.replace(base, cpsat=bad))
+            solve_exact(inst, "cpsat", formulation=formulation,
+                        profile=dataclasses.replace(base, cpsat=bad))
     ok = dataclasses.replace(base, cpsat={**base.cpsat, "search_branching": "FIXED_SEARCH"})
-    assert solve_exact(inst, "cpsat", profile=ok).status in ("optimal", "infeasible")
+    result = solve_exact(inst, "cpsat", formulation=formulation, profile=ok)
+    assert result.status in ("optimal", "infeasible")
 
 
 def test_time_limit_reports_without_claiming_optimality() -> None:
     inst = random_instance(2, num_tokens=64, num_experts=64, top_k=6, num_nodes=8,
                            max_candidates=4, budgets="both")
-    result = solve_exact(inst, "cpsat", time_limit_s=0.05)
+    result = solve_exact(inst, "cpsat", formulation="slots", time_limit_s=0.05)
     assert result.status in ("time_limit", "feasible")
     if result.status == "feasible":
         assert_sound(inst, result)
@@ -278,7 +288,7 @@ def test_optimal_only_when_the_bound_certifies_the_energy() -> None:
                            max_candidates=4, power_control="adaptive", budgets="both")
     loose = dataclasses.replace(load_profile(None), cpsat={"relative_gap_limit": 0.5,
                                                            "presolve_inclusion_work_limit": 0})
-    result = solve_exact(inst, "cpsat", profile=loose)
+    result = solve_exact(inst, "cpsat", formulation="slots", profile=loose)
     assert result.status in ("optimal", "feasible")
     assert_sound(inst, result)
     certified = energies_equal(result.energy_j, result.dual_bound_j)

@@ -38,12 +38,12 @@ tiny = st.builds(
     gates=st.booleans())
 
 
-def _check_against_brute(inst, method: str) -> None:
+def _check_against_brute(inst, method: str, formulation: str = "auto") -> None:
     data = problem_data(inst)
     if count_assignments(data) > BRUTE_LIMIT:
         return
     truth = solve_exact(inst, "brute")
-    got = solve_exact(inst, method)
+    got = solve_exact(inst, method, formulation=formulation)
     assert got.status == truth.status, (got.status, truth.status, got.message)
     if truth.status == "optimal":
         assert energies_equal(got.energy_j, truth.energy_j), (got.energy_j, truth.energy_j)
@@ -59,7 +59,9 @@ def _check_against_brute(inst, method: str) -> None:
           derandomize=True)
 @given(inst=tiny)
 def test_highs_equals_brute_force(inst):
+    """The default (auto = patterns) and the Pyomo slot model, on fast fading too."""
     _check_against_brute(inst, "highs")
+    _check_against_brute(inst, "highs", "slots")
 
 
 def _tie_instance():

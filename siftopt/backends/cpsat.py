@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 from ortools.sat.python import cp_model
 
+from siftopt.backends.progress import CpsatTrace
 from siftopt.errors import InputError
 from siftopt.evaluate import energies_equal
 from siftopt.problem import ProblemData
@@ -221,7 +222,9 @@ def solve_cpsat(data: ProblemData, profile: Profile, *, time_limit_s: float | No
     build_time = time.perf_counter() - started
 
     solve_started = time.perf_counter()
-    status = solver.solve(model)
+    progress = CpsatTrace(started, energy_unit, len(used_nodes))
+    status = solver.solve(model, progress)
+    progress.finish(solver, status)
     solve_time = time.perf_counter() - solve_started
 
     details: dict[str, Any] = {
@@ -234,6 +237,7 @@ def solve_cpsat(data: ProblemData, profile: Profile, *, time_limit_s: float | No
         "presolve_inclusion_forced": forced,
         "cpsat_status": solver.status_name(status),
         "wall_time": solver.wall_time,
+        "trace": progress.events,
     }
     if status == cp_model.MODEL_INVALID:
         raise RuntimeError(f"CP-SAT rejected the model: {model.validate()}")
@@ -326,6 +330,14 @@ def _add_hints(data: ProblemData, model: cp_model.CpModel, a: dict[int, cp_model
     for (t, m), var in u.items():
         if t not in unhinted:
             model.add_hint(var, (t, m) in sent)
+
+
+def check_cpsat_parameters(profile: Profile) -> None:
+    """Raise InputError for an unknown CP-SAT parameter or bad value in the profile (also
+    where no CP-SAT search runs, e.g. the decode rule)."""
+    params = cp_model.CpSolver().parameters
+    for key, value in profile.cpsat.items():
+        _set_parameter(params, key, value)
 
 
 def _set_parameter(params: Any, key: str, value: Any) -> None:

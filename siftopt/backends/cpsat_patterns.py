@@ -42,9 +42,11 @@ from siftopt.backends.cpsat import (
     SCALE_SLACK,
     _lower_hull,
     _set_parameter,
+    check_cpsat_parameters,
     degradation_scale,
     solve_cpsat,
 )
+from siftopt.backends.progress import CpsatTrace
 from siftopt.errors import InputError
 from siftopt.evaluate import energies_equal
 from siftopt.patterns import (
@@ -72,6 +74,7 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
                          warm_start: np.ndarray | None = None) -> BackendOutcome:
     """Solve (P) with the CP-SAT pattern model (see the module docstring)."""
     started = time.perf_counter()
+    check_cpsat_parameters(profile)
     try:
         space = pattern_space(data)
         first = cheapest_patterns(space, one_token_energy(data)[1:] / data.energy_scale_j())
@@ -118,9 +121,12 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
         solver.parameters.max_time_in_seconds = max(
             float(time_limit_s) - (time.perf_counter() - started), 1e-3)
     build_time = time.perf_counter() - started
-    status = solver.solve(model)
+    progress = CpsatTrace(started, scaling["energy_unit_j"], len(e))
+    status = solver.solve(model, progress)
+    progress.finish(solver, status)
     solve_time = time.perf_counter() - started - build_time
     details["cpsat_status"] = solver.status_name(status)
+    details["trace"] = progress.events
     return _outcome(space, pset, solver, status, x, len(e), scaling["energy_unit_j"],
                     build_time, solve_time, details)
 

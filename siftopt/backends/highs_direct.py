@@ -584,9 +584,12 @@ class Trace:
     """Bounds over time (s since the start, energy units) and counters for ``details``."""
 
     started: float
+    unit_j: float = 1.0  # J per energy unit
     events: list[dict[str, Any]] = field(default_factory=list)
     solver_s: float = 0.0  # time spent inside HiGHS runs
     pricing_s: float = 0.0  # time spent pricing patterns (the column-generation subproblem)
+    upper: float = np.inf  # best solution so far (energy units)
+    lower: float = 0.0  # best valid lower bound so far (energy units)
 
     def price(self, space: PatternSpace, pricing: Pricing | None = None) -> PatternSet:
         """:func:`enumerate_patterns`, timed as pricing."""
@@ -596,11 +599,26 @@ class Trace:
         return found
 
     def add(self, phase: str, **values: Any) -> None:
-        self.events.append({"t_s": round(time.perf_counter() - self.started, 4),
-                            "phase": phase, **values})
+        """An event with the global bounds so far in J (see :mod:`siftopt.backends.progress`)."""
+        self.events.append({
+            "t_s": round(time.perf_counter() - self.started, 4), "phase": phase,
+            "upper_bound_j": self.upper * self.unit_j if np.isfinite(self.upper) else None,
+            "lower_bound_j": max(self.lower, 0.0) * self.unit_j, **values})
 
-    def mip(self, phase: str, result: MipResult, columns: int) -> None:
+    def improve(self, *, upper: float | None = None, lower: float | None = None) -> None:
+        """Record a solution's energy or a valid lower bound (energy units)."""
+        if upper is not None:
+            self.upper = min(self.upper, upper)
+        if lower is not None:
+            self.lower = max(self.lower, lower)
+
+    def mip(self, phase: str, result: MipResult, columns: int, *, bound_valid: bool) -> None:
+        """A MILP over some columns; its bound is global only if ``bound_valid``."""
         self.solver_s += result.seconds
+        if result.values is not None and result.objective is not None:
+            self.improve(upper=result.objective)
+        if bound_valid and result.bound is not None:
+            self.improve(lower=result.bound)
         self.add(phase, columns=int(columns), status=result.status,
                  objective=result.objective, bound=result.bound,
                  solve_s=round(result.seconds, 4), mip_nodes=result.nodes)
@@ -710,6 +728,8 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         raise ColumnGenerationError(f"no convergence in {MAX_CG_ROUNDS} rounds")
     bound = (z_lp - PRICING_TOL * (space.data.num_tokens + master.nodes.size)
              if converged else 0.0)
+    if converged:
+        trace.improve(lower=bound)
     trace.add("column generation", rounds=rounds, lp_patterns=len(known),
               lp_breakpoints=int(in_lp_bp.sum()), lp_objective=z_lp, lower_bound=bound,
               converged=converged)
@@ -819,6 +839,9 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
     lb = cg.lower_bound
     details.update(cg_rounds=cg.rounds, cg_converged=cg.converged, lp_bound=lb)
     ub = master.energy_of(*incumbent) if incumbent is not None else np.inf
+    if incumbent is not None:
+        trace.improve(upper=ub)
+        trace.add("warm start")
 
     tau = TAU
     while True:
@@ -830,7 +853,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
             pats = np.union1d(pats, incumbent[0])
             bps = np.union1d(bps, master.load_breakpoints(master.loads(*incumbent)))
         result, chosen = _mip_over(master, bps, pats, profile, deadline, incumbent)
-        trace.mip("restricted mip", result, bps.size + pats.size)
+        trace.mip("restricted mip", result, bps.size + pats.size, bound_valid=False)
         if chosen is not None and result.objective < ub:
             ub, incumbent = result.objective, chosen
         if incumbent is not None or result.status == TIME_LIMIT:
@@ -854,11 +877,13 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
             and result.objective <= ub and np.isin(fixed, pats).all()
             and np.isin(fixed_bps, bps).all()):
         details["mip_columns"] = int(bps.size + pats.size)
+        trace.improve(lower=result.objective)
+        trace.add("proof by fixing", fixed_columns=details["fixed_columns"])
         return result, master, incumbent, details
     pats = np.union1d(fixed, incumbent[0])
     bps = np.union1d(fixed_bps, master.load_breakpoints(master.loads(*incumbent)))
     result, chosen = _mip_over(master, bps, pats, profile, deadline, incumbent)
-    trace.mip("final mip", result, bps.size + pats.size)
+    trace.mip("final mip", result, bps.size + pats.size, bound_valid=True)
     details["mip_columns"] = int(bps.size + pats.size)
     if result.bound is not None:
         result.bound = max(result.bound, lb)
@@ -886,7 +911,7 @@ def solve_all(space: PatternSpace, pset: PatternSet, profile: Profile,
         everything = np.union1d(everything, start[0])
     bps = np.arange(master.bp_node.size)
     result, chosen = _mip_over(master, bps, everything, profile, deadline, start)
-    trace.mip("mip", result, everything.size + bps.size)
+    trace.mip("mip", result, everything.size + bps.size, bound_valid=True)
     return result, master, chosen, {"load_rows": int(master.nodes.size),
                                     "mean_row": master.mean_row >= 0,
                                     "mip_columns": int(everything.size + bps.size)}
@@ -900,7 +925,7 @@ def solve_highs_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
     """Solve (P) exactly with the pattern formulation (see the module docstring)."""
     started = time.perf_counter()
     deadline = None if time_limit_s is None else started + time_limit_s
-    trace = Trace(started)
+    trace = Trace(started, data.energy_scale_j())
     _check_highs_options(dict(profile.highs))  # even when no MILP is needed
     checked = time.perf_counter()
     try:

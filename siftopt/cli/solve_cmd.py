@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from siftopt.cli.common import add_format_option, emit, positive_float, positive_int, write_text
+from siftopt.errors import InputError
 from siftopt.instance import load_instance
 from siftopt.profiles import load_profile
 from siftopt.report import dumps, result_json, result_table
-from siftopt.solve import EXACT_METHODS, FORMULATIONS, solve
+from siftopt.solve import EXACT_METHODS, FORMULATIONS, resolve_policy, solve
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,12 +28,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formulation", choices=FORMULATIONS, default="auto",
                    help="exact model: slots (one binary per slot action; Pyomo for highs), "
                    "patterns (one choice of node set per token; highspy directly for highs), "
-                   "auto (the default: patterns for highs on one token, else slots; patterns "
-                   "is faster on prefill but can stop at a merely feasible point there)")
+                   "auto (the default: patterns, which fall back to slots on their own when "
+                   "the pattern space is too large)")
     p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                    help="wall-clock limit of the solve in seconds (overrides the profile)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
                    help="threads / CP-SAT workers (overrides the profile)")
+    p.add_argument("--warm-start", default=None, metavar="POLICIES",
+                   help="comma-separated policies (or 'all' for every built-in one): the exact "
+                   "backend starts from the best feasible of their answers (HiGHS pattern "
+                   "model: setSolution; CP-SAT: hints; the Pyomo slot model cannot use it)")
     add_format_option(p)
     p.add_argument("--out", default=None, metavar="SOLUTION.json",
                    help="also write the result object (JSON) to this file")
@@ -46,9 +51,29 @@ def run(args: argparse.Namespace) -> int:
         profile = type(profile)(name=profile.name, time_limit_s=profile.time_limit_s,
                                 threads=args.threads, highs=profile.highs, cpsat=profile.cpsat)
     result = solve(inst, args.method, profile=profile, time_limit_s=args.time_limit,
-                   formulation=args.formulation)
+                   formulation=args.formulation, warm_start=warm_start_policies(args.warm_start))
     obj = result_json(inst, result)
     if args.out:
         write_text(args.out, dumps(obj) + "\n")
     emit(dumps(obj) if args.format == "json" else result_table(inst, result))
     return 0
+
+
+def warm_start_policies(text: str | None) -> list[str] | None:
+    """``--warm-start``: None, ``all`` (every registered policy) or a comma-separated list
+    (checked: unknown names are an InputError naming ``--warm-start``)."""
+    if text is None:
+        return None
+    from siftopt.policies import POLICIES
+
+    names = list(POLICIES) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
+    for name in names:
+        if name in EXACT_METHODS:
+            raise InputError(f"{name!r} is an exact method, not a policy", path="--warm-start")
+        try:
+            resolve_policy(name)
+        except InputError as exc:
+            raise InputError(exc.detail, path="--warm-start") from None
+    if not names:
+        raise InputError("no policy named", path="--warm-start")
+    return names
