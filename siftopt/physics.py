@@ -10,6 +10,7 @@ Units: bits, seconds, hertz, watts, joules.
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -108,60 +109,91 @@ def _link_energy_slope(bits: np.ndarray, window_s: np.ndarray, gain: float, band
 
 def adaptive_split(inst: Instance, node: Node, loads: np.ndarray
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal uplink window ``τ↑`` and the resulting radio energy for each load (vectorised).
+    """Optimal uplink window ``τ↑`` (s) and the resulting radio energy (J) for each load.
 
     Minimises ``ω↑ e(D, τ↑) + ω↓ e(D, τ − τ↑)`` over ``τ↑ ∈ [D/r↑, τ − D/r↓]`` (power caps),
     ``τ = T − c n``. The objective is convex in ``τ↑``, so its derivative is increasing and
     the minimiser is found by bisection on the derivative to relative ``SPLIT_RTOL``.
-    Loads must be feasible (``n ≤ n̂_m``) and positive.
+    Loads must be feasible (``n ≤ n̂_m``) and positive. See :func:`adaptive_splits`.
     """
-    loads = np.asarray(loads, dtype=float)
-    r_up, r_down = node_rates(inst, node)
-    bits = loads * inst.payload_bits
-    window = inst.latency_s - node.compute_s_per_token * loads
+    return adaptive_splits(inst, [node], [np.asarray(loads, dtype=float)])[0]
+
+
+def adaptive_splits(inst: Instance, nodes: list[Node], loads: list[np.ndarray]
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`adaptive_split` for several nodes at once: one bisection over every (node,
+    load) pair, which is what makes decoding tables cheap (one bisection, not one per node).
+
+    Each pair stops on its own once its bracket is within ``SPLIT_RTOL``, so a pair's result
+    does not depend on which other pairs share the call.
+    """
+    sizes = [np.asarray(x).size for x in loads]
+    if sum(sizes) == 0:
+        return [(np.zeros(0), np.zeros(0)) for _ in nodes]
+    load = np.concatenate([np.asarray(x, dtype=float).ravel() for x in loads])
+
+    def per_pair(values: list[float]) -> np.ndarray:
+        return np.repeat(np.asarray(values, dtype=float), sizes)
+
+    rates = [node_rates(inst, node) for node in nodes]
+    r_up, r_down = per_pair([r[0] for r in rates]), per_pair([r[1] for r in rates])
+    g_up = per_pair([node.gain_up for node in nodes])
+    g_down = per_pair([node.gain_down for node in nodes])
+    bw = per_pair([node.bandwidth_hz for node in nodes])
+    compute_s = per_pair([node.compute_s_per_token for node in nodes])
+    n0, w_up, w_dn = inst.noise_psd_w_per_hz, inst.energy_weight_up, inst.energy_weight_down
+    bits = load * inst.payload_bits
+    window = inst.latency_s - compute_s * load
     lo = bits / r_up
     hi = np.maximum(window - bits / r_down, lo)  # equal only at the cap, up to rounding
-    n0, bw, w_up, w_dn = inst.noise_psd_w_per_hz, node.bandwidth_hz, inst.energy_weight_up, \
-        inst.energy_weight_down
 
-    def slope(tau_up: np.ndarray) -> np.ndarray:
-        up = _link_energy_slope(bits, tau_up, node.gain_up, bw, n0)
-        down = _link_energy_slope(bits, np.maximum(window - tau_up, 1e-300), node.gain_down,
-                                  bw, n0)
-        return w_up * up - w_dn * down
+    def radio_j(tau_up: np.ndarray) -> np.ndarray:
+        return (w_up * link_energy_j(bits, tau_up, g_up, bw, n0)
+                + w_dn * link_energy_j(bits, np.maximum(window - tau_up, bits / r_down),
+                                       g_down, bw, n0))
 
     a, b = lo.copy(), hi.copy()
+    active = b - a > SPLIT_RTOL * np.maximum(b, 1e-300)
     for _ in range(200):
-        mid = 0.5 * (a + b)
-        positive = slope(mid) > 0
-        b = np.where(positive, mid, b)
-        a = np.where(positive, a, mid)
-        if np.all(b - a <= SPLIT_RTOL * np.maximum(b, 1e-300)):
+        if not active.any():
             break
-    tau_up = 0.5 * (a + b)
-    tau_up = np.clip(tau_up, lo, hi)
-    energy = (w_up * link_energy_j(bits, tau_up, node.gain_up, bw, n0)
-              + w_dn * link_energy_j(bits, np.maximum(window - tau_up, bits / r_down),
-                                     node.gain_down, bw, n0))
+        idx = np.flatnonzero(active)
+        mid = 0.5 * (a[idx] + b[idx])
+        slope = (w_up * _link_energy_slope(bits[idx], mid, g_up[idx], bw[idx], n0)
+                 - w_dn * _link_energy_slope(bits[idx], np.maximum(window[idx] - mid, 1e-300),
+                                             g_down[idx], bw[idx], n0))
+        positive = slope > 0
+        b[idx] = np.where(positive, mid, b[idx])
+        a[idx] = np.where(positive, a[idx], mid)
+        active[idx] = b[idx] - a[idx] > SPLIT_RTOL * np.maximum(b[idx], 1e-300)
+    tau_up = np.clip(0.5 * (a + b), lo, hi)
+    energy = radio_j(tau_up)
     # The bisection brackets the minimiser; the bracket ends are candidates too.
     for edge in (lo, hi):
-        e_edge = (w_up * link_energy_j(bits, edge, node.gain_up, bw, n0)
-                  + w_dn * link_energy_j(bits, np.maximum(window - edge, bits / r_down),
-                                         node.gain_down, bw, n0))
+        e_edge = radio_j(edge)
         better = e_edge < energy
         tau_up = np.where(better, edge, tau_up)
         energy = np.where(better, e_edge, energy)
-    return tau_up, energy
+    bounds = np.cumsum([0, *sizes])
+    return [(tau_up[i:j], energy[i:j]) for i, j in itertools.pairwise(bounds)]
 
 
 def adaptive_power_table(inst: Instance, node: Node, cap: int) -> np.ndarray:
     """``E_m(n)`` for n = 0..cap under adaptive power (docs/model.md §2.3), in J."""
-    table = np.zeros(cap + 1)
-    if cap >= 1:
-        loads = np.arange(1, cap + 1, dtype=float)
-        _, radio = adaptive_split(inst, node, loads)
-        table[1:] = radio + node.compute_j_per_token * loads
-    return table
+    return adaptive_power_tables(inst, [node], [cap])[0]
+
+
+def adaptive_power_tables(inst: Instance, nodes: list[Node], caps: list[int]
+                          ) -> list[np.ndarray]:
+    """:func:`adaptive_power_table` for several nodes with one bisection."""
+    loads = [np.arange(1, cap + 1, dtype=float) for cap in caps]
+    tables = []
+    for node, load, (_, radio) in zip(nodes, loads, adaptive_splits(inst, nodes, loads),
+                                      strict=True):
+        table = np.zeros(load.size + 1)
+        table[1:] = radio + node.compute_j_per_token * load
+        tables.append(table)
+    return tables
 
 
 def is_convex(table: np.ndarray, rtol: float = CONVEXITY_RTOL) -> bool:
@@ -172,12 +204,20 @@ def is_convex(table: np.ndarray, rtol: float = CONVEXITY_RTOL) -> bool:
     return bool(np.all(second >= -rtol * max(float(np.max(np.abs(table))), 1e-300)))
 
 
-def _slow_fading_table(inst: Instance, m: int, node: Node) -> NodeEnergyTable:
-    cap = slow_fading_cap(inst, node)
+def _slow_fading_tables(inst: Instance) -> tuple[NodeEnergyTable, ...]:
+    nodes = list(inst.nodes)
+    caps = [slow_fading_cap(inst, node) for node in nodes]
     if inst.power_control == "fixed":
-        energy = fixed_power_table(inst, node, cap)
+        energies = [fixed_power_table(inst, node, cap) for node, cap in zip(nodes, caps,
+                                                                             strict=True)]
     else:
-        energy = adaptive_power_table(inst, node, cap)
+        energies = adaptive_power_tables(inst, nodes, caps)
+    return tuple(_slow_fading_table(inst, m, node, cap, energy) for m, (node, cap, energy)
+                 in enumerate(zip(nodes, caps, energies, strict=True), start=1))
+
+
+def _slow_fading_table(inst: Instance, m: int, node: Node, cap: int, energy: np.ndarray
+                       ) -> NodeEnergyTable:
     r_up, r_down = node_rates(inst, node)
     per_token = inst.payload_bits / r_up + inst.payload_bits / r_down + node.compute_s_per_token
     return NodeEnergyTable(node=m, cap=cap, energy_j=energy, convex=is_convex(energy),
@@ -208,5 +248,6 @@ def _rayleigh_table(inst: Instance, m: int, node: Node) -> NodeEnergyTable:
 @functools.lru_cache(maxsize=64)
 def energy_tables(inst: Instance) -> tuple[NodeEnergyTable, ...]:
     """One :class:`NodeEnergyTable` per remote node (index m−1 holds node m). Cached."""
-    build = _rayleigh_table if inst.fading == "rayleigh" else _slow_fading_table
-    return tuple(build(inst, m, node) for m, node in enumerate(inst.nodes, start=1))
+    if inst.fading != "rayleigh":
+        return _slow_fading_tables(inst)
+    return tuple(_rayleigh_table(inst, m, node) for m, node in enumerate(inst.nodes, start=1))

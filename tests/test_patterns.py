@@ -416,3 +416,30 @@ def test_cli_formulation_flag(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     with pytest.raises(Exception, match="formulation"):
         solve_exact(inst, "highs", formulation="columns")
+
+
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6), tokens=st.integers(2, 40), nodes=st.integers(2, 8))
+def test_lp_bound_dominates_the_per_token_decode_bound(seed, tokens, nodes):
+    """With convex tables (E(0) = 0, so E(n) ≥ n·E(1)) and per-token budgets only, the sum
+    over tokens of each token's decode optimum is a valid lower bound; the pattern master's
+    LP bound must be at least as strong (docs/performance.md, "Bounds"), and both at most
+    the optimum."""
+    inst = random_instance(seed, num_tokens=tokens, num_experts=12, top_k=3,
+                           num_nodes=nodes, power_control="adaptive", budgets="token",
+                           max_candidates=2)
+    data = problem_data(inst)
+    if not all(t.convex for t in data.tables):
+        return
+    result = solve_exact(inst, "highs", formulation="patterns")
+    if result.status != "optimal" or "lp_bound" not in result.details:
+        return
+    space = P.pattern_space(data)
+    one = P.one_token_energy(data)
+    first = P.cheapest_patterns(space, one[1:] / data.energy_scale_j())
+    _, node = P.mask_bits(first.mask[space.token_class], data.num_nodes)
+    decode_bound_j = float(one[node].sum())
+    lp_bound_j = result.details["lp_bound"] * data.energy_scale_j()
+    assert decode_bound_j <= result.energy_j * (1 + 1e-9)
+    assert lp_bound_j >= decode_bound_j * (1 - 1e-7) - 1e-6 * data.energy_scale_j()

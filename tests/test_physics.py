@@ -121,3 +121,15 @@ def test_unreachable_node_has_cap_zero():
     inst, node = _instance(latency_s=1e-5)
     assert slow_fading_cap(inst, node) == 0
     assert energy_tables(inst)[0].cap == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 100_000), tokens=st.integers(1, 60), nodes=st.integers(1, 8))
+def test_batched_adaptive_tables_equal_one_node_at_a_time(seed, tokens, nodes):
+    """energy_tables runs one bisection over every node; each (node, load) pair stops on its
+    own, so the tables are bit-for-bit those of one node at a time."""
+    inst = random_instance(seed, num_tokens=tokens, power_control="adaptive", num_nodes=nodes)
+    energy_tables.cache_clear()
+    for table, node in zip(energy_tables(inst), inst.nodes, strict=True):
+        alone = adaptive_power_table(inst, node, table.cap)
+        assert np.array_equal(table.energy_j, alone)
