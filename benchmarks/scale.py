@@ -14,10 +14,12 @@ runs under 5 s, else one run), status, energy and its excess over the best energ
 
 A method that ran out of time (or took longer than ``--skip-after`` seconds) on an instance
 is not run on the larger instances of the same M and power mode; its rows then say so.
-Methods: ``highs/patterns``, ``highs/slots`` (Pyomo), ``highs/slots-direct`` (the same slot
-MILP assembled with numpy and passed to highspy), ``cpsat/patterns``, ``cpsat/slots``, and
-any policy name. ``BACKEND/FORMULATION+warm`` (e.g. ``highs/patterns+warm``) starts the
-exact backend from the best of :data:`WARM_POLICIES` (their run time counts as build time).
+Methods: ``BACKEND/FORMULATION[-INTERFACE][+warm]`` — ``highs/patterns`` (direct),
+``highs/patterns-pyomo`` (the Pyomo reference pattern model), ``highs/slots`` (Pyomo),
+``highs/slots-direct`` (the same slot MILP assembled with numpy and passed to highspy),
+``cpsat/patterns``, ``cpsat/slots`` — and any policy name. ``+warm`` (e.g.
+``highs/patterns+warm``) starts the exact backend from the best of :data:`WARM_POLICIES`
+(their run time counts as build time).
 """
 
 from __future__ import annotations
@@ -32,17 +34,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from siftopt.errors import InputError
-from siftopt.evaluate import evaluate
 from siftopt.instance import Instance, instance_from_document
 from siftopt.physics import energy_tables
 from siftopt.problem import problem_data
-from siftopt.profiles import load_profile
 from siftopt.solve import solve, solve_policy
 from siftopt.synthetic import random_document
 
 #: Policies whose best feasible answer starts a ``+warm`` method (its time counts as build).
 WARM_POLICIES = ("sift-decode", "sift-ratio", "sift-price")
-DEFAULT_METHODS = ("highs/patterns,highs/slots,highs/slots-direct,cpsat/patterns,cpsat/slots,"
+DEFAULT_METHODS = ("highs/patterns,highs/patterns-pyomo,highs/slots,highs/slots-direct,"
+                   "cpsat/patterns,cpsat/slots,"
                    "topk,local,sift-decode,sift-ratio,sift-price")
 
 
@@ -72,19 +73,13 @@ def run_once(inst: Instance, method: str, time_limit_s: float) -> Run:
     problem_data.cache_clear()
     energy_tables.cache_clear()
     started = time.perf_counter()
-    if method == "highs/slots-direct":
-        from siftopt.backends.highs_direct import solve_highs_slots
-
-        data = problem_data(inst)
-        outcome = solve_highs_slots(data, load_profile(None), time_limit_s=time_limit_s)
-        wall = time.perf_counter() - started
-        energy = None if outcome.actions is None else evaluate(inst, outcome.actions).energy_j
-        return Run(outcome.build_time_s, outcome.solve_time_s, wall, outcome.status, energy)
     if "/" in method:
         backend, formulation = method.split("/")
         formulation, warm, _ = formulation.partition("+warm")
+        formulation, _, interface = formulation.partition("-")
         result = solve(inst, backend, formulation=formulation, time_limit_s=time_limit_s,
-                       warm_start=list(WARM_POLICIES) if warm else None)
+                       warm_start=list(WARM_POLICIES) if warm else None,
+                       interface=interface or "auto")
         note = result.details.get("fallback", "") or result.details.get("method", "")
     else:
         try:

@@ -27,6 +27,10 @@ EXACT_METHODS = ("highs", "cpsat", "brute")
 #: (siftopt.patterns; HiGHS through highspy directly, or CP-SAT); ``auto``: see
 #: :func:`choose_formulation`.
 FORMULATIONS = ("auto", "slots", "patterns")
+#: How a HiGHS model reaches the solver: ``pyomo`` (the declarative reference models),
+#: ``direct`` (assembled with numpy, highspy ``passModel``), ``auto`` (``pyomo`` for slots,
+#: ``direct`` for patterns). CP-SAT has one interface.
+INTERFACES = ("auto", "pyomo", "direct")
 
 #: A policy maps an instance to an (L, K) array of targets (docs/model.md §6).
 Policy = Callable[[Instance], np.ndarray]
@@ -85,16 +89,23 @@ def choose_formulation(method: str, formulation: str, data: ProblemData) -> str:
     return "patterns" if method in ("highs", "cpsat") else "slots"
 
 
+def check_interface(method: str, interface: str) -> None:
+    """InputError for an unknown interface, or one other than ``auto`` for a method without
+    a choice (only HiGHS has two)."""
+    if interface not in INTERFACES:
+        raise InputError(f"unknown interface {interface!r} (known: {', '.join(INTERFACES)})",
+                         path="--interface")
+    if interface != "auto" and method != "highs":
+        raise InputError(f"interface {interface!r} applies to the highs method only",
+                         path="--interface")
+
+
 def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: float | None,
-                warm_start: np.ndarray | None, formulation: str = "slots") -> BackendOutcome:
+                warm_start: np.ndarray | None, formulation: str = "slots",
+                interface: str = "auto") -> BackendOutcome:
     formulation = choose_formulation(method, formulation, data)
-    if method == "highs" and formulation == "patterns":
-        from siftopt.backends.highs_direct import solve_highs_patterns
-        return solve_highs_patterns(data, profile, time_limit_s=time_limit_s,
-                                    warm_start=warm_start)
     if method == "highs":
-        from siftopt.backends.highs_pyomo import solve_highs
-        return solve_highs(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
+        return _run_highs(data, profile, time_limit_s, warm_start, formulation, interface)
     if method == "cpsat" and formulation == "patterns":
         from siftopt.backends.cpsat_patterns import solve_cpsat_patterns
         return solve_cpsat_patterns(data, profile, time_limit_s=time_limit_s,
@@ -108,16 +119,36 @@ def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: 
     raise InputError(f"unknown exact method {method!r}", path="--method")
 
 
+def _run_highs(data: ProblemData, profile: Profile, time_limit_s: float | None,
+               warm_start: np.ndarray | None, formulation: str, interface: str
+               ) -> BackendOutcome:
+    """The HiGHS backend for a formulation and an interface (see :data:`INTERFACES`)."""
+    if interface == "auto":
+        interface = "direct" if formulation == "patterns" else "pyomo"
+    if formulation == "patterns" and interface == "direct":
+        from siftopt.backends.highs_direct import solve_highs_patterns as backend
+    elif formulation == "patterns":
+        from siftopt.backends.highs_pyomo_patterns import solve_highs_pyomo_patterns as backend
+    elif interface == "direct":
+        from siftopt.backends.highs_direct import solve_highs_slots as backend
+    else:
+        from siftopt.backends.highs_pyomo import solve_highs as backend
+    return backend(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
+
+
 def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
                 time_limit_s: float | None = None,
-                warm_start: np.ndarray | None = None, formulation: str = "auto") -> SolveResult:
+                warm_start: np.ndarray | None = None, formulation: str = "auto",
+                interface: str = "auto") -> SolveResult:
     """Solve (P) exactly with ``highs``, ``cpsat`` or ``brute`` (tiny instances only), in the
-    given formulation (``auto``, ``slots``, ``patterns``; :func:`choose_formulation`)."""
+    given formulation (``auto``, ``slots``, ``patterns``; :func:`choose_formulation`) and,
+    for HiGHS, through the given interface (:data:`INTERFACES`)."""
     profile = profile or load_profile(None)
     limit = time_limit_s if time_limit_s is not None else profile.time_limit_s
     started = time.perf_counter()
     data = problem_data(inst)
-    choose_formulation(method, formulation, data)  # reject an unknown name early
+    choose_formulation(method, formulation, data)  # reject unknown names early
+    check_interface(method, interface)
     if warm_start is not None and np.shape(warm_start) != inst.topk_experts.shape:
         raise InputError(f"warm start must have shape {inst.topk_experts.shape}, got "
                          f"{np.shape(warm_start)}", path="warm_start")
@@ -126,7 +157,7 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
         return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
                            build_time_s=time.perf_counter() - started, solve_time_s=0.0,
                            message=reason, details={"proved_by": "per-token bound"})
-    outcome = run_backend(method, data, profile, limit, warm_start, formulation)
+    outcome = run_backend(method, data, profile, limit, warm_start, formulation, interface)
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
     status, message = outcome.status, outcome.message
     if status == INFEASIBLE and not message:
@@ -202,7 +233,7 @@ def best_policy_start(inst: Instance, methods: list[str]) -> tuple[str, SolveRes
 
 def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
           time_limit_s: float | None = None, formulation: str = "auto",
-          warm_start: list[str] | None = None) -> SolveResult:
+          warm_start: list[str] | None = None, interface: str = "auto") -> SolveResult:
     """Solve an instance with any method (exact backend or policy); ``formulation`` applies
     to the exact backends. ``warm_start``: policy names; an exact backend starts from the
     best feasible one (:func:`best_policy_start`; ``details["warm_start_policy"]``), and its
@@ -215,12 +246,13 @@ def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = No
         start = None if best is None else best[1].actions
     spent = time.perf_counter() - started
     result = solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s,
-                         formulation=formulation, warm_start=start)
+                         formulation=formulation, warm_start=start, interface=interface)
     if warm_start:
         result.details["warm_start_policy"] = None if best is None else best[0]
         result = dataclasses.replace(result, build_time_s=result.build_time_s + spent)
     return result
 
 
-__all__ = ["EXACT_METHODS", "FORMULATIONS", "best_policy_start", "choose_formulation", "solve",
-           "solve_exact", "solve_policy", "resolve_policy", "infeasibility_reason", "TIME_LIMIT"]
+__all__ = ["EXACT_METHODS", "FORMULATIONS", "INTERFACES", "TIME_LIMIT", "best_policy_start",
+           "check_interface", "choose_formulation", "infeasibility_reason", "resolve_policy",
+           "solve", "solve_exact", "solve_policy"]

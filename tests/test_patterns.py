@@ -26,6 +26,7 @@ from siftopt.backends.brute import count_assignments, solve_brute
 from siftopt.backends.cpsat import INT32_MAX
 from siftopt.backends.cpsat_patterns import solve_cpsat_patterns
 from siftopt.backends.highs_direct import solve_highs_patterns, solve_highs_slots
+from siftopt.backends.highs_pyomo_patterns import solve_highs_pyomo_patterns
 from siftopt.cli import main
 from siftopt.evaluate import energies_equal, evaluate
 from siftopt.instance import Instance, save_instance
@@ -185,9 +186,11 @@ def test_mask_sums_and_bits():
 # ---- exact backends against each other and brute force ---------------------------------------
 
 
-def assert_same_optimum(inst: Instance, *methods: tuple[str, str]) -> dict:
-    """Every (method, formulation) reaches the same verdict and energy; actions re-evaluate."""
-    results = {m: solve_exact(inst, m[0], formulation=m[1]) for m in methods}
+def assert_same_optimum(inst: Instance, *methods: tuple[str, ...]) -> dict:
+    """Every (method, formulation[, interface]) reaches the same verdict and energy; actions
+    re-evaluate."""
+    results = {m: solve_exact(inst, m[0], formulation=m[1],
+                              interface=m[2] if len(m) > 2 else "auto") for m in methods}
     first = next(iter(results.values()))
     for key, result in results.items():
         assert result.status == first.status, (key, result.status, first.status,
@@ -212,7 +215,7 @@ def test_patterns_equal_slots_equal_brute_force(params):
     if count_assignments(problem_data(inst)) > BRUTE_LIMIT:
         return
     assert_same_optimum(inst, ("brute", "auto"), ("highs", "patterns"), ("highs", "slots"),
-                        ("cpsat", "patterns"))
+                        ("cpsat", "patterns"), ("highs", "patterns", "pyomo"))
 
 
 @settings(max_examples=60, deadline=None, derandomize=True,
@@ -224,7 +227,8 @@ def test_non_monotone_tables_against_brute_force(params, bump):
     if count_assignments(data) > BRUTE_LIMIT or infeasibility_reason(data):
         return
     truth = solve_brute(data)
-    for solver in (solve_highs_patterns, solve_highs_slots, solve_cpsat_patterns):
+    for solver in (solve_highs_patterns, solve_highs_slots, solve_cpsat_patterns,
+                   solve_highs_pyomo_patterns):
         got = solver(data, PROFILE, time_limit_s=None)
         assert got.status == truth.status, (solver.__name__, got.status, truth.status)
         if truth.status == "optimal":
@@ -238,7 +242,8 @@ def test_larger_instances_agree(power, budgets, tokens):
     inst = random_instance(100 + tokens, num_tokens=tokens, num_experts=16,
                            top_k=4, num_nodes=5, power_control=power, budgets=budgets,
                            max_candidates=3, null_fraction=0.1)
-    methods = [("highs", "patterns"), ("highs", "slots"), ("cpsat", "patterns")]
+    methods = [("highs", "patterns"), ("highs", "slots"), ("cpsat", "patterns"),
+               ("highs", "patterns", "pyomo"), ("highs", "slots", "direct")]
     if tokens <= 16:
         methods.append(("cpsat", "slots"))
     assert_same_optimum(inst, *methods)
@@ -250,7 +255,7 @@ def test_fast_fading_prefill_agrees(fading, power):
         inst = random_instance(seed, num_tokens=12, num_experts=10, top_k=3, num_nodes=4,
                                power_control=power, budgets="both", fading=fading)
         assert_same_optimum(inst, ("highs", "patterns"), ("highs", "slots"),
-                            ("cpsat", "patterns"))
+                            ("cpsat", "patterns"), ("highs", "patterns", "pyomo"))
 
 
 def test_prefill_at_scale_matches_the_direct_slot_model():
@@ -443,3 +448,23 @@ def test_lp_bound_dominates_the_per_token_decode_bound(seed, tokens, nodes):
     lp_bound_j = result.details["lp_bound"] * data.energy_scale_j()
     assert decode_bound_j <= result.energy_j * (1 + 1e-9)
     assert lp_bound_j >= decode_bound_j * (1 - 1e-7) - 1e-6 * data.energy_scale_j()
+
+
+def test_interface_choice(tmp_path, capsys):
+    """--interface picks the Pyomo or the direct model for either formulation; all four give
+    the same optimum, and the choice is an input error for the other backends."""
+    inst = random_instance(4, num_tokens=20, num_experts=12, top_k=3, num_nodes=4,
+                           power_control="adaptive", budgets="both", max_candidates=2)
+    results = assert_same_optimum(
+        inst, *[("highs", f, i) for f in ("slots", "patterns") for i in ("pyomo", "direct")])
+    interfaces = {key: r.details.get("interface", "") for key, r in results.items()}
+    assert interfaces[("highs", "patterns", "pyomo")].startswith("pyomo")
+    assert interfaces[("highs", "slots", "direct")].startswith("highspy")
+    with pytest.raises(Exception, match="interface"):
+        solve_exact(inst, "cpsat", interface="direct")
+    with pytest.raises(Exception, match="unknown interface"):
+        solve_exact(inst, "highs", interface="gurobi")
+    path = tmp_path / "inst.json"
+    save_instance(inst, path)
+    assert main(["solve", str(path), "--method", "cpsat", "--interface", "pyomo"]) == 2
+    assert "highs method only" in capsys.readouterr().err

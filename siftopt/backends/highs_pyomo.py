@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
@@ -98,30 +100,7 @@ def build_model(data: ProblemData) -> pyo.ConcreteModel:
     model.load_count = pyo.Constraint(
         model.M, rule=lambda mdl, m: mdl.n[m] == sum(mdl.u[t, m] for t in tokens_of[m]))
 
-    # Node energies E_m(n_m) in units of `scale`.
-    energy_terms = []
-    convex_nodes = [m for m in remote if data.tables[m - 1].convex]
-    level_nodes = [m for m in remote if not data.tables[m - 1].convex]
-    lam_index = [(m, level) for m in convex_nodes for level in range(1, data.caps[m] + 1)]
-    z_index = [(m, level) for m in level_nodes for level in range(1, data.caps[m] + 1)]
-    model.lam = pyo.Var(lam_index, domain=pyo.UnitInterval)
-    model.z = pyo.Var(z_index, domain=pyo.Binary)
-    model.load_incremental = pyo.Constraint(
-        convex_nodes, rule=lambda mdl, m: mdl.n[m] == sum(
-            mdl.lam[m, level] for level in range(1, data.caps[m] + 1)))
-    model.one_level = pyo.Constraint(
-        level_nodes, rule=lambda mdl, m: sum(
-            mdl.z[m, level] for level in range(1, data.caps[m] + 1)) <= 1)
-    model.load_levels = pyo.Constraint(
-        level_nodes, rule=lambda mdl, m: mdl.n[m] == sum(
-            level * mdl.z[m, level] for level in range(1, data.caps[m] + 1)))
-    for m in convex_nodes:
-        increments = np.diff(data.tables[m - 1].energy_j) / scale
-        energy_terms += [float(inc) * model.lam[m, lv] for lv, inc in enumerate(increments, 1)]
-    for m in level_nodes:
-        table = data.tables[m - 1].energy_j / scale
-        energy_terms += [float(table[lv]) * model.z[m, lv] for lv in range(1, data.caps[m] + 1)]
-    model.energy = pyo.Objective(expr=sum(energy_terms), sense=pyo.minimize)
+    model.energy = pyo.Objective(expr=node_energy(model, data, remote), sense=pyo.minimize)
 
     # Accuracy: D_t ≤ ε_t and (1/L) Σ_t D_t ≤ ε̄.
     def token_degradation(mdl: pyo.ConcreteModel, t: int) -> pyo.Expression:
@@ -141,6 +120,41 @@ def build_model(data: ProblemData) -> pyo.ConcreteModel:
             expr=sum(model.D[t] for t in tokens) <= length * (inst.eps_mean + BUDGET_SLACK))
     model.energy_scale_j = scale
     return model
+
+
+def node_energy(model: pyo.ConcreteModel, data: ProblemData, remote: list[int]
+                ) -> pyo.Expression:
+    """``Σ_m E_m(n_m)`` in units of ``data.energy_scale_j()`` for the load variables
+    ``model.n[m]`` (m in ``remote``, each bounded by its cap n̂_m).
+
+    Convex tables: incremental form, ``n[m] = Σ_l lam[m,l]`` with ``lam ∈ [0, 1]`` and cost
+    ``E_m(l) − E_m(l−1)`` (increasing, so the LP fills the levels in order). Other tables:
+    one binary ``z[m,l]`` per load level, ``Σ_l z ≤ 1``, ``n[m] = Σ_l l·z[m,l]``.
+    """
+    scale = data.energy_scale_j()
+    convex_nodes = [m for m in remote if data.tables[m - 1].convex]
+    level_nodes = [m for m in remote if not data.tables[m - 1].convex]
+    lam_index = [(m, level) for m in convex_nodes for level in range(1, data.caps[m] + 1)]
+    z_index = [(m, level) for m in level_nodes for level in range(1, data.caps[m] + 1)]
+    model.lam = pyo.Var(lam_index, domain=pyo.UnitInterval)
+    model.z = pyo.Var(z_index, domain=pyo.Binary)
+    model.load_incremental = pyo.Constraint(
+        convex_nodes, rule=lambda mdl, m: mdl.n[m] == sum(
+            mdl.lam[m, level] for level in range(1, data.caps[m] + 1)))
+    model.one_level = pyo.Constraint(
+        level_nodes, rule=lambda mdl, m: sum(
+            mdl.z[m, level] for level in range(1, data.caps[m] + 1)) <= 1)
+    model.load_levels = pyo.Constraint(
+        level_nodes, rule=lambda mdl, m: mdl.n[m] == sum(
+            level * mdl.z[m, level] for level in range(1, data.caps[m] + 1)))
+    terms = []
+    for m in convex_nodes:
+        increments = np.diff(data.tables[m - 1].energy_j) / scale
+        terms += [float(inc) * model.lam[m, lv] for lv, inc in enumerate(increments, 1)]
+    for m in level_nodes:
+        table = data.tables[m - 1].energy_j / scale
+        terms += [float(table[lv]) * model.z[m, lv] for lv in range(1, data.caps[m] + 1)]
+    return sum(terms)
 
 
 def extract_actions(model: pyo.ConcreteModel, data: ProblemData) -> np.ndarray:
@@ -173,43 +187,65 @@ def _map_status(results: object) -> str:
     raise RuntimeError(f"HiGHS ended with termination condition {term} and no solution")
 
 
-def solve_highs(data: ProblemData, profile: Profile, *, time_limit_s: float | None,
-                warm_start: np.ndarray | None = None) -> BackendOutcome:
-    """Solve ``data`` exactly with the Pyomo model and HiGHS under ``profile``."""
-    del warm_start  # the Pyomo HiGHS interface takes no MIP start; see the fast path (issue 4)
-    started = time.perf_counter()
-    model = build_model(data)
-    built = time.perf_counter()
-    solver = Highs()
+@dataclass
+class PyomoRun:
+    """A Pyomo model solved by HiGHS: status, results, and times (s)."""
+
+    status: str
+    results: Any
+    highs_s: float  # time inside HiGHS
+    overhead_s: float  # Pyomo's translation and result loading
+
+
+def run_highs(model: pyo.ConcreteModel, profile: Profile, time_limit_s: float | None
+              ) -> PyomoRun:
+    """Solve a Pyomo model with HiGHS under ``profile``; loads the variable values when
+    there is a solution. ``optimal`` with a non-zero gap in the profile only when the bound
+    meets the incumbent."""
     options = dict(profile.highs)
     _check_highs_options(options)
     _use_threads(profile.threads)
-    results = solver.solve(
+    started = time.perf_counter()
+    results = Highs().solve(
         model, tee=False, load_solutions=False, raise_exception_on_nonoptimal_result=False,
         time_limit=time_limit_s, threads=profile.threads, solver_options=options)
     finished = time.perf_counter()
-    highs_time = float(getattr(results.timing_info, "highs_time", finished - built))
+    highs_time = float(getattr(results.timing_info, "highs_time", finished - started))
     status = _map_status(results)
-    actions = None
     if status in (OPTIMAL, FEASIBLE):
         results.solution_loader.load_vars()
-        actions = extract_actions(model, data)
     if status == OPTIMAL and (options.get("mip_rel_gap", 0.0) > 0
                               or options.get("mip_abs_gap", 0.0) > 0):
         # a non-zero gap proves only near-optimality unless the bound meets the incumbent
         bound, incumbent = results.objective_bound, results.incumbent_objective
         if bound is None or incumbent is None or bound < incumbent:
             status = FEASIBLE
-    bound = results.objective_bound
-    dual = None if bound is None or status == INFEASIBLE else max(0.0, bound) * model.energy_scale_j
+    return PyomoRun(status, results, highs_time, max(0.0, (finished - started) - highs_time))
+
+
+def dual_bound_j(run: PyomoRun, scale: float) -> float | None:
+    """HiGHS's objective bound in J (None when infeasible or unknown)."""
+    bound = run.results.objective_bound
+    return None if bound is None or run.status == INFEASIBLE else max(0.0, bound) * scale
+
+
+def solve_highs(data: ProblemData, profile: Profile, *, time_limit_s: float | None,
+                warm_start: np.ndarray | None = None) -> BackendOutcome:
+    """Solve ``data`` exactly with the Pyomo model and HiGHS under ``profile``."""
+    del warm_start  # the Pyomo HiGHS interface takes no MIP start; see highs_direct
+    started = time.perf_counter()
+    model = build_model(data)
+    built = time.perf_counter()
+    run = run_highs(model, profile, time_limit_s)
+    actions = extract_actions(model, data) if run.status in (OPTIMAL, FEASIBLE) else None
     return BackendOutcome(
-        status=status, actions=actions, dual_bound_j=dual,
-        build_time_s=(built - started) + max(0.0, (finished - built) - highs_time),
-        solve_time_s=highs_time,
+        status=run.status, actions=actions,
+        dual_bound_j=dual_bound_j(run, model.energy_scale_j),
+        build_time_s=(built - started) + run.overhead_s, solve_time_s=run.highs_s,
         details={"formulation": "slots", "interface": "pyomo.contrib.solver Highs",
                  "energy_unit_j": model.energy_scale_j,
                  "num_binaries": len(model.a) + len(model.s) + len(model.u) + len(model.z),
-                 "mip_nodes": getattr(results.extra_info, "mip_node_count", None)})
+                 "mip_nodes": getattr(run.results.extra_info, "mip_node_count", None)})
 
 
 _scheduler_threads: int | None = None

@@ -9,7 +9,7 @@ from siftopt.errors import InputError
 from siftopt.instance import load_instance
 from siftopt.profiles import load_profile
 from siftopt.report import dumps, result_json, result_table
-from siftopt.solve import EXACT_METHODS, FORMULATIONS, resolve_policy, solve
+from siftopt.solve import EXACT_METHODS, FORMULATIONS, INTERFACES, resolve_policy, solve
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "patterns (one choice of node set per token; highspy directly for highs), "
                    "auto (the default: patterns, which fall back to slots on their own when "
                    "the pattern space is too large)")
+    p.add_argument("--interface", choices=INTERFACES, default="auto",
+                   help="how a highs model reaches HiGHS: pyomo (the declarative reference "
+                   "models), direct (assembled with numpy, highspy passModel), auto (the "
+                   "default: pyomo for slots, direct for patterns)")
     p.add_argument("--time-limit", type=positive_float, default=None, metavar="S",
                    help="wall-clock limit of the solve in seconds (overrides the profile)")
     p.add_argument("--threads", type=positive_int, default=None, metavar="N",
@@ -51,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         profile = type(profile)(name=profile.name, time_limit_s=profile.time_limit_s,
                                 threads=args.threads, highs=profile.highs, cpsat=profile.cpsat)
     result = solve(inst, args.method, profile=profile, time_limit_s=args.time_limit,
-                   formulation=args.formulation, warm_start=warm_start_policies(args.warm_start))
+                   formulation=args.formulation, warm_start=warm_start_policies(args.warm_start),
+                   interface=args.interface)
     obj = result_json(inst, result)
     if args.out:
         write_text(args.out, dumps(obj) + "\n")
