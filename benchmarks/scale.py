@@ -158,7 +158,7 @@ def _row(length: int, num_nodes: int, power: str, method: str, run: Run | None, 
     if run.energy_j is not None and best and run.status in ("optimal", "feasible"):
         excess = f"{100 * (run.energy_j - best) / best:.3g} %"
     status = run.status + (f" ({run.note})" if run.note else "")
-    return (f"{head} {run.build_s:.3f} | {run.solve_s:.3f} | {run.wall_s:.3f} | {status} | "
+    return (f"{head} {run.build_s:.4f} | {run.solve_s:.4f} | {run.wall_s:.4f} | {status} | "
             f"{energy} | {excess} |")
 
 

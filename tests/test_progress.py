@@ -42,10 +42,11 @@ def test_trace_bounds_are_monotone_and_meet_at_the_optimum(method, seed):
     _check_trace(result.details["trace"], result.energy_j, optimal=True)
 
 
-def test_cpsat_slot_model_records_its_solutions():
-    inst = random_instance(3, num_tokens=6, num_experts=10, top_k=3, num_nodes=3,
+@pytest.mark.parametrize(("method", "interface"), [("cpsat", "auto"), ("highs", "direct")])
+def test_slot_models_record_their_solutions(method, interface):
+    inst = random_instance(3, num_tokens=24, num_experts=16, top_k=4, num_nodes=5,
                            budgets="both", power_control="adaptive")
-    result = solve_exact(inst, "cpsat", formulation="slots")
+    result = solve_exact(inst, method, formulation="slots", interface=interface)
     assert result.status == "optimal"
     _check_trace(result.details["trace"], result.energy_j, optimal=True)
 

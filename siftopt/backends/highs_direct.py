@@ -57,6 +57,7 @@ import numpy as np
 from pyomo.common.tee import capture_output
 
 from siftopt.backends.highs_pyomo import _check_highs_options, _use_threads
+from siftopt.backends.progress import watch_highs
 from siftopt.errors import InputError
 from siftopt.patterns import (
     BUDGET_SLACK,
@@ -1132,8 +1133,16 @@ def solve_highs_slots(data: ProblemData, profile: Profile, *, time_limit_s: floa
         values = _slot_warm_values(data, opts, pairs, block, warm_start)
         if values is not None:
             highs.setSolution(values.size, np.arange(values.size, dtype=np.int32), values)
+    trace: list[dict[str, Any]] = []
+    watch_highs(highs, started, scale, trace)
     built = time.perf_counter()
     result = run_mip(highs, _gaps_zero(profile))
+    if result.objective is not None:
+        trace.append({"t_s": round(time.perf_counter() - started, 4),
+                      "phase": f"end ({result.status})",
+                      "upper_bound_j": result.objective * scale,
+                      "lower_bound_j": None if result.bound is None
+                      else max(result.bound, 0.0) * scale})
     actions = None
     if result.values is not None:
         a_val = result.values[block.cols.size: block.cols.size + n_a]
@@ -1147,7 +1156,7 @@ def solve_highs_slots(data: ProblemData, profile: Profile, *, time_limit_s: floa
         result.status, actions, bound, built - started, result.seconds,
         {"formulation": "slots", "interface": "highspy passModel", "energy_unit_j": scale,
          "num_binaries": int(n_a + n_u + int(block.cols.integer.sum())),
-         "mip_nodes": result.nodes},
+         "mip_nodes": result.nodes, "trace": trace},
         message="" if result.status != TIME_LIMIT else "stopped before finding a solution")
 
 

@@ -3,9 +3,9 @@
 Every event is a dict with ``t_s`` (seconds since the backend started), ``phase`` and,
 where known, ``upper_bound_j`` (energy of the best solution so far, J) and
 ``lower_bound_j`` (a valid dual bound, J). The HiGHS pattern backend records its phases
-(column generation, restricted and final MILPs); CP-SAT records every improving solution
-through a solution callback. :func:`gap` turns a pair of bounds into the relative gap that
-``siftopt solve`` prints.
+(column generation, restricted and final MILPs); the direct HiGHS slot model and CP-SAT
+record every improving solution through a solver callback. The Pyomo models have none.
+:func:`gap` turns a pair of bounds into the relative gap that ``siftopt solve`` prints.
 """
 
 from __future__ import annotations
@@ -54,6 +54,23 @@ class CpsatTrace(cp_model.CpSolverSolutionCallback):
         self.events.append({"t_s": round(time.perf_counter() - self.started, 4),
                             "phase": phase, "upper_bound_j": objective * self.unit_j,
                             "lower_bound_j": lower})
+
+
+def watch_highs(highs: Any, started: float, unit_j: float, events: list[dict[str, Any]]
+                ) -> None:
+    """Append an event at every improving MILP solution HiGHS finds (highspy callback
+    ``cbMipImprovingSolution``); objective and bound in energy units of ``unit_j`` J. Only
+    for models whose MILP bound is a bound on (P) (the direct slot model)."""
+
+    def on_improving(event: Any) -> None:
+        out = event.data_out
+        bound = out.mip_dual_bound
+        events.append({"t_s": round(time.perf_counter() - started, 4), "phase": "solution",
+                       "upper_bound_j": out.objective_function_value * unit_j,
+                       "lower_bound_j": max(bound, 0.0) * unit_j if math.isfinite(bound)
+                       else None})
+
+    highs.cbMipImprovingSolution.subscribe(on_improving)
 
 
 def progress_lines(trace: list[dict[str, Any]], limit: int = 8) -> list[str]:
