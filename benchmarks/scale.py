@@ -25,9 +25,12 @@ Methods: ``BACKEND/FORMULATION[-INTERFACE][+warm]`` — ``highs/patterns`` (dire
 from __future__ import annotations
 
 import argparse
+import csv
+import math
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 
@@ -104,6 +107,12 @@ def timed(inst: Instance, method: str, repeat: int, time_limit_s: float) -> Run:
                statistics.median(r.wall_s for r in runs), last.status, last.energy_j, last.note)
 
 
+EXACT_COLUMNS = ("highs/patterns", "highs/patterns-pyomo", "highs/slots", "highs/slots-direct",
+                 "cpsat/patterns", "cpsat/slots")
+CSV_FIELDS = ("L", "M", "power", "method", "build_s", "solve_s", "total_s", "status", "note",
+              "energy_j", "excess_pct")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lengths", default="1,128,512,1024,4096")
@@ -114,52 +123,136 @@ def main() -> None:
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--skip-after", type=float, default=120.0,
                         help="skip a method on larger L once it took this long (s)")
+    parser.add_argument("--csv", default=None, metavar="FILE",
+                        help="also write one row per instance and method to FILE")
+    parser.add_argument("--tables-from", default=None, metavar="FILE",
+                        help="only print the tables of a CSV written by --csv")
     args = parser.parse_args()
+    if args.tables_from:
+        with open(args.tables_from, newline="") as handle:
+            print_tables(list(csv.DictReader(handle)))
+        return
+    rows = measure(args)
+    if args.csv:
+        with open(args.csv, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+    print(f"<!-- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python "
+          f"{platform.python_version()}, repeat={args.repeat}, time limit {args.time_limit} s"
+          " -->")
+    print_tables(rows)
+
+
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Run every method on every instance; one dict per (instance, method) (CSV_FIELDS).
+    Progress goes to stderr."""
     methods = args.methods.split(",")
     warm_up = make(2, 2, "fixed")  # imports and first-call costs stay out of the table
     for method in methods:
         run_once(warm_up, method, args.time_limit)
-    print(f"<!-- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}, repeat={args.repeat}, time limit {args.time_limit} s"
-          " -->")
-    print("| L | M | power | method | build s | solve s | total s | status | energy J | "
-          "excess |")
-    print("|---:|---:|---|---|---:|---:|---:|---|---:|---:|")
+    out = []
     for num_nodes in (int(m) for m in args.nodes.split(",")):
         for power in args.power.split(","):
             given_up: dict[str, str] = {}
             for length in (int(x) for x in args.lengths.split(",")):
                 inst = make(length, num_nodes, power)
-                rows = []
+                runs: dict[str, Run] = {}
                 for method in methods:
                     if method in given_up:
-                        rows.append((method, None, given_up[method]))
+                        runs[method] = Run(math.nan, math.nan, math.nan, "not run",
+                                           None, given_up[method])
                         continue
                     run = timed(inst, method, args.repeat, args.time_limit)
-                    rows.append((method, run, ""))
+                    runs[method] = run
+                    print(f"L={length} M={num_nodes} {power} {method}: {run.wall_s:.3f} s "
+                          f"{run.status}", file=sys.stderr, flush=True)
                     if run.status == "time_limit" or run.wall_s >= args.skip_after or (
                             run.status == "feasible" and "/" in method):
-                        given_up[method] = (f"not run: {run.status} after {run.wall_s:.0f} s "
-                                            f"at L={length}")
-                best = min((r.energy_j for _, r, _ in rows if r is not None and r.energy_j
-                            is not None and r.status in ("optimal", "feasible")),
-                           default=None)
-                for method, run, why in rows:
-                    print(_row(length, num_nodes, power, method, run, why, best), flush=True)
+                        given_up[method] = f"{run.status} after {run.wall_s:.0f} s at L={length}"
+                best = min((r.energy_j for r in runs.values() if r.energy_j is not None
+                            and r.status in ("optimal", "feasible")), default=None)
+                for method, run in runs.items():
+                    excess = _excess_pct(run, best)
+                    out.append({"L": length, "M": num_nodes, "power": power, "method": method,
+                                "build_s": run.build_s, "solve_s": run.solve_s,
+                                "total_s": run.wall_s, "status": run.status,
+                                "note": run.note, "energy_j": run.energy_j,
+                                "excess_pct": excess})
+    return out
 
 
-def _row(length: int, num_nodes: int, power: str, method: str, run: Run | None, why: str,
-         best: float | None) -> str:
-    head = f"| {length} | {num_nodes} | {power} | {method} |"
-    if run is None:
-        return f"{head} | | | {why} | | |"
-    energy = "–" if run.energy_j is None else f"{run.energy_j:.9g}"
-    excess = "–"
-    if run.energy_j is not None and best and run.status in ("optimal", "feasible"):
-        excess = f"{100 * (run.energy_j - best) / best:.3g} %"
-    status = run.status + (f" ({run.note})" if run.note else "")
-    return (f"{head} {run.build_s:.4f} | {run.solve_s:.4f} | {run.wall_s:.4f} | {status} | "
-            f"{energy} | {excess} |")
+def _excess_pct(run: Run, best: float | None) -> float | None:
+    """100·(E − E_best)/E_best for a feasible answer (0 when both are 0), else None."""
+    if run.energy_j is None or best is None or run.status not in ("optimal", "feasible"):
+        return None
+    if best == 0:
+        return 0.0 if run.energy_j == 0 else math.inf
+    return 100 * (run.energy_j - best) / best
+
+
+def print_tables(rows: list[dict]) -> None:
+    """Two Markdown tables: exact methods (``build / solve / total`` s per cell) and
+    policies (``total s`` and excess over the best energy found)."""
+    by_instance: dict[tuple, dict[str, dict]] = {}
+    for row in rows:
+        key = (int(row["L"]), int(row["M"]), row["power"])
+        by_instance.setdefault(key, {})[row["method"]] = row
+    methods = list(dict.fromkeys(row["method"] for row in rows))
+    exact = [m for m in methods if "/" in m]
+    policies = [m for m in methods if "/" not in m]
+    for title, cols, cell in (("Exact methods: build / solve / total (s)", exact, _exact_cell),
+                              ("Policies: total (s), excess over the optimum", policies,
+                               _policy_cell)):
+        if not cols:
+            continue
+        print(f"\n{title}\n")
+        print("| L | M | power | " + " | ".join(cols) + " |")
+        print("|---:|---:|---|" + "---|" * len(cols))
+        for (length, num_nodes, power), got in by_instance.items():
+            cells = [cell(got[m]) if m in got else "" for m in cols]
+            print(f"| {length} | {num_nodes} | {power} | " + " | ".join(cells) + " |")
+
+
+def _num(value: object) -> float | None:
+    if value is None or value == "":
+        return None
+    number = float(value)
+    return None if math.isnan(number) else number
+
+
+def _exact_cell(row: dict) -> str:
+    if row["status"] == "not run":
+        return "skipped (gave up at L=" + row["note"].rsplit("L=", 1)[-1] + ")"
+    times = " / ".join(_seconds(_num(row[k])) for k in ("build_s", "solve_s", "total_s"))
+    status = row["status"]
+    if status == "optimal":
+        mark = "**opt**" + (" (decode rule)" if "decode rule" in row["note"] else "")
+    elif status == "feasible":
+        mark = ("feasible (the optimum, unproved)" if _num(row["excess_pct"]) == 0
+                else f"feasible, {_excess(row)} above")
+    else:
+        mark = status.replace("_", " ")
+    if "slot formulation" in row["note"]:
+        mark += " (fell back to slots)"
+    return f"{times} {mark}"
+
+
+def _policy_cell(row: dict) -> str:
+    if row["status"] != "feasible":
+        return f"{_seconds(_num(row['total_s']))} {row['status']}"
+    return f"{_seconds(_num(row['total_s']))}, +{_excess(row)}"
+
+
+def _seconds(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
+
+
+def _excess(row: dict) -> str:
+    value = _num(row["excess_pct"])
+    return "?" if value is None else f"{value:.3g} %"
 
 
 if __name__ == "__main__":
