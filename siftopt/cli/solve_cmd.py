@@ -15,8 +15,9 @@ from siftopt.solve import EXACT_METHODS, FORMULATIONS, INTERFACES, resolve_polic
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "solve", help="solve an instance (exact backend or policy)",
-        description="Solve an instance file. Exact methods: highs (Pyomo + HiGHS), cpsat "
-        "(OR-Tools CP-SAT), brute (enumeration, tiny instances). Any policy name "
+        description="Solve an instance file. Exact methods: highs (HiGHS; by default the "
+        "pattern master assembled directly, the Pyomo models on request), cpsat (OR-Tools "
+        "CP-SAT), brute (enumeration, tiny instances). Any policy name "
         "(topk, local, sift-decode, sift-ratio, sift-price) or module.path:function runs "
         "that policy. Exit status 0 when a verdict was reached (infeasible included).")
     p.add_argument("file", metavar="FILE", help="instance file (.json)")
@@ -40,8 +41,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="threads / CP-SAT workers (overrides the profile)")
     p.add_argument("--warm-start", default=None, metavar="POLICIES",
                    help="comma-separated policies (or 'all' for every built-in one): the exact "
-                   "backend starts from the best feasible of their answers (HiGHS pattern "
-                   "model: setSolution; CP-SAT: hints; the Pyomo slot model cannot use it)")
+                   "backend starts from the best feasible of their answers (HiGHS direct "
+                   "models: setSolution; CP-SAT: hints; the Pyomo models cannot use it)")
     add_format_option(p)
     p.add_argument("--out", default=None, metavar="SOLUTION.json",
                    help="also write the result object (JSON) to this file")
