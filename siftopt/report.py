@@ -212,10 +212,10 @@ def result_table(inst: Instance, result: SolveResult, *, max_tokens: int = 20) -
         lines.append(f"note      {result.message}")
     if "warm_start_policy" in result.details:
         policy = result.details["warm_start_policy"]
-        used = result.details.get("warm_start")
-        lines.append("start     " + ("no feasible policy answer" if policy is None else
-                                     f"from policy {policy}" + (
-                                         "" if used is not False else " (not usable here)")))
+        start = "no feasible policy answer" if policy is None else f"from policy {policy}"
+        if policy is not None and result.details.get("warm_start") is False:
+            start += " (not usable here)"
+        lines.append(f"start     {start}")
     trace = result.details.get("trace")
     if trace:
         lines += ["", "progress (bounds over time)", *progress_lines(trace)]

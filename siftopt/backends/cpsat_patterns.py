@@ -46,6 +46,7 @@ from siftopt.backends.cpsat import (
     degradation_scale,
     solve_cpsat,
 )
+from siftopt.backends.pattern_common import no_pattern_outcome, remaining_s, slot_fallback
 from siftopt.backends.progress import CpsatTrace
 from siftopt.errors import InputError
 from siftopt.evaluate import energies_equal
@@ -74,27 +75,22 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
                          warm_start: np.ndarray | None = None) -> BackendOutcome:
     """Solve (P) with the CP-SAT pattern model (see the module docstring)."""
     started = time.perf_counter()
+    deadline = None if time_limit_s is None else started + time_limit_s
     check_cpsat_parameters(profile)
     try:
         space = pattern_space(data)
         first = cheapest_patterns(space, one_token_energy(data)[1:] / data.energy_scale_j())
-        missing = np.setdiff1d(np.arange(space.num_classes), first.pattern_class)
-        pset = None if missing.size else enumerate_patterns(space)
-        if pset is not None and pset.num_patterns > MAX_CPSAT_PATTERNS:
+        details: dict[str, Any] = {"formulation": "patterns",
+                                   "token_classes": space.num_classes}
+        infeasible = no_pattern_outcome(space, first.pattern_class, details, started)
+        if infeasible is not None:
+            return infeasible
+        pset = enumerate_patterns(space)
+        if pset.num_patterns > MAX_CPSAT_PATTERNS:
             raise PatternLimitError(f"{pset.num_patterns} patterns (CP-SAT pattern limit "
                                     f"{MAX_CPSAT_PATTERNS})")
     except PatternLimitError as exc:
-        left = None if time_limit_s is None else max(
-            time_limit_s - (time.perf_counter() - started), 1e-3)
-        outcome = solve_cpsat(data, profile, time_limit_s=left, warm_start=warm_start)
-        outcome.details["fallback"] = f"slot formulation: {exc}"
-        return outcome
-    details: dict[str, Any] = {"formulation": "patterns", "token_classes": space.num_classes}
-    if missing.size:
-        t = int(space.class_rep[missing[0]])
-        return BackendOutcome(INFEASIBLE, None, None, time.perf_counter() - started, 0.0,
-                              details, message=f"token {t} cannot meet its accuracy budget "
-                              "with any set of reachable nodes")
+        return slot_fallback(solve_cpsat, data, profile, deadline, warm_start, exc)
     token_mask = first.mask[space.token_class]
     if decode_rule_applies(space, token_mask):
         details["method"] = "decode rule (no solver)"
@@ -117,9 +113,8 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
         setattr(solver.parameters, INCLUSION_LIMIT, 0)
     details["presolve_inclusion_forced"] = forced
     details[INCLUSION_LIMIT] = getattr(solver.parameters, INCLUSION_LIMIT)
-    if time_limit_s is not None:
-        solver.parameters.max_time_in_seconds = max(
-            float(time_limit_s) - (time.perf_counter() - started), 1e-3)
+    if deadline is not None:
+        solver.parameters.max_time_in_seconds = remaining_s(deadline)
     build_time = time.perf_counter() - started
     progress = CpsatTrace(started, scaling["energy_unit_j"], len(e))
     status = solver.solve(model, progress)

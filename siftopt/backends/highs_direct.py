@@ -57,6 +57,7 @@ import numpy as np
 from pyomo.common.tee import capture_output
 
 from siftopt.backends.highs_pyomo import _check_highs_options, _use_threads
+from siftopt.backends.pattern_common import no_pattern_outcome, remaining_s, slot_fallback
 from siftopt.backends.progress import watch_highs
 from siftopt.errors import InputError
 from siftopt.patterns import (
@@ -230,10 +231,6 @@ def run_mip(highs: highspy.Highs, gaps_zero: bool) -> MipResult:
 def _gaps_zero(profile: Profile) -> bool:
     return (profile.highs.get("mip_rel_gap", 0.0) == 0
             and profile.highs.get("mip_abs_gap", 0.0) == 0)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    return None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
 
 
 # ---- node energies ----------------------------------------------------------------------------
@@ -635,7 +632,7 @@ def _mip_over(master: Master, bps: np.ndarray, patterns: np.ndarray, profile: Pr
     Returns the result and its (patterns, amounts)."""
     if patterns.size == 0:  # every class row needs a pattern
         return MipResult(INFEASIBLE, None, None, None, 0.0), None
-    highs = new_highs(profile, _remaining(deadline))
+    highs = new_highs(profile, remaining_s(deadline))
     cols = Columns.concat([master.breakpoint_columns(bps), master.pattern_columns(patterns)])
     pass_model(highs, cols, master.row_lower, master.row_upper, mip=True)
     if start is not None:
@@ -676,7 +673,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     sums to its count, each convexity row to 1).
     """
     space = master.space
-    highs = new_highs(profile, _remaining(deadline), lp_only=True)
+    highs = new_highs(profile, remaining_s(deadline), lp_only=True)
     overflow_cost = master.overflow.cost.copy()
     pats, bps = [np.asarray(initial, np.int64)], [np.asarray(initial_bps, np.int64)]
     cols = Columns.concat([master.overflow, master.breakpoint_columns(bps[0], lp=True),
@@ -936,16 +933,13 @@ def solve_highs_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
         first = cheapest_patterns(space, one_token[1:] / data.energy_scale_j())
         trace.pricing_s += time.perf_counter() - priced
     except PatternLimitError as exc:
-        return _fallback(data, profile, deadline, warm_start, exc)
+        return slot_fallback(solve_highs_slots, data, profile, deadline, warm_start, exc)
     details: dict[str, Any] = {
         "formulation": "patterns", "interface": "highspy passModel",
         "token_classes": space.num_classes, "energy_unit_j": data.energy_scale_j()}
-    missing = np.setdiff1d(np.arange(space.num_classes), first.pattern_class)
-    if missing.size:
-        t = int(space.class_rep[missing[0]])
-        return BackendOutcome(INFEASIBLE, None, None, time.perf_counter() - started, 0.0,
-                              details, message=f"token {t} cannot meet its accuracy budget "
-                              "with any set of reachable nodes")
+    infeasible = no_pattern_outcome(space, first.pattern_class, details, started)
+    if infeasible is not None:
+        return infeasible
     token_mask = first.mask[space.token_class]
     if decode_rule_applies(space, token_mask):
         details["method"] = "decode rule (no MILP)"
@@ -969,7 +963,7 @@ def solve_highs_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
                                                                     warm, trace)
                 extra["note"] = f"column generation: {exc}; MILP over every pattern"
     except PatternLimitError as exc:
-        return _fallback(data, profile, deadline, warm_start, exc)
+        return slot_fallback(solve_highs_slots, data, profile, deadline, warm_start, exc)
     details.update(extra)
     details["patterns_stored"] = len(master.store)
     details["trace"] = trace.events
@@ -1001,14 +995,6 @@ def _solve_all_patterns(space: PatternSpace, profile: Profile, deadline: float |
         raise PatternLimitError(f"{pset.num_patterns} patterns (limit {ALL_PATTERNS_LIMIT} "
                                 "for a MILP over all of them)")
     return solve_all(space, pset, profile, deadline, warm, trace)
-
-
-def _fallback(data: ProblemData, profile: Profile, deadline: float | None,
-              warm_start: np.ndarray | None, exc: PatternLimitError) -> BackendOutcome:
-    outcome = solve_highs_slots(data, profile, time_limit_s=_remaining(deadline),
-                                warm_start=warm_start)
-    outcome.details["fallback"] = f"slot formulation: {exc}"
-    return outcome
 
 
 def _warm_patterns(space: PatternSpace, warm_start: np.ndarray | None) -> Chosen | None:

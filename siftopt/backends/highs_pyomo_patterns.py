@@ -27,7 +27,8 @@ import time
 import numpy as np
 import pyomo.environ as pyo
 
-from siftopt.backends.highs_pyomo import dual_bound_j, node_energy, run_highs
+from siftopt.backends.highs_pyomo import dual_bound_j, node_energy, run_highs, solve_highs
+from siftopt.backends.pattern_common import no_pattern_outcome, remaining_s, slot_fallback
 from siftopt.patterns import (
     BUDGET_SLACK,
     PatternLimitError,
@@ -41,7 +42,7 @@ from siftopt.patterns import (
 )
 from siftopt.problem import ProblemData
 from siftopt.profiles import Profile
-from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, BackendOutcome
+from siftopt.result import FEASIBLE, OPTIMAL, BackendOutcome
 
 #: Largest number of patterns put into the Pyomo model (past it: the slot model).
 MAX_PYOMO_PATTERNS = 200_000
@@ -87,10 +88,9 @@ def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
                                warm_start: np.ndarray | None = None) -> BackendOutcome:
     """Solve (P) with the Pyomo pattern model; past :data:`MAX_PYOMO_PATTERNS` patterns (or
     the enumeration limits) the Pyomo slot model solves it (``details["fallback"]``)."""
-    from siftopt.backends.highs_pyomo import solve_highs
-
     del warm_start  # the Pyomo HiGHS interface takes no MIP start
     started = time.perf_counter()
+    deadline = None if time_limit_s is None else started + time_limit_s
     try:
         space = pattern_space(data)
         pset = enumerate_patterns(space)
@@ -98,23 +98,16 @@ def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
             raise PatternLimitError(f"{pset.num_patterns} patterns (Pyomo pattern model "
                                     f"limit {MAX_PYOMO_PATTERNS})")
     except PatternLimitError as exc:
-        left = None if time_limit_s is None else max(
-            time_limit_s - (time.perf_counter() - started), 1e-3)
-        outcome = solve_highs(data, profile, time_limit_s=left)
-        outcome.details["fallback"] = f"slot formulation: {exc}"
-        return outcome
+        return slot_fallback(solve_highs, data, profile, deadline, None, exc)
     details = {"formulation": "patterns", "interface": "pyomo.contrib.solver Highs",
                "patterns": pset.num_patterns, "token_classes": space.num_classes,
                "energy_unit_j": data.energy_scale_j()}
-    missing = np.setdiff1d(np.arange(space.num_classes), pset.pattern_class)
-    if missing.size:
-        t = int(space.class_rep[missing[0]])
-        return BackendOutcome(INFEASIBLE, None, None, time.perf_counter() - started, 0.0,
-                              details, message=f"token {t} cannot meet its accuracy budget "
-                              "with any set of reachable nodes")
+    infeasible = no_pattern_outcome(space, pset.pattern_class, details, started)
+    if infeasible is not None:
+        return infeasible
     model = build_pattern_model(space, pset)
     built = time.perf_counter()
-    run = run_highs(model, profile, time_limit_s)
+    run = run_highs(model, profile, remaining_s(deadline))
     actions = None
     if run.status in (OPTIMAL, FEASIBLE):
         amounts = np.rint([model.x[p].value or 0.0 for p in model.P])

@@ -117,8 +117,7 @@ def _greedy_sets(a: np.ndarray, base: np.ndarray, rel: np.ndarray, price: np.nda
             continue
         others = chosen[rows].copy()
         others[:, m] = False
-        deg = np.where(others[:, None, :], a[rows], np.inf).min(axis=2)
-        drop = _within(np.minimum(deg, base[rows]).sum(axis=1), budget[rows])
+        drop = _within(_set_degradation(a[rows], base[rows], others).sum(axis=1), budget[rows])
         chosen[rows[drop], m] = False
     return chosen
 
