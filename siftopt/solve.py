@@ -71,8 +71,8 @@ def capacity_reason(data: ProblemData) -> str:
             "accuracy budgets")
 
 
-def choose_formulation(method: str, formulation: str, data: ProblemData) -> str:
-    """The formulation ``formulation`` means for ``method`` on ``data``.
+def choose_formulation(method: str, formulation: str) -> str:
+    """The formulation ``formulation`` means for ``method``.
 
     ``auto`` is ``patterns`` for HiGHS and CP-SAT: for one token (decoding) it picks the
     cheapest feasible node set directly, with no MILP; for prefill its master is far tighter
@@ -103,7 +103,7 @@ def check_interface(method: str, interface: str) -> None:
 def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: float | None,
                 warm_start: np.ndarray | None, formulation: str = "slots",
                 interface: str = "auto") -> BackendOutcome:
-    formulation = choose_formulation(method, formulation, data)
+    formulation = choose_formulation(method, formulation)
     if method == "highs":
         return _run_highs(data, profile, time_limit_s, warm_start, formulation, interface)
     if method == "cpsat" and formulation == "patterns":
@@ -147,7 +147,7 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     limit = time_limit_s if time_limit_s is not None else profile.time_limit_s
     started = time.perf_counter()
     data = problem_data(inst)
-    choose_formulation(method, formulation, data)  # reject unknown names early
+    choose_formulation(method, formulation)  # reject unknown names early
     check_interface(method, interface)
     if warm_start is not None and np.shape(warm_start) != inst.topk_experts.shape:
         raise InputError(f"warm start must have shape {inst.topk_experts.shape}, got "

@@ -47,3 +47,16 @@ def test_core_timings_script_runs():
                 "--methods", "highs,highs+slots,sift-decode")
     assert done.returncode == 0, done.stderr
     assert "decode" in done.stdout and "optimal" in done.stdout
+
+
+def test_stress_script_runs_one_seed_per_corpus():
+    for corpus in ("random", "generated"):
+        done = _run("benchmarks/stress.py", corpus, "--count", "1")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip().endswith("0 of 1 disagree"), done.stdout
+
+
+def test_known_limits_script_counts_non_monotone_tables():
+    done = _run("benchmarks/known_limits.py", "--only", "monotone")
+    assert done.returncode == 0, done.stderr
+    assert "Rayleigh tables" in done.stdout
