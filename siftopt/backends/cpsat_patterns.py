@@ -46,7 +46,12 @@ from siftopt.backends.cpsat import (
     degradation_scale,
     solve_cpsat,
 )
-from siftopt.backends.pattern_common import no_pattern_outcome, remaining_s, slot_fallback
+from siftopt.backends.pattern_common import (
+    every_pattern,
+    no_pattern_outcome,
+    remaining_s,
+    slot_fallback,
+)
 from siftopt.backends.progress import CpsatTrace
 from siftopt.errors import InputError
 from siftopt.evaluate import energies_equal
@@ -56,7 +61,6 @@ from siftopt.patterns import (
     assign_patterns,
     cheapest_patterns,
     decode_rule_applies,
-    enumerate_patterns,
     mask_bits,
     masks_energy_j,
     one_token_energy,
@@ -85,10 +89,7 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
         infeasible = no_pattern_outcome(space, first.pattern_class, details, started)
         if infeasible is not None:
             return infeasible
-        pset = enumerate_patterns(space)
-        if pset.num_patterns > MAX_CPSAT_PATTERNS:
-            raise PatternLimitError(f"{pset.num_patterns} patterns (CP-SAT pattern limit "
-                                    f"{MAX_CPSAT_PATTERNS})")
+        pset = every_pattern(space, MAX_CPSAT_PATTERNS, "CP-SAT pattern")
     except PatternLimitError as exc:
         return slot_fallback(solve_cpsat, data, profile, deadline, warm_start, exc)
     token_mask = first.mask[space.token_class]

@@ -28,7 +28,12 @@ import numpy as np
 import pyomo.environ as pyo
 
 from siftopt.backends.highs_pyomo import dual_bound_j, node_energy, run_highs, solve_highs
-from siftopt.backends.pattern_common import no_pattern_outcome, remaining_s, slot_fallback
+from siftopt.backends.pattern_common import (
+    every_pattern,
+    no_pattern_outcome,
+    remaining_s,
+    slot_fallback,
+)
 from siftopt.patterns import (
     BUDGET_SLACK,
     PatternLimitError,
@@ -36,7 +41,6 @@ from siftopt.patterns import (
     PatternSpace,
     actions_for_patterns,
     assign_patterns,
-    enumerate_patterns,
     mask_bits,
     pattern_space,
 )
@@ -93,10 +97,7 @@ def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
     deadline = None if time_limit_s is None else started + time_limit_s
     try:
         space = pattern_space(data)
-        pset = enumerate_patterns(space)
-        if pset.num_patterns > MAX_PYOMO_PATTERNS:
-            raise PatternLimitError(f"{pset.num_patterns} patterns (Pyomo pattern model "
-                                    f"limit {MAX_PYOMO_PATTERNS})")
+        pset = every_pattern(space, MAX_PYOMO_PATTERNS, "Pyomo pattern model")
     except PatternLimitError as exc:
         return slot_fallback(solve_highs, data, profile, deadline, None, exc)
     details = {"formulation": "patterns", "interface": "pyomo.contrib.solver Highs",

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from siftopt.patterns import PatternLimitError, PatternSpace
+from siftopt.patterns import PatternLimitError, PatternSet, PatternSpace, enumerate_patterns
 from siftopt.problem import ProblemData
 from siftopt.profiles import Profile
 from siftopt.result import INFEASIBLE, BackendOutcome
@@ -23,6 +23,15 @@ def remaining_s(deadline: float | None) -> float | None:
     """Seconds left before ``deadline`` (``time.perf_counter`` clock; at least 1 ms), or
     None without a deadline."""
     return None if deadline is None else max(deadline - time.perf_counter(), 1e-3)
+
+
+def every_pattern(space: PatternSpace, limit: int, model: str) -> PatternSet:
+    """All non-dominated patterns, for a model that holds every one of them; raises
+    :class:`PatternLimitError` past ``limit`` of them (``model`` names the model)."""
+    pset = enumerate_patterns(space)
+    if pset.num_patterns > limit:
+        raise PatternLimitError(f"{pset.num_patterns} patterns ({model} limit {limit})")
+    return pset
 
 
 def no_pattern_outcome(space: PatternSpace, pattern_class: np.ndarray, details: dict[str, Any],
