@@ -10,7 +10,7 @@ Usage (from the repository root):
 
 Prints a Markdown table: one row per instance × method with model build time, solve time,
 total wall time (median of R runs), status and energy. Instances are synthetic
-(`siftopt.synthetic.random_document`, seed 7, no null δ entries, 4 candidates).
+(`siftopt.experiments.synthetic.random_document`, seed 7, no null δ entries, 4 candidates).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import time
 
 import numpy as np
 
-from siftopt.instance import instance_from_document
-from siftopt.physics import energy_tables
-from siftopt.problem import problem_data
+from siftopt.model.instance import instance_from_document
+from siftopt.model.physics import energy_tables
+from siftopt.model.problem import problem_data
 from siftopt.solve import EXACT_METHODS, solve
 
 SIZES = {
@@ -36,7 +36,7 @@ SIZES = {
 
 
 def make(size: str, power_control: str, seed: int = 7):
-    from siftopt.synthetic import random_document
+    from siftopt.experiments.synthetic import random_document
 
     doc = random_document(np.random.default_rng(seed), name=f"{size}-{power_control}",
                           max_candidates=4, null_fraction=0.0, power_control=power_control,

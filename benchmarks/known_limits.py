@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from siftopt import patterns as P
-from siftopt.problem import problem_data
+from siftopt.experiments.synthetic import random_instance
+from siftopt.formulations import patterns as P
+from siftopt.model.problem import problem_data
 from siftopt.solve import solve_exact
-from siftopt.synthetic import random_instance
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import make  # noqa: E402  (the scale benchmark's instances)

@@ -6,7 +6,7 @@ Usage (from the repository root):
                                [--power fixed,adaptive] [--methods ...] [--repeat R]
                                [--time-limit S] [--skip-after S]
 
-Instances: ``siftopt.synthetic.random_document`` with seed 7, N = 64 experts, top-K = 8,
+Instances: ``siftopt.experiments.synthetic.random_document`` with seed 7, N = 64 experts, top-K = 8,
 4 replacement candidates, no null δ entries, both budget kinds (per-token and mean), M nodes.
 Prints a Markdown table: one row per instance × method with model build time, solve time,
 total wall time (derived data — candidates, energy tables — included; median of R runs for
@@ -37,11 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from siftopt.errors import InputError
-from siftopt.instance import Instance, instance_from_document
-from siftopt.physics import energy_tables
-from siftopt.problem import problem_data
+from siftopt.experiments.synthetic import random_document
+from siftopt.model.instance import Instance, instance_from_document
+from siftopt.model.physics import energy_tables
+from siftopt.model.problem import problem_data
 from siftopt.solve import solve, solve_policy
-from siftopt.synthetic import random_document
 
 #: Policies whose best feasible answer starts a ``+warm`` method (its time counts as build).
 WARM_POLICIES = ("sift-decode", "sift-ratio", "sift-price")

@@ -33,11 +33,11 @@ import time
 
 import numpy as np
 
-from siftopt.evaluate import energies_equal
-from siftopt.instance import Instance
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import energies_equal
+from siftopt.model.instance import Instance
 from siftopt.result import SolveResult
 from siftopt.solve import solve_exact
-from siftopt.synthetic import random_instance
 
 PRESETS = ("mixtral-8x7b", "deepseek-moe-16b", "qwen1.5-moe-a2.7b", "qwen3-30b-a3b",
            "olmoe-1b-7b", "deepseek-v3")
@@ -57,8 +57,8 @@ def random_case(seed: int) -> tuple[Instance, str]:
 
 
 def generated_case(seed: int) -> tuple[Instance, str]:
-    from siftopt.generate.build import generate
-    from siftopt.generate.config import GeneratorConfig
+    from siftopt.experiments.generate.build import generate
+    from siftopt.experiments.generate.config import GeneratorConfig
 
     rng = np.random.default_rng(1000 + seed)
     cfg = GeneratorConfig(preset=str(rng.choice(PRESETS)), tokens=int(rng.choice([8, 32, 64])),

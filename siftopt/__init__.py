@@ -2,8 +2,8 @@
 
 The normative model is ``docs/model.md``. Main entry points:
 
-* :func:`siftopt.instance.load_instance` — read and validate an instance file;
-* :func:`siftopt.evaluate.evaluate` — the single source of truth for energy, latency and
+* :func:`siftopt.model.instance.load_instance` — read and validate an instance file;
+* :func:`siftopt.model.evaluate.evaluate` — the single source of truth for energy, latency and
   degradation of an action set;
 * :func:`siftopt.solve.solve` — exact backends (``highs``, ``cpsat``) and policies.
 """

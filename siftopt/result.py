@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from siftopt.evaluate import Evaluation
+from siftopt.model.evaluate import Evaluation
 
 #: Statuses of docs/model.md §7.
 OPTIMAL, FEASIBLE, INFEASIBLE, TIME_LIMIT = "optimal", "feasible", "infeasible", "time_limit"

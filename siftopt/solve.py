@@ -3,7 +3,7 @@
 ``solve(inst, method)`` runs an exact backend (``highs``, ``cpsat``, ``brute``) or a policy
 (a name registered in :mod:`siftopt.policies`, or ``module.path:function`` for a user's own)
 and returns a :class:`~siftopt.result.SolveResult` whose actions were evaluated by
-:func:`siftopt.evaluate.evaluate` — no method reports its own energy.
+:func:`siftopt.model.evaluate.evaluate` — no method reports its own energy.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ from collections.abc import Callable
 import numpy as np
 
 from siftopt.errors import InputError, PolicyRefusal
-from siftopt.evaluate import evaluate
-from siftopt.instance import Instance
-from siftopt.problem import DEGRADATION_TOL, ProblemData, problem_data
-from siftopt.profiles import Profile, load_profile
+from siftopt.io.profiles import Profile, load_profile
+from siftopt.model.evaluate import evaluate
+from siftopt.model.instance import Instance
+from siftopt.model.problem import DEGRADATION_TOL, ProblemData, problem_data
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome, SolveResult
 
 EXACT_METHODS = ("highs", "cpsat", "brute")
 #: ``slots``: the slot MILP (Pyomo + HiGHS, or CP-SAT); ``patterns``: the pattern master
-#: (siftopt.patterns; HiGHS through highspy directly, or CP-SAT); ``auto``: see
+#: (siftopt.formulations.patterns; HiGHS through highspy directly, or CP-SAT); ``auto``: see
 #: :func:`choose_formulation`.
 FORMULATIONS = ("auto", "slots", "patterns")
 #: How a HiGHS model reaches the solver: ``pyomo`` (the declarative reference models),
@@ -107,11 +107,11 @@ def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: 
     if method == "highs":
         return _run_highs(data, profile, time_limit_s, warm_start, formulation, interface)
     if method == "cpsat" and formulation == "patterns":
-        from siftopt.backends.cpsat_patterns import solve_cpsat_patterns
+        from siftopt.backends.cpsat.patterns import solve_cpsat_patterns
         return solve_cpsat_patterns(data, profile, time_limit_s=time_limit_s,
                                     warm_start=warm_start)
     if method == "cpsat":
-        from siftopt.backends.cpsat import solve_cpsat
+        from siftopt.backends.cpsat.slots import solve_cpsat
         return solve_cpsat(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
     if method == "brute":
         from siftopt.backends.brute import solve_brute
@@ -126,13 +126,13 @@ def _run_highs(data: ProblemData, profile: Profile, time_limit_s: float | None,
     if interface == "auto":
         interface = "direct" if formulation == "patterns" else "pyomo"
     if formulation == "patterns" and interface == "direct":
-        from siftopt.backends.highs_direct import solve_highs_patterns as backend
+        from siftopt.backends.highs.direct import solve_highs_patterns as backend
     elif formulation == "patterns":
-        from siftopt.backends.highs_pyomo_patterns import solve_highs_pyomo_patterns as backend
+        from siftopt.backends.highs.pyomo_patterns import solve_highs_pyomo_patterns as backend
     elif interface == "direct":
-        from siftopt.backends.highs_direct import solve_highs_slots as backend
+        from siftopt.backends.highs.direct import solve_highs_slots as backend
     else:
-        from siftopt.backends.highs_pyomo import solve_highs as backend
+        from siftopt.backends.highs.pyomo_slots import solve_highs as backend
     return backend(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
 
 

@@ -11,11 +11,16 @@ import pandas as pd
 import pytest
 
 import siftopt.cli as cli
-from siftopt.bench.config import cells, instance_key, load_bench_config, parse_bench_config
-from siftopt.bench.runner import RESULTS_FILE
-from siftopt.bench.tables import headline_table, to_latex, to_markdown, with_derived
 from siftopt.errors import InputError
-from siftopt.generate import GeneratorConfig
+from siftopt.experiments.bench.config import (
+    cells,
+    instance_key,
+    load_bench_config,
+    parse_bench_config,
+)
+from siftopt.experiments.bench.runner import RESULTS_FILE
+from siftopt.experiments.bench.tables import headline_table, to_latex, to_markdown, with_derived
+from siftopt.experiments.generate import GeneratorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 OUR_COMMANDS = ("siftopt.cli.generate_cmd", "siftopt.cli.bench_cmd")
@@ -215,7 +220,7 @@ def test_error_rows_are_retried(main, tmp_path, capsys, scheduler):
 
 
 def test_bad_scheduler_address_is_exit_2(main, tmp_path, capsys, monkeypatch):
-    import siftopt.bench.runner as runner
+    import siftopt.experiments.bench.runner as runner
     monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 1)
     config = _write(tmp_path, TINY.replace("{seeds}", "1"))
     argv = ["bench", str(config), "--out", str(tmp_path / "o"), "--scheduler",

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from siftopt.evaluate import energies_equal
+from siftopt.model.evaluate import energies_equal
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""Tests of siftopt.bounds and `siftopt similarity`.
+"""Tests of siftopt.similarity.bounds and `siftopt similarity`.
 
 The central property: no analytic β or δ is ever exceeded, on random inputs and on inputs found
 by an independent adversarial search (scipy optimisation of the ratio from several starts).
@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq, minimize, minimize_scalar
 from scipy.special import erf
 
-from siftopt import bounds as B
 from siftopt.cli import main
 from siftopt.errors import InputError
+from siftopt.similarity import bounds as B
 
 PLAIN = ("relu", "gelu", "silu")
 RTOL = 1e-9  # floating-point slack when comparing a ratio computed here with a bound

@@ -12,9 +12,9 @@ import pytest
 
 import siftopt.cli.solve_cmd as solve_cmd
 from siftopt.cli import main
-from siftopt.evaluate import evaluate
-from siftopt.instance import load_instance, save_instance
-from siftopt.synthetic import random_instance
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import evaluate
+from siftopt.model.instance import load_instance, save_instance
 
 ROOT = Path(__file__).resolve().parent.parent
 DECODE = ROOT / "instances" / "example-decode-adaptive.json"

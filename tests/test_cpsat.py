@@ -16,14 +16,14 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from siftopt.backends.brute import count_assignments, solve_brute
-from siftopt.backends.cpsat import INT32_MAX, solve_cpsat
+from siftopt.backends.cpsat.slots import INT32_MAX, solve_cpsat
 from siftopt.errors import InputError
-from siftopt.evaluate import energies_equal, evaluate
-from siftopt.instance import Instance, instance_from_document
-from siftopt.problem import SKIP, problem_data
-from siftopt.profiles import Profile, load_profile
+from siftopt.experiments.synthetic import random_instance
+from siftopt.io.profiles import Profile, load_profile
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.instance import Instance, instance_from_document
+from siftopt.model.problem import SKIP, problem_data
 from siftopt.solve import solve_exact
-from siftopt.synthetic import random_instance
 
 BRUTE_LIMIT = 200_000
 NODE = {"bandwidth_hz": 5e6, "gain_up_db": -100.0, "gain_down_db": -100.0, "power_up_w": 0.2,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from siftopt.backends.brute import count_assignments
-from siftopt.evaluate import energies_equal, evaluate
-from siftopt.instance import load_instance
-from siftopt.problem import problem_data
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.instance import load_instance
+from siftopt.model.problem import problem_data
 from siftopt.solve import solve_exact
 
 FOLDER = Path(__file__).resolve().parent.parent / "instances"

@@ -8,10 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from siftopt.errors import InputError
-from siftopt.evaluate import energies_equal, evaluate
-from siftopt.physics import energy_tables
-from siftopt.problem import SKIP, keep_all, problem_data, skip_all
-from siftopt.synthetic import random_instance
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.physics import energy_tables
+from siftopt.model.problem import SKIP, keep_all, problem_data, skip_all
 
 instances = st.builds(
     lambda seed, tokens, k, pc, budgets: random_instance(

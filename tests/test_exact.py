@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siftopt.backends.brute import count_assignments
-from siftopt.evaluate import energies_equal, evaluate
-from siftopt.problem import problem_data
-from siftopt.profiles import load_profile
+from siftopt.experiments.synthetic import random_instance
+from siftopt.io.profiles import load_profile
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.problem import problem_data
 from siftopt.solve import solve_exact
-from siftopt.synthetic import random_instance
 
 BRUTE_LIMIT = 60_000
 
@@ -131,7 +131,7 @@ def test_level_binary_regression_highs_equals_cpsat():
     with a 1e-10 MIP feasibility tolerance proved a wrong optimum (0.0202 J vs 0.0195 J)."""
     from pathlib import Path
 
-    from siftopt.instance import load_instance
+    from siftopt.model.instance import load_instance
 
     inst = load_instance(Path(__file__).parent / "data" /
                          "deepseek-v3-urban-L64-M4-rayleigh-adaptive-s1.json")

@@ -1,4 +1,4 @@
-"""Tests of the Rayleigh fast-fading link model (siftopt.fading, docs/fading.md).
+"""Tests of the Rayleigh fast-fading link model (siftopt.model.fading, docs/fading.md).
 
 Every expected value is recomputed here by an independent route: thresholds by root finding on
 the success condition, expectations by direct quadrature, by a hand-written composite
@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize
 
-from siftopt.fading import (
+from siftopt.model.fading import (
     FIXED_INTEGRAL_RTOL,
     RayleighNodeParams,
     RayleighNodeTable,

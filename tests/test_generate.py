@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 import siftopt.cli as cli
-from siftopt.evaluate import energies_equal, evaluate
-from siftopt.generate import (
+from siftopt.experiments.generate import (
     ARCHITECTURES,
     PLACEMENTS,
     SCENARIOS,
@@ -20,10 +19,11 @@ from siftopt.generate import (
     routing,
     wireless,
 )
-from siftopt.generate.build import instance_name
-from siftopt.instance import instance_to_document, load_instance
-from siftopt.problem import problem_data
-from siftopt.report import read_solution
+from siftopt.experiments.generate.build import instance_name
+from siftopt.io.report import read_solution
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.instance import instance_to_document, load_instance
+from siftopt.model.problem import problem_data
 from siftopt.solve import solve
 
 OUR_COMMANDS = ("siftopt.cli.generate_cmd", "siftopt.cli.bench_cmd")

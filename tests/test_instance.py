@@ -14,14 +14,14 @@ from hypothesis import strategies as st
 
 from siftopt.cli import main
 from siftopt.errors import InputError
-from siftopt.instance import (
+from siftopt.experiments.synthetic import random_document, random_instance
+from siftopt.model.instance import (
     instance_from_document,
     instance_to_document,
     load_instance,
     save_instance,
     topk_from_gates,
 )
-from siftopt.synthetic import random_document, random_instance
 
 INSTANCES = Path(__file__).resolve().parent.parent / "instances"
 

@@ -20,20 +20,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from siftopt import patterns as P
-from siftopt.backends import highs_direct as HD
 from siftopt.backends.brute import count_assignments, solve_brute
-from siftopt.backends.cpsat import INT32_MAX
-from siftopt.backends.cpsat_patterns import solve_cpsat_patterns
-from siftopt.backends.highs_direct import solve_highs_patterns, solve_highs_slots
-from siftopt.backends.highs_pyomo_patterns import solve_highs_pyomo_patterns
+from siftopt.backends.cpsat.patterns import solve_cpsat_patterns
+from siftopt.backends.cpsat.slots import INT32_MAX
+from siftopt.backends.highs import direct as HD
+from siftopt.backends.highs.direct import solve_highs_patterns, solve_highs_slots
+from siftopt.backends.highs.pyomo_patterns import solve_highs_pyomo_patterns
 from siftopt.cli import main
-from siftopt.evaluate import energies_equal, evaluate
-from siftopt.instance import Instance, save_instance
-from siftopt.problem import ProblemData, problem_data
-from siftopt.profiles import Profile, load_profile
+from siftopt.experiments.synthetic import random_instance
+from siftopt.formulations import patterns as P
+from siftopt.io.profiles import Profile, load_profile
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.instance import Instance, save_instance
+from siftopt.model.problem import ProblemData, problem_data
 from siftopt.solve import infeasibility_reason, solve_exact
-from siftopt.synthetic import random_instance
 
 BRUTE_LIMIT = 40_000
 PROFILE = load_profile(None)
@@ -322,8 +322,8 @@ def test_generated_instance_whose_overflow_priced_lp_failed():
     """Regression: qwen3-30b-a3b, L = 64, both budgets, adaptive, seed 2. With overflow costs
     of ~1e10 energy units the second restricted LP came back "Not Set" and the backend
     returned a feasible point 2× above the optimum."""
-    from siftopt.generate.build import generate
-    from siftopt.generate.config import GeneratorConfig
+    from siftopt.experiments.generate.build import generate
+    from siftopt.experiments.generate.config import GeneratorConfig
 
     inst = generate(GeneratorConfig(preset="qwen3-30b-a3b", tokens=64, budget="both",
                                     power_control="adaptive", fading="slow"), 2).instance

@@ -10,8 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import minimize_scalar
 
-from siftopt.instance import Node
-from siftopt.physics import (
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.instance import Node
+from siftopt.model.physics import (
     adaptive_power_table,
     energy_tables,
     fixed_power_table,
@@ -20,7 +21,6 @@ from siftopt.physics import (
     node_rates,
     slow_fading_cap,
 )
-from siftopt.synthetic import random_instance
 
 
 def _instance(power_control: str = "fixed", latency_s: float = 0.02, tokens: int = 4):

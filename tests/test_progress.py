@@ -9,10 +9,10 @@ import pytest
 
 from siftopt.backends.progress import gap, progress_lines
 from siftopt.cli import main
-from siftopt.evaluate import energies_equal
-from siftopt.instance import save_instance
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import energies_equal
+from siftopt.model.instance import save_instance
 from siftopt.solve import best_policy_start, solve, solve_exact, solve_policy
-from siftopt.synthetic import random_instance
 
 PREFILL = dict(num_tokens=40, num_experts=16, top_k=4, num_nodes=6, budgets="both",
                power_control="adaptive", max_candidates=3)

@@ -1,4 +1,4 @@
-"""Tests of the Monte Carlo simulator (siftopt.simulate, ``siftopt simulate``).
+"""Tests of the Monte Carlo simulator (siftopt.analysis.simulate, ``siftopt simulate``).
 
 Closed-form predictions are checked against seeded simulations with a margin of 4 standard
 errors. For the frequencies and degradation statistics the standard error is the *theoretical*
@@ -16,13 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siftopt.cli import main
-from siftopt.evaluate import evaluate
-from siftopt.fading import realised_node_energy
-from siftopt.instance import load_instance
-from siftopt.physics import energy_tables
-from siftopt.problem import SKIP
-from siftopt.simulate import (
+from siftopt.analysis.simulate import (
     CHUNK_RUNS,
     Plan,
     apply_channel,
@@ -38,8 +32,14 @@ from siftopt.simulate import (
     summarise_degradation,
     wilson_interval,
 )
+from siftopt.cli import main
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import evaluate
+from siftopt.model.fading import realised_node_energy
+from siftopt.model.instance import load_instance
+from siftopt.model.physics import energy_tables
+from siftopt.model.problem import SKIP
 from siftopt.solve import solve
-from siftopt.synthetic import random_instance
 
 ROOT = Path(__file__).resolve().parent.parent
 RAYLEIGH = ROOT / "instances" / "example-decode-rayleigh.json"

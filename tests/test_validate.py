@@ -1,4 +1,5 @@
-"""Real accuracy validation (siftopt.validate, ``siftopt validate-accuracy --quick``)."""
+"""Real accuracy validation (siftopt.experiments.validate, ``siftopt validate-accuracy
+--quick``)."""
 
 from __future__ import annotations
 
@@ -15,11 +16,9 @@ import pytest
 pytest.importorskip("sklearn")
 pytest.importorskip("matplotlib")
 
-from siftopt.bounds import ExpertWeights, expert_forward  # noqa: E402
 from siftopt.cli import SUBCOMMAND_MODULES, main, validate_cmd  # noqa: E402
 from siftopt.errors import InputError  # noqa: E402
-from siftopt.instance import topk_from_gates  # noqa: E402
-from siftopt.moe_numpy import (  # noqa: E402
+from siftopt.experiments.moe_numpy import (  # noqa: E402
     MoEConfig,
     MoEParams,
     activation,
@@ -28,7 +27,7 @@ from siftopt.moe_numpy import (  # noqa: E402
     topk_route,
     upcycle,
 )
-from siftopt.validate import (  # noqa: E402
+from siftopt.experiments.validate import (  # noqa: E402
     METHODS,
     QUICK_EPS_FRACTIONS,
     ValidationConfig,
@@ -42,6 +41,8 @@ from siftopt.validate import (  # noqa: E402
     run_validation,
     token_states,
 )
+from siftopt.model.instance import topk_from_gates  # noqa: E402
+from siftopt.similarity.bounds import ExpertWeights, expert_forward  # noqa: E402
 
 
 @pytest.fixture(scope="module")

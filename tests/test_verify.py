@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from siftopt.analysis.verify import ProgressBar
 from siftopt.cli import main
-from siftopt.evaluate import energies_equal
-from siftopt.instance import Instance, load_instance, save_instance
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import energies_equal
+from siftopt.model.instance import Instance, load_instance, save_instance
 from siftopt.solve import solve_exact, solve_policy
-from siftopt.synthetic import random_instance
-from siftopt.verify import ProgressBar
 
 ROW_KEYS = {"instance", "method", "energy_j", "optimum_j", "gap", "optimal", "feasible",
             "time_s", "exact_status", "verdict", "note"}

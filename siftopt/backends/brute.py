@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from siftopt.errors import InputError
-from siftopt.problem import DEGRADATION_TOL, ProblemData
+from siftopt.model.problem import DEGRADATION_TOL, ProblemData
 from siftopt.result import INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome
 
 #: Largest number of assignments the brute-force backend will enumerate.

@@ -10,9 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from siftopt.patterns import PatternLimitError, PatternSet, PatternSpace, enumerate_patterns
-from siftopt.problem import ProblemData
-from siftopt.profiles import Profile
+from siftopt.formulations.patterns import (
+    PatternLimitError,
+    PatternSet,
+    PatternSpace,
+    enumerate_patterns,
+)
+from siftopt.io.profiles import Profile
+from siftopt.model.problem import ProblemData
 from siftopt.result import INFEASIBLE, BackendOutcome
 
 #: A slot-model backend: ``(data, profile, *, time_limit_s, warm_start) -> BackendOutcome``.

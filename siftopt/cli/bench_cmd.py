@@ -9,7 +9,7 @@ from pathlib import Path
 
 from siftopt.cli.common import emit, positive_int
 from siftopt.errors import InputError
-from siftopt.report import format_table
+from siftopt.io.report import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -35,9 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from siftopt.bench.config import load_bench_config
-    from siftopt.bench.report import write_report
-    from siftopt.bench.runner import run_bench
+    from siftopt.experiments.bench.config import load_bench_config
+    from siftopt.experiments.bench.report import write_report
+    from siftopt.experiments.bench.runner import run_bench
 
     if args.scheduler and args.workers:
         raise InputError("--workers applies to the local cluster only; with --scheduler the "

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 
 from siftopt.cli.common import add_format_option, emit
-from siftopt.evaluate import evaluate
-from siftopt.instance import load_instance
-from siftopt.report import dumps, read_solution, result_json, result_table
+from siftopt.io.report import dumps, read_solution, result_json, result_table
+from siftopt.model.evaluate import evaluate
+from siftopt.model.instance import load_instance
 from siftopt.result import FEASIBLE, INFEASIBLE, SolveResult
 
 

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from siftopt.cli.common import emit, nonnegative_int, positive_float, positive_int
-from siftopt.generate import (
+from siftopt.experiments.generate import (
     ARCHITECTURES,
     BUDGETS,
     PLACEMENTS,
@@ -16,8 +16,8 @@ from siftopt.generate import (
     config_from_mapping,
     write_instances,
 )
-from siftopt.instance import FADING_MODES, POWER_MODES
-from siftopt.report import format_table
+from siftopt.io.report import format_table
+from siftopt.model.instance import FADING_MODES, POWER_MODES
 
 #: Options that map one to one onto generator parameters (option dest → parameter).
 _PARAMETER_OPTIONS = ("preset", "scenario", "tokens", "nodes", "fading", "power_control",
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "wireless scenario: 3GPP path loss 128.1 + 37.6 log10(d/km) dB with log-normal "
         "shadowing, thermal noise -174 dBm/Hz plus a noise figure, softmax gates with a "
         "temperature calibrated to a routing entropy and correlated neighbouring tokens, "
-        "expert similarity bounds from synthetic expert weights (siftopt.bounds), and "
+        "expert similarity bounds from synthetic expert weights (siftopt.similarity.bounds), and "
         "latency and accuracy budgets that keep the problem non-trivial and feasible. "
         "Reproducible: the same options and seed give the same files. Writes DIR/NAME.json "
         "(+ NAME.npz when arrays are large) per instance and DIR/manifest.json. "

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from siftopt.analysis.summary import describe
 from siftopt.cli.common import add_format_option, emit
-from siftopt.instance import load_instance
-from siftopt.report import dumps, format_table
-from siftopt.summary import describe
+from siftopt.io.report import dumps, format_table
+from siftopt.model.instance import load_instance
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,7 +7,9 @@ import json
 
 import numpy as np
 
-from siftopt.bounds import (
+from siftopt.cli.common import emit, write_text
+from siftopt.errors import InputError, UsageError
+from siftopt.similarity.bounds import (
     KINDS,
     METHODS,
     Bounds,
@@ -15,8 +17,6 @@ from siftopt.bounds import (
     compute_bounds,
     load_expert_weights,
 )
-from siftopt.cli.common import emit, write_text
-from siftopt.errors import InputError, UsageError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -7,16 +7,7 @@ import sys
 import time
 from typing import Any
 
-from siftopt.cli.common import (
-    add_format_option,
-    emit,
-    nonnegative_int,
-    positive_float,
-    positive_int,
-)
-from siftopt.instance import CSI_MODES, Instance, load_instance
-from siftopt.report import dumps, format_table
-from siftopt.simulate import (
+from siftopt.analysis.simulate import (
     DEFAULT_RUNS,
     CsiReport,
     Estimate,
@@ -25,6 +16,15 @@ from siftopt.simulate import (
     report_json,
     simulate,
 )
+from siftopt.cli.common import (
+    add_format_option,
+    emit,
+    nonnegative_int,
+    positive_float,
+    positive_int,
+)
+from siftopt.io.report import dumps, format_table
+from siftopt.model.instance import CSI_MODES, Instance, load_instance
 from siftopt.solve import EXACT_METHODS
 
 

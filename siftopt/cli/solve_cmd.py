@@ -6,9 +6,9 @@ import argparse
 
 from siftopt.cli.common import add_format_option, emit, positive_float, positive_int, write_text
 from siftopt.errors import InputError
-from siftopt.instance import load_instance
-from siftopt.profiles import load_profile
-from siftopt.report import dumps, result_json, result_table
+from siftopt.io.profiles import load_profile
+from siftopt.io.report import dumps, result_json, result_table
+from siftopt.model.instance import load_instance
 from siftopt.solve import EXACT_METHODS, FORMULATIONS, INTERFACES, resolve_policy, solve
 
 

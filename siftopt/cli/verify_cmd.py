@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from siftopt.cli.common import emit, positive_float
-from siftopt.errors import InputError
-from siftopt.profiles import load_profile
-from siftopt.solve import EXACT_METHODS
-from siftopt.verify import (
+from siftopt.analysis.verify import (
     ProgressBar,
     expectation_failures,
     find_instance_files,
@@ -19,6 +15,10 @@ from siftopt.verify import (
     save_counterexamples,
     verify,
 )
+from siftopt.cli.common import emit, positive_float
+from siftopt.errors import InputError
+from siftopt.io.profiles import load_profile
+from siftopt.solve import EXACT_METHODS
 
 DEFAULT_METHODS = ("topk", "local", "sift-decode", "sift-ratio", "sift-price")
 

@@ -1,6 +1,6 @@
 """Closed-form and baseline selection policies (docs/model.md §6, docs/policies.md).
 
-A policy maps an :class:`~siftopt.instance.Instance` to an ``(L, K)`` integer array of
+A policy maps an :class:`~siftopt.model.instance.Instance` to an ``(L, K)`` integer array of
 targets (the top-K expert itself = keep, another expert = replace, ``SKIP`` = skip), which
 the shared evaluator then scores. ``POLICIES`` maps the registered names to the functions;
 ``siftopt solve --method NAME`` and ``siftopt verify --methods`` use it.
@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from siftopt.instance import Instance
+from siftopt.model.instance import Instance
 from siftopt.policies.decode import MAX_DECODE_NODES, sift_decode
 from siftopt.policies.price import MAX_PRICE_ITERATIONS, sift_price, sift_price_run
 from siftopt.policies.ratio import sift_ratio

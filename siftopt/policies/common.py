@@ -1,6 +1,6 @@
 """Data shared by the policies: per-slot local fallbacks, per-token remote options, budgets.
 
-Everything here is derived from :class:`~siftopt.problem.ProblemData` once per instance
+Everything here is derived from :class:`~siftopt.model.problem.ProblemData` once per instance
 (cached) and held in flat numpy arrays:
 
 * the **fallback** of a slot is its least-degradation option that needs no remote node — a
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siftopt.instance import Instance
-from siftopt.problem import DEGRADATION_TOL, ProblemData, problem_data
+from siftopt.model.instance import Instance
+from siftopt.model.problem import DEGRADATION_TOL, ProblemData, problem_data
 
 
 @dataclass(frozen=True, eq=False)

@@ -38,7 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from siftopt.errors import PolicyRefusal
-from siftopt.instance import Instance
+from siftopt.model.instance import Instance
+from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.policies.common import (
     PolicyData,
     mean_budget_binds,
@@ -46,7 +47,6 @@ from siftopt.policies.common import (
     policy_data,
     token_budgets,
 )
-from siftopt.problem import DEGRADATION_TOL
 
 #: Most relevant nodes (after pruning) of one token for which the exact search runs; its cost
 #: is at most 2^MAX_DECODE_NODES partial sets of K degradations. Past it the policy refuses.

@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from siftopt.instance import Instance
+from siftopt.model.instance import Instance
+from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.policies.common import PolicyData, mean_budget_binds, options_to_actions, policy_data
 from siftopt.policies.decode import Choices, decode_with_mean, unit_prices
-from siftopt.problem import DEGRADATION_TOL
 
 #: Iteration cap of the price update.
 MAX_PRICE_ITERATIONS = 12

@@ -23,9 +23,9 @@ import heapq
 
 import numpy as np
 
-from siftopt.instance import Instance
+from siftopt.model.instance import Instance
+from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.policies.common import PolicyData, fits, options_to_actions, policy_data
-from siftopt.problem import DEGRADATION_TOL
 
 
 def ratio_items(pd: PolicyData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from siftopt.instance import Instance
+from siftopt.model.instance import Instance
+from siftopt.model.problem import keep_all
 from siftopt.policies.common import options_to_actions, policy_data
-from siftopt.problem import keep_all
 
 
 def topk(inst: Instance) -> np.ndarray:

@@ -1,0 +1,425 @@
+"""Verification of policies against the exact optimum (``siftopt verify``).
+
+For every instance, solve it exactly once, run each method, and compare: one :class:`Row` per
+instance × method, then a summary per method. Every energy comes from the shared evaluator
+(through :func:`siftopt.solve.solve_exact` and :func:`siftopt.solve.solve_policy`).
+
+Verdicts of a row (``verdict``):
+
+* ``optimal`` — feasible, and its energy equals the proven optimum (docs/model.md §3.4);
+* ``suboptimal`` — feasible, above the optimum (a **counterexample**);
+* ``infeasible`` — the method's actions violate a constraint although the instance is feasible;
+* ``refused`` — the method declined the instance (:class:`~siftopt.errors.PolicyRefusal`);
+* ``both_infeasible`` — the instance is proved infeasible and so are the method's actions;
+* ``unverified`` — the exact solve ended without a proven optimum (time limit, error);
+* ``below_optimum`` / ``exact_says_infeasible`` — the method beats the "optimum" or is feasible
+  on an "infeasible" instance: the exact solve is wrong, which is reported, never hidden.
+
+``optimal`` is true for ``optimal``, false when the optimum is known and the method missed it
+(``suboptimal``, ``infeasible``, ``refused``), and null otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from siftopt.errors import InputError, PolicyRefusal
+from siftopt.io.profiles import Profile
+from siftopt.model.evaluate import energies_equal
+from siftopt.model.instance import Instance, load_instance, parse_json_text, save_instance
+from siftopt.result import INFEASIBLE, OPTIMAL, SolveResult
+from siftopt.solve import EXACT_METHODS, resolve_policy, solve_exact, solve_policy
+
+#: Files skipped when a folder is searched (they describe instances, they are not instances).
+SKIPPED_NAMES = ("manifest.json",)
+
+FAILING_VERDICTS = ("suboptimal", "infeasible", "refused")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One instance × method comparison (null = undefined, see the module docstring)."""
+
+    instance: str
+    file: str
+    method: str
+    energy_j: float | None
+    optimum_j: float | None
+    gap: float | None
+    optimal: bool | None
+    feasible: bool
+    time_s: float | None
+    exact_status: str
+    exact_time_s: float
+    verdict: str
+    note: str = ""
+
+
+@dataclass
+class Report:
+    """All rows, the per-method summary, and the counterexample instances."""
+
+    rows: list[Row]
+    summary: list[dict[str, Any]]
+    counterexamples: list[tuple[Row, Instance]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": [asdict(r) for r in self.rows], "summary": self.summary}
+
+
+# --------------------------------------------------------------------------------------------
+# Finding and loading instances
+# --------------------------------------------------------------------------------------------
+
+
+def _is_instance_document(path: Path) -> bool:
+    """Whether a ``.json`` file found in a folder claims to be an instance (has a top-level
+    ``siftopt_version``). Unparseable JSON counts as a claim, so that it is reported."""
+    try:
+        document = parse_json_text(path.read_text(encoding="utf-8"), str(path))
+    except (InputError, OSError, UnicodeDecodeError):
+        return True
+    return isinstance(document, dict) and "siftopt_version" in document
+
+
+def find_instance_files(paths: Sequence[str]) -> tuple[list[Path], int]:
+    """Instance files named by ``paths``: files as given, folders searched recursively for
+    ``*.json`` (skipping ``manifest.json`` and JSON files without a top-level
+    ``siftopt_version``). Returns the files (sorted, without duplicates) and how many were
+    skipped. Raises InputError for a missing path or when nothing is found."""
+    files: list[Path] = []
+    skipped = 0
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            for candidate in sorted(path.rglob("*.json")):
+                if candidate.name in SKIPPED_NAMES or not _is_instance_document(candidate):
+                    skipped += 1
+                else:
+                    files.append(candidate)
+        elif path.exists():
+            files.append(path)
+        else:
+            raise InputError("no such file or folder", file=text)
+    unique: dict[Path, Path] = {}
+    for f in files:
+        unique.setdefault(f.resolve(), f)
+    if not unique:
+        raise InputError(f"no instance files (*.json with siftopt_version) in "
+                         f"{', '.join(paths)}")
+    return list(unique.values()), skipped
+
+
+def validate_methods(methods: Sequence[str]) -> None:
+    """Fail early (InputError) on an unknown method or an unimportable plugin."""
+    if not methods:
+        raise InputError("give at least one method", path="--methods")
+    for method in methods:
+        if method not in EXACT_METHODS:
+            resolve_policy(method)
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+# --------------------------------------------------------------------------------------------
+
+
+def _run_method(inst: Instance, method: str, profile: Profile | None,
+                time_limit_s: float | None) -> tuple[SolveResult | None, float, str]:
+    """Run one method; returns (result or None if refused, wall time, refusal note)."""
+    started = time.perf_counter()
+    try:
+        if method in EXACT_METHODS:
+            result = solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s)
+        else:
+            result = solve_policy(inst, method)
+    except PolicyRefusal as exc:
+        return None, time.perf_counter() - started, f"refused: {exc.detail}"
+    elapsed = time.perf_counter() - started if method in EXACT_METHODS else result.solve_time_s
+    return result, elapsed, ""
+
+
+def _violation_note(result: SolveResult) -> str:
+    """The first violated constraint, and how many more there are."""
+    violations = result.evaluation.violations if result.evaluation is not None else ()
+    if not violations:
+        return result.message
+    more = f" (+{len(violations) - 1} more violations)" if len(violations) > 1 else ""
+    return violations[0].message + more
+
+
+def _gap(energy: float, optimum: float) -> float | None:
+    if energies_equal(energy, optimum):
+        return 0.0
+    if optimum <= 0:
+        return None
+    return (energy - optimum) / optimum
+
+
+def compare(inst: Instance, file: str, method: str, truth: SolveResult | None,
+            truth_note: str, exact_time_s: float, result: SolveResult | None, time_s: float,
+            note: str) -> Row:
+    """Build the row of one method on one instance (see the module docstring)."""
+    exact_status = truth.status if truth is not None else "error"
+    known = truth is not None and truth.status == OPTIMAL
+    proved_infeasible = truth is not None and truth.status == INFEASIBLE
+    feasible = result is not None and result.feasible
+    energy = result.energy_j if feasible else None
+    optimum = truth.energy_j if known else None
+    gap = None
+    if result is None:
+        verdict = "refused"
+    elif proved_infeasible:
+        verdict = "exact_says_infeasible" if feasible else "both_infeasible"
+    elif not known:
+        verdict = "unverified"
+        note = note or f"no proven optimum: exact status {exact_status}. {truth_note}".strip()
+    elif not feasible:
+        verdict = "infeasible"
+        note = note or _violation_note(result)
+    else:
+        assert energy is not None and optimum is not None
+        gap = _gap(energy, optimum)
+        if gap == 0.0:
+            verdict = "optimal"
+        elif energy < optimum:
+            verdict = "below_optimum"
+            note = "energy below the proven optimum: the exact solve is wrong"
+        else:
+            verdict = "suboptimal"
+            if gap is None:
+                note = "the optimum is 0 J, so the relative gap is undefined"
+    optimal: bool | None = None
+    if verdict == "optimal":
+        optimal = True
+    elif known and verdict in FAILING_VERDICTS:
+        optimal = False
+    return Row(instance=inst.name, file=file, method=method, energy_j=energy,
+               optimum_j=optimum, gap=gap, optimal=optimal, feasible=feasible,
+               time_s=time_s if result is not None else None, exact_status=exact_status,
+               exact_time_s=exact_time_s, verdict=verdict, note=note)
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def verify(files: Sequence[Path], methods: Sequence[str], *, exact: str = "highs",
+           profile: Profile | None = None, time_limit_s: float | None = None,
+           progress: Progress | None = None) -> Report:
+    """Solve each instance exactly, run each method, and compare (see the module docstring).
+
+    Instances are loaded one at a time (a bad file stops the run with an InputError naming
+    it). ``progress(done, total, label)`` is called after every instance.
+    """
+    if exact not in EXACT_METHODS:
+        raise InputError(f"unknown exact method {exact!r} (choose from "
+                         f"{', '.join(EXACT_METHODS)})", path="--exact")
+    validate_methods(methods)
+    rows: list[Row] = []
+    counterexamples: list[tuple[Row, Instance]] = []
+    for done, path in enumerate(files, start=1):
+        inst = load_instance(path)
+        started = time.perf_counter()
+        truth_note = ""
+        try:
+            truth: SolveResult | None = solve_exact(inst, exact, profile=profile,
+                                                    time_limit_s=time_limit_s)
+            truth_note = truth.message
+        except InputError as exc:  # e.g. brute force past its size limit
+            truth, truth_note = None, str(exc)
+        exact_time = time.perf_counter() - started
+        for method in methods:
+            result, elapsed, note = _run_method(inst, method, profile, time_limit_s)
+            row = compare(inst, str(path), method, truth, truth_note, exact_time, result,
+                          elapsed, note)
+            rows.append(row)
+            if row.verdict == "suboptimal":
+                counterexamples.append((row, inst))
+        if progress is not None:
+            progress(done, len(files), inst.name)
+    return Report(rows=rows, summary=summarize(rows, methods), counterexamples=counterexamples)
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+
+
+def _pct(part: int, whole: int) -> float | None:
+    return None if whole == 0 else 100.0 * part / whole
+
+
+def summarize(rows: Iterable[Row], methods: Sequence[str]) -> list[dict[str, Any]]:
+    """Per method: instances, decided (optimum known), optimal count and %, mean/max gap over
+    the optimal and suboptimal rows, % infeasible (of the instances not proved infeasible; refusals
+    count as infeasible), refusals, mean times and the speed-up (total exact time / total
+    method time)."""
+    rows = list(rows)
+    out = []
+    for method in methods:
+        mine = [r for r in rows if r.method == method]
+        decided = [r for r in mine if r.optimal is not None]
+        gaps = [r.gap for r in mine
+                if r.gap is not None and r.verdict in ("optimal", "suboptimal")]
+        solvable = [r for r in mine if r.exact_status != INFEASIBLE]
+        failed = [r for r in solvable if not r.feasible]
+        timed = [r for r in mine if r.time_s is not None]
+        method_time = sum(r.time_s for r in timed if r.time_s is not None)
+        exact_time = sum(r.exact_time_s for r in timed)
+        out.append({
+            "method": method,
+            "instances": len(mine),
+            "decided": len(decided),
+            "optimal": sum(1 for r in decided if r.optimal),
+            "pct_optimal": _pct(sum(1 for r in decided if r.optimal), len(decided)),
+            "mean_gap": sum(gaps) / len(gaps) if gaps else None,
+            "max_gap": max(gaps) if gaps else None,
+            "pct_infeasible": _pct(len(failed), len(solvable)),
+            "refused": sum(1 for r in mine if r.verdict == "refused"),
+            "inconsistent": sum(1 for r in mine
+                                if r.verdict in ("below_optimum", "exact_says_infeasible")),
+            "mean_time_s": method_time / len(timed) if timed else None,
+            "exact_mean_time_s": (sum(r.exact_time_s for r in mine) / len(mine)) if mine
+            else None,
+            "speedup": exact_time / method_time if method_time > 0 else None,
+        })
+    return out
+
+
+def expectation_failures(report: Report, method: str) -> list[Row]:
+    """Rows where ``method`` is not verified optimal (instances proved infeasible pass)."""
+    return [r for r in report.rows
+            if r.method == method and r.verdict not in ("optimal", "both_infeasible")]
+
+
+# --------------------------------------------------------------------------------------------
+# Counterexamples
+# --------------------------------------------------------------------------------------------
+
+
+def _size_key(inst: Instance) -> tuple[int, int, int, int]:
+    return (inst.num_tokens * inst.top_k, inst.num_nodes, inst.num_experts, inst.num_tokens)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:60] or "instance"
+
+
+def save_counterexamples(report: Report, folder: str | Path) -> list[Path]:
+    """Write every counterexample as an instance file, smallest instance first:
+    ``NNN-METHOD-NAME-gapG.json`` (``gapinf`` when the optimum is 0 J)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create folder: {exc.strerror or exc}", file=str(folder)) \
+            from None
+    ordered = sorted(report.counterexamples,
+                     key=lambda x: (_size_key(x[1]), x[0].method, x[0].instance, x[0].file))
+    written = []
+    for rank, (row, inst) in enumerate(ordered, start=1):
+        gap = "inf" if row.gap is None else f"{row.gap:.4g}"
+        name = f"{rank:03d}-{_slug(row.method)}-{_slug(inst.name)}-gap{gap}.json"
+        npz = tuple(p for p, _ in inst.npz_fields) or None
+        try:
+            written.append(save_instance(inst, folder / name, npz_fields=npz))
+        except OSError as exc:
+            raise InputError(f"cannot write: {exc.strerror or exc}", file=str(folder / name)) \
+                from None
+    return written
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+ROW_FIELDS = tuple(Row.__dataclass_fields__)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(line[c]) for line in lines)) if lines else len(h)
+              for c, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def render_table(report: Report) -> str:
+    """Rows, then the per-method summary, as aligned text tables."""
+    header = ("instance", "method", "energy_j", "optimum_j", "gap", "verdict", "time_s")
+    lines = [[_fmt(getattr(r, h)) for h in header] for r in report.rows]
+    summary_header = ("method", "instances", "optimal", "pct_optimal", "mean_gap", "max_gap",
+                      "pct_infeasible", "refused", "inconsistent", "mean_time_s", "speedup")
+    summary = [[_fmt(s[h]) for h in summary_header] for s in report.summary]
+    notes = [f"  {r.instance} / {r.method}: {r.note}" for r in report.rows
+             if r.note and r.verdict not in ("optimal", "both_infeasible")]
+    parts = [_table(header, lines), "", "summary (gaps relative; % infeasible of the "
+             "instances not proved infeasible; speed-up = exact time / method time)",
+             _table(summary_header, summary)]
+    if notes:
+        parts += ["", "notes:", *notes]
+    return "\n".join(parts)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def render_csv(report: Report) -> str:
+    """The rows as CSV (one header line; the summary is in the table and JSON formats)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(ROW_FIELDS)
+    for r in report.rows:
+        writer.writerow([_csv_cell(getattr(r, f)) for f in ROW_FIELDS])
+    return buffer.getvalue()
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=1, allow_nan=False)
+
+
+class ProgressBar:
+    """A one-line progress bar on a terminal's stderr (silent when stderr is not a TTY)."""
+
+    def __init__(self, stream: Any = None, width: int = 30) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.width = width
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if not self.enabled:
+            return
+        filled = int(self.width * done / max(total, 1))
+        elapsed = time.perf_counter() - self.started
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\rverify [{bar}] {done}/{total} {elapsed:6.1f}s {label[:30]:<30}")
+        if done >= total:
+            self.stream.write("\n")
+        self.stream.flush()

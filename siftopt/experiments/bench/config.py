@@ -1,0 +1,313 @@
+"""Benchmark configuration files (TOML): parsing, strict validation, and the cells they define.
+
+A configuration::
+
+    description = "what this sweep shows"
+    seeds = 3                      # instances per grid point: seeds 0..2 (or a list)
+    methods = ["highs", "topk", "sift-decode"]
+    time_limit_s = 60              # per exact solve (s)
+    profile = "default"            # solver profile (siftopt/profiles.py)
+    formulation = "auto"           # exact model: auto, slots or patterns (siftopt solve)
+    baseline = "topk"              # "energy saved vs" this method
+    reference = "highs"            # exact method whose optimum defines the gaps
+    simulate_runs = 0              # > 0: Monte Carlo of every decision under Rayleigh fading
+
+    [defaults]                     # generator parameters shared by every sweep
+    preset = "mixtral-8x7b"
+
+    [[sweep]]
+    name = "accuracy"
+    x = "accuracy"                 # the parameter on the x axis of its table and plot
+    seeds = 5                      # optional: this sweep's own seeds (methods likewise)
+    accuracy = [0.05, 0.1, 0.2]    # a list is a grid axis; a scalar a fixed value
+    preset = ["mixtral-8x7b", "qwen3-30b-a3b"]
+
+A **cell** is one generated instance (parameters × seed); every method runs on it. Cells and
+results are keyed by hashes of their configuration, so that a sweep is resumable and a cell
+shared by two sweeps is computed once. Errors are one line naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from siftopt.errors import InputError
+from siftopt.experiments.generate.config import (
+    PARAMETERS,
+    GeneratorConfig,
+    check_parameter,
+    config_from_mapping,
+    unknown_key_message,
+)
+from siftopt.io.profiles import load_profile
+from siftopt.solve import EXACT_METHODS, FORMULATIONS
+
+#: Bump when the generator's output for a given config and seed changes (invalidates cells).
+GENERATOR_VERSION = 1
+#: Bump when the Monte Carlo of a cell changes (invalidates simulated results only).
+SIMULATION_VERSION = 2
+TOP_KEYS = ("description", "seeds", "methods", "time_limit_s", "profile", "formulation",
+            "baseline", "reference", "simulate_runs", "defaults", "sweep")
+SWEEP_KEYS = ("name", "x", "methods", "seeds", "description")
+DEFAULT_TIME_LIMIT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep: its grid points (generator configs) and the methods run on them."""
+
+    name: str
+    x: str
+    description: str
+    configs: tuple[GeneratorConfig, ...]
+    varying: tuple[str, ...]  # parameters with more than one value (x included)
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """A validated benchmark configuration (time in s)."""
+
+    file: str
+    description: str
+    seeds: tuple[int, ...]
+    methods: tuple[str, ...]
+    time_limit_s: float
+    profile: str | None
+    formulation: str
+    baseline: str | None
+    reference: str | None
+    simulate_runs: int
+    sweeps: tuple[Sweep, ...]
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One instance to generate (config and seed) and the methods to run on it."""
+
+    config: GeneratorConfig
+    seed: int
+    methods: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.config, self.seed)
+
+
+def _digest(obj: Any) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def instance_key(config: GeneratorConfig, seed: int) -> str:
+    """Hash of everything that determines a generated instance."""
+    return _digest({"generator": GENERATOR_VERSION, "config": config.to_dict(), "seed": seed})
+
+
+def result_key(instance: str, method: str, bench: BenchConfig, fading: str) -> str:
+    """Hash of everything that determines one method's result on one instance."""
+    sim = bench.simulate_runs if fading == "rayleigh" else 0
+    settings = {"instance": instance, "method": method, "profile": bench.profile,
+                "time_limit_s": bench.time_limit_s, "simulate_runs": sim}
+    if sim:
+        settings["simulation"] = SIMULATION_VERSION
+    if method in EXACT_METHODS and bench.formulation != "auto":
+        settings["formulation"] = bench.formulation
+    return _digest(settings)
+
+
+# ------------------------------------------------------------------------------------------
+# Parsing
+# ------------------------------------------------------------------------------------------
+
+
+class _Context:
+    """Raises one-line errors naming the configuration file and the key path."""
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+
+    def fail(self, path: str, message: str) -> InputError:
+        return InputError(message, file=self.file, path=path)
+
+    def keys(self, table: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(table, dict):
+            raise self.fail(path, f"must be a table, got {type(table).__name__}")
+        for key in table:
+            if key not in allowed:
+                raise self.fail(f"{path}.{key}" if path else key,
+                                unknown_key_message(key, allowed))
+        return table
+
+
+def known_methods() -> tuple[str, ...]:
+    """Exact backends and registered policies."""
+    from siftopt.policies import POLICIES
+    return (*EXACT_METHODS, *POLICIES)
+
+
+def _methods(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise ctx.fail(path, f"must be a non-empty list of method names, got {value!r}")
+    known = known_methods()
+    for k, m in enumerate(value):
+        if m not in known:
+            raise ctx.fail(f"{path}[{k}]", f"unknown method {m!r} (known: {', '.join(known)})")
+    if len(set(value)) != len(value):
+        raise ctx.fail(path, "lists a method twice")
+    return tuple(value)
+
+
+def _seeds(ctx: _Context, value: Any, path: str = "seeds") -> tuple[int, ...]:
+    if type(value) is int and value >= 1:
+        return tuple(range(value))
+    if isinstance(value, list) and value and all(type(s) is int and s >= 0 for s in value) \
+            and len(set(value)) == len(value):
+        return tuple(value)
+    raise ctx.fail(path, f"must be a count >= 1 or a list of distinct integers >= 0, "
+                         f"got {value!r}")
+
+
+def _number(ctx: _Context, raw: dict[str, Any], key: str, default: float, *, integer: bool,
+            low: float) -> float:
+    value = raw.get(key, default)
+    ok = type(value) is int or (not integer and type(value) is float)
+    if not ok or value < low or (not integer and value != value):
+        kind = "an integer" if integer else "a number"
+        raise ctx.fail(key, f"must be {kind} >= {low:g}, got {value!r}")
+    return value
+
+
+def _optional_method(ctx: _Context, raw: dict[str, Any], key: str, default: str | None,
+                     methods: tuple[str, ...], *, exact: bool = False) -> str | None:
+    value = raw.get(key, default)
+    if value is None:
+        return None
+    if not isinstance(value, str) or value not in methods:
+        raise ctx.fail(key, f"must be one of the configured methods {list(methods)}, "
+                            f"got {value!r}")
+    if exact and value not in EXACT_METHODS:
+        raise ctx.fail(key, f"must be an exact method ({', '.join(EXACT_METHODS)}), "
+                            f"got {value!r}")
+    return value
+
+
+def _sweep(ctx: _Context, raw: Any, index: int, defaults: dict[str, Any],
+           methods: tuple[str, ...], seeds: tuple[int, ...]) -> Sweep:
+    path = f"sweep[{index}]"
+    ctx.keys(raw, path, SWEEP_KEYS + PARAMETERS)
+    name = raw.get("name", f"sweep{index}")
+    if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
+        raise ctx.fail(f"{path}.name", f"must be a name of letters, digits, - and _, "
+                                       f"got {name!r}")
+    axes: dict[str, list[Any]] = {}
+    for key in PARAMETERS:
+        if key not in raw:
+            continue
+        values = raw[key] if isinstance(raw[key], list) else [raw[key]]
+        if not values:
+            raise ctx.fail(f"{path}.{key}", "must not be an empty list")
+        for k, v in enumerate(values):
+            where = f"{path}.{key}[{k}]" if isinstance(raw[key], list) else f"{path}.{key}"
+            check_parameter(key, v, file=ctx.file, path=where)
+        axes[key] = values
+    x = raw.get("x")
+    if not isinstance(x, str) or x not in axes:
+        raise ctx.fail(f"{path}.x", f"must name a parameter that the sweep sets, one of "
+                                    f"{sorted(axes)}, got {x!r}")
+    sweep_methods = _methods(ctx, raw["methods"], f"{path}.methods") if "methods" in raw \
+        else methods
+    grid = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
+    configs = []
+    for point in grid:
+        values = {**defaults, **point}
+        if "preset" not in values:
+            raise ctx.fail(f"{path}.preset", "missing: set preset in [defaults] or the sweep")
+        configs.append(config_from_mapping(values, file=ctx.file, prefix=f"{path}."))
+    varying = tuple(k for k, v in axes.items() if len(v) > 1)
+    sweep_seeds = _seeds(ctx, raw["seeds"], f"{path}.seeds") if "seeds" in raw else seeds
+    return Sweep(name=name, x=x, description=str(raw.get("description", "")),
+                 configs=tuple(configs), varying=varying or (x,), methods=sweep_methods,
+                 seeds=sweep_seeds)
+
+
+def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
+    """Validate a parsed TOML document (errors name ``file`` and the key)."""
+    ctx = _Context(file)
+    ctx.keys(raw, "", TOP_KEYS)
+    if "methods" not in raw:
+        raise ctx.fail("methods", "missing required key (a list of methods)")
+    methods = _methods(ctx, raw["methods"], "methods")
+    seeds = _seeds(ctx, raw.get("seeds", 1))
+    defaults = ctx.keys(raw.get("defaults", {}), "defaults", PARAMETERS)
+    for key, value in defaults.items():
+        check_parameter(key, value, file=file, path=f"defaults.{key}")
+    sweeps_raw = raw.get("sweep")
+    if not isinstance(sweeps_raw, list) or not sweeps_raw:
+        raise ctx.fail("sweep", "missing: give at least one [[sweep]] table")
+    sweeps = tuple(_sweep(ctx, s, i, defaults, methods, seeds)
+                   for i, s in enumerate(sweeps_raw))
+    names = [s.name for s in sweeps]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ctx.fail(f"sweep[{i}].name", f"duplicate sweep name {name!r}")
+    all_methods = tuple(dict.fromkeys(m for s in sweeps for m in s.methods))
+    profile = raw.get("profile")
+    if profile is not None:
+        if not isinstance(profile, str):
+            raise ctx.fail("profile", f"must be a profile name or path, got {profile!r}")
+        try:
+            load_profile(profile)
+        except InputError as exc:
+            raise ctx.fail("profile", exc.detail) from None
+    exact = [m for m in all_methods if m in EXACT_METHODS]
+    formulation = raw.get("formulation", "auto")
+    if formulation not in FORMULATIONS:
+        raise ctx.fail("formulation", f"must be one of {', '.join(FORMULATIONS)}, "
+                                      f"got {formulation!r}")
+    return BenchConfig(
+        file=file, description=str(raw.get("description", "")), seeds=seeds,
+        methods=all_methods,
+        time_limit_s=float(_number(ctx, raw, "time_limit_s", DEFAULT_TIME_LIMIT_S,
+                                   integer=False, low=1e-3)),
+        profile=profile, formulation=formulation,
+        baseline=_optional_method(ctx, raw, "baseline", "topk" if "topk" in all_methods
+                                  else None, all_methods),
+        reference=_optional_method(ctx, raw, "reference", exact[0] if exact else None,
+                                   all_methods, exact=True),
+        simulate_runs=int(_number(ctx, raw, "simulate_runs", 0, integer=True, low=0)),
+        sweeps=sweeps)
+
+
+def load_bench_config(path: str | Path) -> BenchConfig:
+    """Read and validate a benchmark configuration file."""
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=file) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"invalid TOML: {exc}", file=file) from None
+    return parse_bench_config(raw, file)
+
+
+def cells(bench: BenchConfig) -> list[Cell]:
+    """The distinct cells of every sweep × seed, each with the union of its sweeps' methods
+    (in configuration order)."""
+    found: dict[tuple[str, int], tuple[GeneratorConfig, list[str]]] = {}
+    for sweep in bench.sweeps:
+        for config in sweep.configs:
+            for seed in sweep.seeds:
+                key = (instance_key(config, seed), seed)
+                entry = found.setdefault(key, (config, []))
+                entry[1].extend(m for m in sweep.methods if m not in entry[1])
+    return [Cell(config=c, seed=s, methods=tuple(ms)) for (_, s), (c, ms) in found.items()]

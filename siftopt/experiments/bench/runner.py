@@ -1,0 +1,206 @@
+"""Running a sweep on Dask, with a Parquet store of results that makes it resumable.
+
+* The cells of the configuration are keyed by hashes (:mod:`.config`); a result row whose
+  key is already in ``results.parquet`` (with a status other than ``error``) is not
+  recomputed. A cell runs only its missing methods.
+* Cells run as Dask tasks: on a :class:`distributed.LocalCluster` of ``workers`` processes with
+  one thread each by default, or on an existing cluster (``scheduler`` address).
+* Results are written to the Parquet file as they arrive (atomically, at most every
+  :data:`FLUSH_SECONDS`) and at the end, also when interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from siftopt.errors import InputError
+from siftopt.experiments.bench.cells import run_cell
+from siftopt.experiments.bench.config import BenchConfig, Cell, cells, result_key
+
+RESULTS_FILE = "results.parquet"
+#: Longest interval between two writes of the results file while a sweep runs (s).
+FLUSH_SECONDS = 10.0
+#: Seconds to wait for a scheduler given by address.
+CONNECT_TIMEOUT_S = 20
+
+
+class ResultStore:
+    """The rows of ``results.parquet``: existing ones plus those added in this run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.frame = self._read(path)
+        self.pending: list[dict[str, Any]] = []
+        self.last_flush = time.monotonic()
+
+    @staticmethod
+    def _read(path: Path) -> pd.DataFrame:
+        if not path.exists():
+            return pd.DataFrame()
+        try:
+            return pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is an input error
+            raise InputError(f"cannot read the results of an earlier run: {exc} (delete the "
+                             "file to start afresh)", file=str(path)) from None
+
+    def finished_keys(self) -> set[str]:
+        """Keys of rows that need not be recomputed (every status but ``error``)."""
+        frame = self.all_rows()
+        if frame.empty:
+            return set()
+        return set(frame.loc[frame["status"] != "error", "key"])
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.pending.extend(rows)
+        if time.monotonic() - self.last_flush >= FLUSH_SECONDS:
+            self.flush()
+
+    def all_rows(self) -> pd.DataFrame:
+        """Every row, the newest one per key (earlier errors are replaced by retries)."""
+        if not self.pending:
+            return self.frame.copy()
+        records = self.frame.to_dict("records") if not self.frame.empty else []
+        frame = pd.DataFrame(records + self.pending)
+        return frame.drop_duplicates("key", keep="last").reset_index(drop=True)
+
+    def flush(self) -> None:
+        """Write every row to the Parquet file (atomically: temporary file, then rename)."""
+        self.last_flush = time.monotonic()
+        if not self.pending:
+            return
+        frame = _normalise(self.all_rows())
+        tmp = self.path.with_suffix(".parquet.tmp")
+        frame.to_parquet(tmp, index=False)
+        os.replace(tmp, self.path)
+        self.frame, self.pending = frame, []
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Consistent column types for Parquet (numbers as float, None as NaN/null)."""
+    for column in frame.columns:
+        if frame[column].dtype == object:
+            values = frame[column].dropna()
+            if len(values) and all(isinstance(v, bool) for v in values):
+                frame[column] = frame[column].astype("boolean")
+            elif len(values) and all(isinstance(v, int | float) and not isinstance(v, bool)
+                                     for v in values):
+                frame[column] = frame[column].astype("float64")
+    return frame
+
+
+def task_specs(bench: BenchConfig, done: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """The tasks still to run (one per cell with missing methods) and how many result rows
+    were already finished."""
+    specs, skipped = [], 0
+    for cell in cells(bench):
+        methods = _missing(bench, cell, done)
+        skipped += len(cell.methods) - len(methods)
+        if methods:
+            specs.append({"config": cell.config.to_dict(), "seed": cell.seed,
+                          "instance_key": cell.key, "methods": methods,
+                          "time_limit_s": bench.time_limit_s, "profile": bench.profile,
+                          "formulation": bench.formulation,
+                          "simulate_runs": bench.simulate_runs})
+    return specs, skipped
+
+
+def _missing(bench: BenchConfig, cell: Cell, done: set[str]) -> list[list[str]]:
+    keyed = [[m, result_key(cell.key, m, bench, cell.config.fading)] for m in cell.methods]
+    return [pair for pair in keyed if pair[1] not in done]
+
+
+def current_keys(bench: BenchConfig) -> set[str]:
+    """Result keys of the configuration (rows of other configurations are ignored)."""
+    return {result_key(c.key, m, bench, c.config.fading) for c in cells(bench)
+            for m in c.methods}
+
+
+@contextmanager
+def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
+    """A Dask client: on a new local cluster (processes, one thread each) or on ``scheduler``."""
+    from distributed import Client, LocalCluster
+
+    if scheduler:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            raise InputError(f"cannot connect to the Dask scheduler {scheduler!r}: {exc}",
+                             path="--scheduler") from None
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, silence_logs=logging.CRITICAL)
+    client = Client(cluster)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
+def run_specs(specs: list[dict[str, Any]], store: ResultStore, *, scheduler: str | None,
+              workers: int, progress: bool) -> None:
+    """Run the tasks on Dask, adding each cell's rows to the store as it completes."""
+    from distributed import as_completed
+    from tqdm import tqdm
+
+    with dask_client(scheduler, workers) as client, \
+            tqdm(total=len(specs), unit="cell", disable=not progress, smoothing=0.1,
+                 desc="siftopt bench") as bar:
+        futures = client.map(run_cell, specs, pure=False)
+        spec_of = {f.key: spec for f, spec in zip(futures, specs, strict=True)}
+        try:
+            for future in as_completed(futures):
+                store.add(_rows_of(future, spec_of[future.key]))
+                bar.update(1)
+        finally:
+            client.cancel(futures)
+            store.flush()
+
+
+def _rows_of(future: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of a finished task; ``error`` rows when the task itself failed."""
+    try:
+        return future.result()
+    except Exception as exc:  # noqa: BLE001 - e.g. a worker died
+        return [{**spec["config"], "seed": spec["seed"], "instance_key": spec["instance_key"],
+                 "key": key, "method": method, "status": "error", "feasible": False,
+                 "message": f"task failed: {type(exc).__name__}: {exc}"[:500]}
+                for method, key in spec["methods"]]
+
+
+def run_bench(bench: BenchConfig, out_dir: Path, *, scheduler: str | None = None,
+              workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run the missing cells of ``bench`` and return ``{"frame", "computed", "skipped",
+    "elapsed_s"}``; ``frame`` holds the rows of this configuration only."""
+    started = time.perf_counter()
+    store = ResultStore(out_dir / RESULTS_FILE)
+    specs, skipped = task_specs(bench, store.finished_keys())
+    if specs:
+        run_specs(specs, store, scheduler=scheduler, workers=workers or default_workers(),
+                  progress=progress)
+    frame = store.all_rows()
+    if not frame.empty:
+        frame = frame[frame["key"].isin(current_keys(bench))].reset_index(drop=True)
+    computed = sum(len(s["methods"]) for s in specs)
+    return {"frame": frame, "computed": computed, "skipped": skipped,
+            "elapsed_s": time.perf_counter() - started}
+
+
+def default_workers() -> int:
+    """Worker processes of the local cluster: the CPUs this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
