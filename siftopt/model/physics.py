@@ -59,11 +59,32 @@ class NodeEnergyTable:
         return self.seconds_per_token * load
 
 
+#: Thermal noise power spectral density at 290 K, dBm/Hz.
+THERMAL_NOISE_DBM_PER_HZ = -174.0
+
+
+def db_to_linear(value_db: float) -> float:
+    """A power ratio in dB as a linear factor: ``10^(x/10)``."""
+    return 10.0 ** (value_db / 10.0)
+
+
+def dbm_per_hz_to_w_per_hz(psd_dbm_per_hz: float) -> float:
+    """A noise PSD in dBm/Hz as W/Hz: ``10^((x − 30)/10)``."""
+    return 10.0 ** ((psd_dbm_per_hz - 30.0) / 10.0)
+
+
 def shannon_rate_bps(bandwidth_hz: float, power_w: float, gain: float,
                      noise_psd_w_per_hz: float) -> float:
-    """``B log2(1 + P g / (N0 B))`` in bit/s."""
-    snr = power_w * gain / (noise_psd_w_per_hz * bandwidth_hz)
-    return bandwidth_hz * math.log1p(snr) / LN2
+    """``B log2(1 + P g / (N0 B))`` in bit/s (scalars, or numpy arrays that broadcast)."""
+    snr = np.asarray(power_w * gain / (noise_psd_w_per_hz * bandwidth_hz), dtype=float)
+    rate = bandwidth_hz * np.log1p(snr) / LN2
+    return float(rate) if rate.ndim == 0 else rate
+
+
+def seconds_per_token(payload_bits: float, rate_up_bps: float, rate_down_bps: float,
+                      compute_s_per_token: float) -> float:
+    """Full-power time one token costs a node: ``S/r↑ + S/r↓ + c`` in s (docs/model.md §2.3)."""
+    return payload_bits / rate_up_bps + payload_bits / rate_down_bps + compute_s_per_token
 
 
 def node_rates(inst: Instance, node: Node) -> tuple[float, float]:
@@ -76,7 +97,7 @@ def node_rates(inst: Instance, node: Node) -> tuple[float, float]:
 def slow_fading_cap(inst: Instance, node: Node) -> int:
     """``n̂_m = min(L, ⌊T / (S/r↑ + S/r↓ + c_m)⌋)`` (docs/model.md §2.3)."""
     r_up, r_down = node_rates(inst, node)
-    per_token = inst.payload_bits / r_up + inst.payload_bits / r_down + node.compute_s_per_token
+    per_token = seconds_per_token(inst.payload_bits, r_up, r_down, node.compute_s_per_token)
     return int(min(inst.num_tokens, math.floor(inst.latency_s / per_token)))
 
 
@@ -219,7 +240,7 @@ def _slow_fading_tables(inst: Instance) -> tuple[NodeEnergyTable, ...]:
 def _slow_fading_table(inst: Instance, m: int, node: Node, cap: int, energy: np.ndarray
                        ) -> NodeEnergyTable:
     r_up, r_down = node_rates(inst, node)
-    per_token = inst.payload_bits / r_up + inst.payload_bits / r_down + node.compute_s_per_token
+    per_token = seconds_per_token(inst.payload_bits, r_up, r_down, node.compute_s_per_token)
     return NodeEnergyTable(node=m, cap=cap, energy_j=energy, convex=is_convex(energy),
                            rate_up_bps=r_up, rate_down_bps=r_down, seconds_per_token=per_token,
                            full_power_j_per_token=_full_power_j_per_token(inst, node))
@@ -238,7 +259,7 @@ def _rayleigh_table(inst: Instance, m: int, node: Node) -> NodeEnergyTable:
         weight_up=inst.energy_weight_up, weight_down=inst.energy_weight_down,
         power_control=inst.power_control, outage_max=float(inst.outage_max or 0.0))
     energy = np.asarray(table.energy_j, dtype=float)
-    per_token = inst.payload_bits / r_up + inst.payload_bits / r_down + node.compute_s_per_token
+    per_token = seconds_per_token(inst.payload_bits, r_up, r_down, node.compute_s_per_token)
     return NodeEnergyTable(node=m, cap=int(table.cap), energy_j=energy, convex=is_convex(energy),
                            rate_up_bps=r_up, rate_down_bps=r_down, seconds_per_token=per_token,
                            full_power_j_per_token=_full_power_j_per_token(inst, node),
