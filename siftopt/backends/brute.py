@@ -13,7 +13,8 @@ import time
 import numpy as np
 
 from siftopt.errors import InputError
-from siftopt.model.problem import DEGRADATION_TOL, ProblemData
+from siftopt.model.budgets import token_degradation
+from siftopt.model.problem import ProblemData
 from siftopt.result import INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome
 
 #: Largest number of assignments the brute-force backend will enumerate.
@@ -48,12 +49,7 @@ def solve_brute(data: ProblemData, *, time_limit_s: float | None = None,
         block = block.reshape(-1, n_slots)
         options = block + data.slot_start[:-1]  # (B, S) option indices
         degradation = data.opt_degradation[options].reshape(len(block), inst.num_tokens, -1)
-        per_token = degradation.sum(axis=2)
-        ok = np.ones(len(block), dtype=bool)
-        if inst.eps_token is not None:
-            ok &= np.all(per_token <= inst.eps_token + DEGRADATION_TOL, axis=1)
-        if inst.eps_mean is not None:
-            ok &= per_token.mean(axis=1) <= inst.eps_mean + DEGRADATION_TOL
+        ok = data.budgets.accepts_batch(token_degradation(degradation))
         nodes = opt_node[options].reshape(len(block), inst.num_tokens, -1)
         energy = np.zeros(len(block))
         for m in range(1, n_nodes + 1):

@@ -12,8 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from siftopt.errors import InputError
+from siftopt.model.budgets import Budgets, mean_degradation, token_degradation
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL, SKIP, ProblemData, problem_data
+from siftopt.model.problem import SKIP, ProblemData, problem_data
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class Evaluation:
 
     @property
     def mean_degradation(self) -> float:
-        return float(self.degradation.mean())
+        return mean_degradation(self.degradation)
 
 
 def check_actions(data: ProblemData, actions: np.ndarray, *, file: str | None = None) -> np.ndarray:
@@ -97,33 +98,30 @@ def evaluate(inst: Instance, actions: np.ndarray, *, file: str | None = None) ->
                              zip(data.tables, loads, strict=True)])
     cost = np.where(skip, inst.beta[experts], inst.delta[experts, safe])
     cost = np.where(actions == experts, 0.0, cost)
-    degradation = (inst.topk_weights * cost).sum(axis=1)
-    violations = _violations(inst, loads, caps, degradation, data)
+    degradation = token_degradation(inst.topk_weights * cost)
+    violations = _violations(inst.fading, loads, caps, degradation, data.budgets)
     return Evaluation(actions=actions, energy_j=float(node_energy.sum()), loads=loads, caps=caps,
                       node_energy_j=node_energy, node_latency_s=node_latency, sent=sent,
                       slot_cost=cost, degradation=degradation, violations=tuple(violations))
 
 
-def _violations(inst: Instance, loads: np.ndarray, caps: np.ndarray, degradation: np.ndarray,
-                data: ProblemData) -> list[Violation]:
+def _violations(fading: str, loads: np.ndarray, caps: np.ndarray, degradation: np.ndarray,
+                budgets: Budgets) -> list[Violation]:
     out: list[Violation] = []
-    limit = "outage cap" if inst.fading == "rayleigh" else "latency budget"
+    limit = "outage cap" if fading == "rayleigh" else "latency budget"
     for m in np.flatnonzero(loads > caps):
         n, cap = int(loads[m]), int(caps[m])
         out.append(Violation("latency", f"node {m + 1}", float(n - cap),
                              f"node {m + 1} carries {n} tokens but its {limit} allows {cap}"))
-    if inst.eps_token is not None:
-        excess = degradation - inst.eps_token
-        for t in np.flatnonzero(excess > DEGRADATION_TOL):
-            out.append(Violation("accuracy_token", f"token {t}", float(excess[t]),
-                                 f"token {t} has degradation {degradation[t]:.6g} > budget "
-                                 f"{inst.eps_token[t]:.6g}"))
-    if inst.eps_mean is not None:
-        mean = float(degradation.mean())
-        if mean - inst.eps_mean > DEGRADATION_TOL:
-            out.append(Violation("accuracy_mean", "all tokens", mean - inst.eps_mean,
-                                 f"mean degradation {mean:.6g} > budget {inst.eps_mean:.6g}"))
-    del data
+    excess = budgets.token_excess(degradation)
+    for t in np.flatnonzero(~budgets.token_ok(degradation)):
+        out.append(Violation("accuracy_token", f"token {t}", float(excess[t]),
+                             f"token {t} has degradation {degradation[t]:.6g} > budget "
+                             f"{budgets.eps_token[t]:.6g}"))
+    if not budgets.mean_ok(degradation):
+        mean = budgets.mean_excess(degradation) + budgets.eps_mean
+        out.append(Violation("accuracy_mean", "all tokens", budgets.mean_excess(degradation),
+                             f"mean degradation {mean:.6g} > budget {budgets.eps_mean:.6g}"))
     return out
 
 

@@ -49,14 +49,6 @@ class NodeEnergyTable:
             return float(self.energy_j[load])
         return self.full_power_j_per_token * load
 
-    def latency_s(self, load: int, latency_budget_s: float) -> float:
-        """Time the node needs for ``load`` tokens at full power (air time + compute), in s.
-
-        Under adaptive power a feasible load stretches its air time to the whole budget;
-        this reports the least time it could take, which is what the latency check uses.
-        """
-        del latency_budget_s
-        return self.seconds_per_token * load
 
 
 #: Thermal noise power spectral density at 290 K, dBm/Hz.
@@ -128,22 +120,16 @@ def _link_energy_slope(bits: np.ndarray, window_s: np.ndarray, gain: float, band
     return (noise_psd_w_per_hz * bandwidth_hz / gain) * (np.expm1(x * LN2) - x * LN2 * np.exp2(x))
 
 
-def adaptive_split(inst: Instance, node: Node, loads: np.ndarray
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Optimal uplink window ``τ↑`` (s) and the resulting radio energy (J) for each load.
+def adaptive_splits(inst: Instance, nodes: list[Node], loads: list[np.ndarray]
+                    ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Optimal uplink windows ``τ↑`` (s) and the resulting radio energies (J) of several
+    nodes' loads, in one bisection over every (node, load) pair, which is what makes decoding
+    tables cheap (one bisection, not one per node).
 
     Minimises ``ω↑ e(D, τ↑) + ω↓ e(D, τ − τ↑)`` over ``τ↑ ∈ [D/r↑, τ − D/r↓]`` (power caps),
     ``τ = T − c n``. The objective is convex in ``τ↑``, so its derivative is increasing and
     the minimiser is found by bisection on the derivative to relative ``SPLIT_RTOL``.
-    Loads must be feasible (``n ≤ n̂_m``) and positive. See :func:`adaptive_splits`.
-    """
-    return adaptive_splits(inst, [node], [np.asarray(loads, dtype=float)])[0]
-
-
-def adaptive_splits(inst: Instance, nodes: list[Node], loads: list[np.ndarray]
-                    ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`adaptive_split` for several nodes at once: one bisection over every (node,
-    load) pair, which is what makes decoding tables cheap (one bisection, not one per node).
+    Loads must be feasible (``n ≤ n̂_m``) and positive.
 
     Each pair stops on its own once its bracket is within ``SPLIT_RTOL``, so a pair's result
     does not depend on which other pairs share the call.
@@ -250,14 +236,7 @@ def _rayleigh_table(inst: Instance, m: int, node: Node) -> NodeEnergyTable:
     from siftopt.model import fading  # local import: fast fading is optional machinery
 
     r_up, r_down = node_rates(inst, node)
-    table = fading.rayleigh_node_table(
-        bits_per_token=float(inst.payload_bits), n_max=inst.num_tokens,
-        latency_s=inst.latency_s, compute_s_per_token=node.compute_s_per_token,
-        compute_j_per_token=node.compute_j_per_token, bandwidth_hz=node.bandwidth_hz,
-        gain_up_mean=node.gain_up, gain_down_mean=node.gain_down, power_up_w=node.power_up_w,
-        power_down_w=node.power_down_w, noise_psd_w_per_hz=inst.noise_psd_w_per_hz,
-        weight_up=inst.energy_weight_up, weight_down=inst.energy_weight_down,
-        power_control=inst.power_control, outage_max=float(inst.outage_max or 0.0))
+    table = fading.node_table(inst, node, r_up, r_down)
     energy = np.asarray(table.energy_j, dtype=float)
     per_token = seconds_per_token(inst.payload_bits, r_up, r_down, node.compute_s_per_token)
     return NodeEnergyTable(node=m, cap=int(table.cap), energy_j=energy, convex=is_convex(energy),

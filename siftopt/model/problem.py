@@ -20,13 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from siftopt.model.budgets import TOL as DEGRADATION_TOL  # noqa: F401  (TODO: importers use budgets)
+from siftopt.model.budgets import Budgets, budgets_of, token_degradation
 from siftopt.model.instance import Instance
 from siftopt.model.physics import NodeEnergyTable, energy_tables
 
 SKIP = -1
 NO_NODE = -1
-#: Feasibility tolerance of degradation budgets: ``D ≤ ε + DEGRADATION_TOL`` (docs/model.md §3.4).
-DEGRADATION_TOL = 1e-9
 
 
 def candidates(delta: np.ndarray, max_candidates: int | None) -> tuple[np.ndarray, ...]:
@@ -61,6 +61,7 @@ class ProblemData:
     opt_node: np.ndarray  # (O,) node 0..M, or NO_NODE for skip
     opt_cost: np.ndarray  # (O,) c: 0 keep, δ replace, β skip
     opt_degradation: np.ndarray  # (O,) w·c
+    budgets: Budgets  # the accuracy budgets and the one rule that decides them
 
     @property
     def num_slots(self) -> int:
@@ -83,9 +84,6 @@ class ProblemData:
     def slot_options(self, slot: int) -> range:
         return range(int(self.slot_start[slot]), int(self.slot_start[slot + 1]))
 
-    def eps_token(self) -> np.ndarray | None:
-        return self.inst.eps_token
-
     def least_degradation(self, nodes_allowed: np.ndarray | None = None) -> np.ndarray:
         """Per-token least possible ``D_t`` using only allowed nodes (default: reachable ones).
 
@@ -97,7 +95,7 @@ class ProblemData:
             allowed = (self.opt_node < 0) | nodes_allowed[np.maximum(self.opt_node, 0)]
         cost = np.where(allowed, self.opt_degradation, np.inf)
         per_slot = np.minimum.reduceat(cost, self.slot_start[:-1])
-        return per_slot.reshape(self.num_tokens, self.inst.top_k).sum(axis=1)
+        return token_degradation(per_slot.reshape(self.num_tokens, self.inst.top_k))
 
     def energy_scale_j(self) -> float:
         """A typical energy: the smallest positive one-token energy of any node, in J.
@@ -136,7 +134,8 @@ def problem_data(inst: Instance) -> ProblemData:
                        slot_token=slot_token, slot_expert=slot_expert, slot_weight=slot_weight,
                        slot_start=slot_start, opt_slot=opt_slot, opt_target=opt_target,
                        opt_node=opt_node.astype(np.int64), opt_cost=opt_cost,
-                       opt_degradation=opt_degradation)
+                       opt_degradation=opt_degradation,
+                       budgets=budgets_of(inst.eps_token, inst.eps_mean, inst.num_tokens))
 
 
 def keep_all(inst: Instance) -> np.ndarray:
@@ -147,8 +146,3 @@ def keep_all(inst: Instance) -> np.ndarray:
 def skip_all(inst: Instance) -> np.ndarray:
     """Actions that skip every slot."""
     return np.full(inst.topk_experts.shape, SKIP, dtype=np.int64)
-
-
-def actions_from_options(data: ProblemData, chosen_options: np.ndarray) -> np.ndarray:
-    """``(L, K)`` targets from one chosen option index per slot (in slot order)."""
-    return data.opt_target[np.asarray(chosen_options)].reshape(data.inst.topk_experts.shape)

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from siftopt.model.budgets import TOL
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL, ProblemData, problem_data
+from siftopt.model.problem import ProblemData, problem_data
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,18 +94,11 @@ def policy_data(inst: Instance) -> PolicyData:
                       pair_opt=sel)
 
 
-def mean_budget_implied(inst: Instance) -> bool:
-    """Whether the per-token budgets imply the mean budget (``mean ε_t ≤ ε̄``), or no mean
-    budget is given: then meeting every ``ε_t`` is all the accuracy constraint asks."""
-    if inst.eps_mean is None:
-        return True
-    return inst.eps_token is not None and float(np.mean(inst.eps_token)) <= inst.eps_mean
-
-
 def mean_budget_binds(inst: Instance) -> bool:
-    """Whether a mean budget couples the tokens: L > 1 and it is not implied by the
-    per-token budgets. The decode-based policies then handle it with a multiplier."""
-    return inst.num_tokens > 1 and not mean_budget_implied(inst)
+    """Whether a mean budget couples the tokens: L > 1 and it binds
+    (:attr:`siftopt.model.budgets.Budgets.mean_binds`). The decode-based policies then handle
+    it with a multiplier."""
+    return inst.num_tokens > 1 and problem_data(inst).budgets.mean_binds
 
 
 def token_budgets(inst: Instance) -> np.ndarray:
@@ -127,6 +121,7 @@ def options_to_actions(data: ProblemData, options: np.ndarray) -> np.ndarray:
         data.inst.topk_experts.shape)
 
 
-def fits(value: float, budget: float) -> bool:
-    """``value ≤ budget`` with the model's degradation tolerance (docs/model.md §3.4)."""
-    return value <= budget + DEGRADATION_TOL
+def fits(value: float | np.ndarray, budget: float | np.ndarray) -> bool | np.ndarray:
+    """``value − budget ≤ TOL``: the rule of :mod:`siftopt.model.budgets` (docs/model.md §3.4)
+    for a degradation and its budget (elementwise for arrays)."""
+    return value - budget <= TOL

@@ -39,9 +39,9 @@ import numpy as np
 
 from siftopt.errors import PolicyRefusal
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.policies.common import (
     PolicyData,
+    fits,
     mean_budget_binds,
     options_to_actions,
     policy_data,
@@ -75,7 +75,7 @@ class Choices:
 
 
 def _within(value: np.ndarray, budget: np.ndarray) -> np.ndarray:
-    return value <= budget + DEGRADATION_TOL
+    return fits(value, budget)
 
 
 def _rows(pd: PolicyData, tokens: np.ndarray, allowed: np.ndarray
@@ -388,8 +388,7 @@ class Decoded:
 
 
 def _mean_ok(pd: PolicyData, choices: Choices) -> bool:
-    eps_mean = pd.inst.eps_mean
-    return eps_mean is None or float(choices.degradation.mean()) - eps_mean <= DEGRADATION_TOL
+    return pd.data.budgets.mean_ok(choices.degradation)
 
 
 def _lambda_scale(pd: PolicyData, prices: np.ndarray) -> float:

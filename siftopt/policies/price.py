@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.policies.common import PolicyData, mean_budget_binds, options_to_actions, policy_data
 from siftopt.policies.decode import Choices, decode_with_mean, unit_prices
 
@@ -98,8 +97,7 @@ def _iterate(pd: PolicyData, prices: np.ndarray, lam_hint: float | None, per_tok
     choices = decoded.choices
     loads = choices.used.sum(axis=0)
     energy = float(sum(pd.node_energy(t.node, int(loads[t.node])) for t in pd.data.tables))
-    mean_ok = pd.inst.eps_mean is None or \
-        float(choices.degradation.mean()) - pd.inst.eps_mean <= DEGRADATION_TOL
+    mean_ok = pd.data.budgets.mean_ok(choices.degradation)
     feasible = bool(choices.feasible.all() and mean_ok and np.all(loads <= pd.data.caps))
     certified = (per_token_only and feasible and not decoded.repaired
                  and _is_subgradient(pd, prices, loads))

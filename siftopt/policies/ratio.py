@@ -23,8 +23,8 @@ import heapq
 
 import numpy as np
 
+from siftopt.model.budgets import TOL
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.policies.common import PolicyData, fits, options_to_actions, policy_data
 
 
@@ -50,7 +50,7 @@ class _Budgets:
                       else np.full(n, np.inf))
         self.used = np.zeros(n)
         self.total = np.inf if inst.eps_mean is None else \
-            n * (inst.eps_mean + DEGRADATION_TOL)
+            n * (inst.eps_mean + TOL)
         self.total_used = 0.0
 
     def token_fits(self, t: int, s: float) -> bool:
