@@ -1,4 +1,4 @@
-"""Tests of siftopt.similarity.bounds and `siftopt similarity`.
+"""Tests of siftopt.similarity and `siftopt similarity`.
 
 The central property: no analytic β or δ is ever exceeded, on random inputs and on inputs found
 by an independent adversarial search (scipy optimisation of the ratio from several starts).
@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from scipy.optimize import brentq, minimize, minimize_scalar
 from scipy.special import erf
 
+from siftopt import similarity as S
 from siftopt.cli import main
 from siftopt.errors import InputError
-from siftopt.similarity import bounds as B
+from siftopt.similarity import linalg
 
 PLAIN = ("relu", "gelu", "silu")
 RTOL = 1e-9  # floating-point slack when comparing a ratio computed here with a bound
@@ -168,7 +169,7 @@ def assert_never_violated(arrays, kind, bounds, rng, lo, hi) -> None:
 
 @st.composite
 def cases(draw):
-    kind = draw(st.sampled_from(B.KINDS))
+    kind = draw(st.sampled_from(S.KINDS))
     n = draw(st.integers(1, 3))
     h = draw(st.integers(1, 4))
     d = draw(st.integers(1, 4))
@@ -194,13 +195,13 @@ def cases(draw):
 @given(cases())
 def test_analytic_bounds_never_violated_and_empirical_below(case):
     kind, arrays, radius, min_radius, seed = case
-    weights = B.ExpertWeights.from_arrays(arrays)
-    analytic = B.analytic_bounds(weights, kind, radius, min_radius=min_radius,
+    weights = S.ExpertWeights.from_arrays(arrays)
+    analytic = S.analytic_bounds(weights, kind, radius, min_radius=min_radius,
                                  exact_pairs="all")
     rng = np.random.default_rng(seed ^ 0x5EED)
     lo, hi = domain(kind, arrays, radius, min_radius)
     assert_never_violated(arrays, kind, analytic, rng, lo, hi)
-    empirical = B.empirical_bounds(weights, kind, radius, rng=seed, min_radius=min_radius,
+    empirical = S.empirical_bounds(weights, kind, radius, rng=seed, min_radius=min_radius,
                                    n_random=32, steps=4)
     assert np.all(empirical.beta <= analytic.beta * (1 + RTOL))
     assert np.all(empirical.delta <= analytic.delta * (1 + RTOL) + 1e-15)
@@ -215,9 +216,9 @@ def test_triangle_bound_of_model_is_dominated(kind):
     """The analytic δ is never above MODEL §4's triangle bound with exact numpy norms."""
     rng = np.random.default_rng(7)
     arrays = make_arrays(rng, 4, 6, 5, kind, similar=0.1)
-    weights = B.ExpertWeights.from_arrays(arrays)
-    got = B.analytic_bounds(weights, kind, exact_pairs="all")
-    lip = B.lipschitz_constant(kind)
+    weights = S.ExpertWeights.from_arrays(arrays)
+    got = S.analytic_bounds(weights, kind, exact_pairs="all")
+    lip = S.lipschitz_constant(kind)
     w1, w2 = arrays["w1"], arrays["w2"]
     norm = lambda a: np.linalg.norm(a, 2)  # noqa: E731
     for i in range(4):
@@ -233,12 +234,12 @@ def test_gated_bounds_hold_on_wider_dims():
     """A slightly larger SwiGLU case (Lanczos/Cholesky path, k > 32) checked adversarially."""
     rng = np.random.default_rng(3)
     arrays = make_arrays(rng, 3, 40, 36, "swiglu", similar=0.05, scale=0.2)
-    weights = B.ExpertWeights.from_arrays(arrays)
-    bounds = B.analytic_bounds(weights, "swiglu", 2.0, exact_pairs="all")
+    weights = S.ExpertWeights.from_arrays(arrays)
+    bounds = S.analytic_bounds(weights, "swiglu", 2.0, exact_pairs="all")
     f = ratio_fn(arrays, "swiglu", 0, 1)
     x = random_inputs(rng, 36, 0.0, 2.0, count=400)
     assert f(x).max() <= bounds.delta[0, 1]
-    emp = B.empirical_bounds(weights, "swiglu", 2.0, steps=6)
+    emp = S.empirical_bounds(weights, "swiglu", 2.0, steps=6)
     assert np.all(emp.beta <= bounds.beta) and np.all(emp.delta <= bounds.delta)
 
 
@@ -247,18 +248,18 @@ def test_gated_bounds_hold_on_wider_dims():
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", B.KINDS)
+@pytest.mark.parametrize("kind", S.KINDS)
 @pytest.mark.parametrize("bias", [False, True])
 def test_identical_experts_have_zero_delta(kind, bias):
     rng = np.random.default_rng(11)
     arrays = make_arrays(rng, 3, 5, 4, kind, b1=bias, b2=bias)
     for value in arrays.values():
         value[2] = value[0]
-    weights = B.ExpertWeights.from_arrays(arrays)
+    weights = S.ExpertWeights.from_arrays(arrays)
     radius = 2.0 if kind == "swiglu" else None
     min_radius = 0.5 if bias else None
-    for method in B.METHODS:
-        got = B.compute_bounds(weights, kind, method, radius=radius, min_radius=min_radius)
+    for method in S.METHODS:
+        got = S.compute_bounds(weights, kind, method, radius=radius, min_radius=min_radius)
         assert got.delta[0, 2] == 0.0 and got.delta[2, 0] == 0.0
         assert got.delta[0, 1] > 0.0
         if method == "analytic":
@@ -267,7 +268,7 @@ def test_identical_experts_have_zero_delta(kind, bias):
             assert got.beta[0] == pytest.approx(got.beta[2], rel=1e-6)
 
 
-@pytest.mark.parametrize("kind", B.KINDS)
+@pytest.mark.parametrize("kind", S.KINDS)
 @pytest.mark.parametrize("c", [-2.5, 0.3, 4.0])
 def test_scaling_w2_scales_beta(kind, c):
     rng = np.random.default_rng(5)
@@ -275,12 +276,12 @@ def test_scaling_w2_scales_beta(kind, c):
     scaled = {k: v.copy() for k, v in arrays.items()}
     scaled["w2"] = c * scaled["w2"]
     radius = 1.7 if kind == "swiglu" else None
-    base = B.analytic_bounds(B.ExpertWeights.from_arrays(arrays), kind, radius)
-    got = B.analytic_bounds(B.ExpertWeights.from_arrays(scaled), kind, radius)
+    base = S.analytic_bounds(S.ExpertWeights.from_arrays(arrays), kind, radius)
+    got = S.analytic_bounds(S.ExpertWeights.from_arrays(scaled), kind, radius)
     np.testing.assert_allclose(got.beta, abs(c) * base.beta, rtol=1e-6)
     np.testing.assert_allclose(got.delta, abs(c) * base.delta, rtol=1e-6)
-    emp_base = B.empirical_bounds(B.ExpertWeights.from_arrays(arrays), kind, radius)
-    emp = B.empirical_bounds(B.ExpertWeights.from_arrays(scaled), kind, radius)
+    emp_base = S.empirical_bounds(S.ExpertWeights.from_arrays(arrays), kind, radius)
+    emp = S.empirical_bounds(S.ExpertWeights.from_arrays(scaled), kind, radius)
     np.testing.assert_allclose(emp.beta, abs(c) * emp_base.beta, rtol=1e-9)
 
 
@@ -292,11 +293,11 @@ def test_scaled_copy_delta(kind, c):
     arrays = make_arrays(rng, 1, 6, 5, kind)
     arrays = {"w1": np.concatenate([arrays["w1"]] * 2),
               "w2": np.concatenate([arrays["w2"], c * arrays["w2"]])}
-    got = B.analytic_bounds(B.ExpertWeights.from_arrays(arrays), kind)
+    got = S.analytic_bounds(S.ExpertWeights.from_arrays(arrays), kind)
     expected = abs(1 - c) * np.linalg.norm(arrays["w2"][0], 2) * np.linalg.norm(
         arrays["w1"][0], 2)
     assert got.delta[0, 1] <= expected * (1 + 1e-6)
-    emp = B.empirical_bounds(B.ExpertWeights.from_arrays(arrays), kind)
+    emp = S.empirical_bounds(S.ExpertWeights.from_arrays(arrays), kind)
     assert emp.delta[0, 1] <= got.delta[0, 1]
     # the estimate sees E_0 − E_1 = (1 − c)·E_0 on the same inputs as E_0
     assert emp.delta[0, 1] >= abs(1 - c) * emp.beta[0] * (1 - 1e-9) or c < 0
@@ -309,9 +310,9 @@ def test_relu_single_hidden_unit_is_exact():
     w1 = rng.standard_normal((1, d))
     w2s = rng.standard_normal((3, d, 1))
     arrays = {"w1": np.stack([w1, w1, rng.standard_normal((1, d))]), "w2": w2s}
-    weights = B.ExpertWeights.from_arrays(arrays)
-    got = B.analytic_bounds(weights, "relu")
-    emp = B.empirical_bounds(weights, "relu")
+    weights = S.ExpertWeights.from_arrays(arrays)
+    got = S.analytic_bounds(weights, "relu")
+    emp = S.empirical_bounds(weights, "relu")
     for i in range(3):
         exact = np.linalg.norm(w2s[i]) * np.linalg.norm(arrays["w1"][i])
         assert exact <= got.beta[i] <= exact * (1 + 1e-9)
@@ -350,19 +351,19 @@ def test_lipschitz_constants_are_tight_upper_bounds():
     silu = _max_derivative(lambda t: sig(t) * (1 + t * (1 - sig(t))), -20, 20)
     t_star = brentq(lambda t: t * math.tanh(t / 2) - 2, 1, 4)  # silu'' = 0
     silu_root = float(sig(np.array(t_star)) * (1 + t_star * (1 - sig(np.array(t_star)))))
-    for const, true in [(B.GELU_ERF_LIP, gelu_erf), (B.GELU_TANH_LIP, gelu_tanh),
-                        (B.SILU_LIP, silu), (B.SILU_LIP, silu_root)]:
+    for const, true in [(S.GELU_ERF_LIP, gelu_erf), (S.GELU_TANH_LIP, gelu_tanh),
+                        (S.SILU_LIP, silu), (S.SILU_LIP, silu_root)]:
         assert true <= const < true + 1e-9
-    assert B.lipschitz_constant("gelu") >= max(gelu_erf, gelu_tanh)
-    assert B.lipschitz_constant("relu") == 1.0
-    assert B.lipschitz_constant("swiglu") == B.SILU_LIP
+    assert S.lipschitz_constant("gelu") >= max(gelu_erf, gelu_tanh)
+    assert S.lipschitz_constant("relu") == 1.0
+    assert S.lipschitz_constant("swiglu") == S.SILU_LIP
     # the minimum slope is also within [-L, L] (used by the mean-value argument)
     for kind in PLAIN:
         t = np.linspace(-30, 30, 400_001)
         slope = np.diff(ref_act(kind, t)) / np.diff(t)
-        assert slope.min() >= -B.lipschitz_constant(kind)
+        assert slope.min() >= -S.lipschitz_constant(kind)
         ratio = ref_act(kind, t[t != 0]) / t[t != 0]  # σ(t) = t·c(t), c ∈ [0, 1]
-        assert ratio.min() >= 0.0 and ratio.max() <= B.growth_constant(kind)
+        assert ratio.min() >= 0.0 and ratio.max() <= S.growth_constant(kind)
 
 
 @pytest.mark.parametrize("shape", [(6, 3, 5), (5, 8, 3), (4, 70, 40), (4, 40, 90)])
@@ -373,7 +374,7 @@ def test_spectral_norm_upper_is_certified_and_tight(shape):
     a[1] = np.outer(rng.standard_normal(shape[1]), rng.standard_normal(shape[2]))
     a[2] *= np.geomspace(1, 1e-9, shape[2])
     exact = np.linalg.norm(a, 2, axis=(1, 2))
-    got = B.spectral_norm_upper(a)
+    got = S.spectral_norm_upper(a)
     assert got[0] == 0.0
     assert np.all(got >= exact)
     assert np.all(got <= exact * (1 + 1e-4) + 1e-300)
@@ -385,73 +386,73 @@ def test_cholesky_certificate_recovers_from_a_bad_estimate():
     g = a.T @ a
     lam = float(np.linalg.eigvalsh(g)[-1])
     for theta in (0.0, 0.2 * lam, 0.99 * lam, lam):
-        tau = B._certify_lambda_max(g.copy(), theta)
+        tau = linalg.certify_lambda_max(g.copy(), theta)
         assert tau >= lam
-    assert B._certify_lambda_max(np.zeros((40, 40)), 0.0) == 0.0
+    assert linalg.certify_lambda_max(np.zeros((40, 40)), 0.0) == 0.0
 
 
 def test_expert_forward_matches_reference():
     rng = np.random.default_rng(4)
-    for kind in B.KINDS:
+    for kind in S.KINDS:
         arrays = make_arrays(rng, 2, 5, 3, kind, b1=True, b2=True)
-        weights = B.ExpertWeights.from_arrays(arrays)
+        weights = S.ExpertWeights.from_arrays(arrays)
         x = rng.standard_normal((7, 3)) * 3
         for i in range(2):
-            np.testing.assert_allclose(B.expert_forward(weights, i, x, kind),
+            np.testing.assert_allclose(S.expert_forward(weights, i, x, kind),
                                        ref_forward(arrays, i, x, kind), rtol=1e-12, atol=1e-12)
-        np.testing.assert_allclose(B.expert_forward(weights, 1, x[0], kind),
+        np.testing.assert_allclose(S.expert_forward(weights, 1, x[0], kind),
                                    ref_forward(arrays, 1, x[:1], kind)[0], rtol=1e-12)
 
 
 def test_exact_pairs_budget_only_changes_tightness():
     rng = np.random.default_rng(8)
     arrays = make_arrays(rng, 5, 40, 36, "gelu", similar=0.05)
-    weights = B.ExpertWeights.from_arrays(arrays)
-    none = B.analytic_bounds(weights, "gelu", exact_pairs=0)
-    some = B.analytic_bounds(weights, "gelu", exact_pairs=3)
-    full = B.analytic_bounds(weights, "gelu", exact_pairs="all")
+    weights = S.ExpertWeights.from_arrays(arrays)
+    none = S.analytic_bounds(weights, "gelu", exact_pairs=0)
+    some = S.analytic_bounds(weights, "gelu", exact_pairs=3)
+    full = S.analytic_bounds(weights, "gelu", exact_pairs="all")
     assert np.all(full.delta <= some.delta) and np.all(some.delta <= none.delta)
     assert np.any(full.delta < none.delta)
     assert any("estimate" in note for note in none.notes) and not full.notes
-    emp = B.empirical_bounds(weights, "gelu")
+    emp = S.empirical_bounds(weights, "gelu")
     assert np.all(emp.delta <= full.delta)
     with pytest.raises(InputError):
-        B.analytic_bounds(weights, "gelu", exact_pairs=-1)
+        S.analytic_bounds(weights, "gelu", exact_pairs=-1)
 
 
 def test_domain_rules():
     rng = np.random.default_rng(6)
-    relu_b = B.ExpertWeights.from_arrays(make_arrays(rng, 2, 3, 3, "relu", b1=True))
+    relu_b = S.ExpertWeights.from_arrays(make_arrays(rng, 2, 3, 3, "relu", b1=True))
     with pytest.raises(InputError, match="min_radius"):
-        B.analytic_bounds(relu_b, "relu")
-    got = B.analytic_bounds(relu_b, "relu", 5.0, min_radius=0.5)
+        S.analytic_bounds(relu_b, "relu")
+    got = S.analytic_bounds(relu_b, "relu", 5.0, min_radius=0.5)
     assert got.min_radius == 0.5 and got.radius is None and got.notes
     assert got.to_json_dict()["min_radius"] == 0.5
-    gated_b1 = B.ExpertWeights.from_arrays(make_arrays(rng, 2, 3, 3, "swiglu", b1=True))
-    got = B.analytic_bounds(gated_b1, "swiglu", 2.0)  # E(0) = 0: no lower radius needed
+    gated_b1 = S.ExpertWeights.from_arrays(make_arrays(rng, 2, 3, 3, "swiglu", b1=True))
+    got = S.analytic_bounds(gated_b1, "swiglu", 2.0)  # E(0) = 0: no lower radius needed
     assert got.min_radius is None and "min_radius" not in got.to_json_dict()
     with pytest.raises(InputError, match="radius"):
-        B.analytic_bounds(gated_b1, "swiglu")
+        S.analytic_bounds(gated_b1, "swiglu")
     with pytest.raises(InputError, match="min_radius"):
-        B.analytic_bounds(gated_b1, "swiglu", 1.0, min_radius=2.0)
+        S.analytic_bounds(gated_b1, "swiglu", 1.0, min_radius=2.0)
     for bad in (0.0, -1.0, math.nan, math.inf):
         with pytest.raises(InputError, match="radius"):
-            B.analytic_bounds(gated_b1, "swiglu", bad)
-    plain = B.ExpertWeights.from_arrays(make_arrays(rng, 2, 3, 3, "silu"))
-    got = B.analytic_bounds(plain, "silu", 3.0, min_radius=1.0)
+            S.analytic_bounds(gated_b1, "swiglu", bad)
+    plain = S.ExpertWeights.from_arrays(make_arrays(rng, 2, 3, 3, "silu"))
+    got = S.analytic_bounds(plain, "silu", 3.0, min_radius=1.0)
     assert got.radius is None and got.min_radius is None and len(got.notes) == 2
     with pytest.raises(InputError, match="w3"):
-        B.analytic_bounds(plain, "swiglu", 1.0)
+        S.analytic_bounds(plain, "swiglu", 1.0)
     with pytest.raises(InputError, match="w3"):
-        B.analytic_bounds(gated_b1, "relu")
+        S.analytic_bounds(gated_b1, "relu")
     with pytest.raises(InputError, match="kind"):
-        B.analytic_bounds(plain, "tanh")
+        S.analytic_bounds(plain, "tanh")
 
 
 def test_bounds_json_dict():
     rng = np.random.default_rng(1)
-    weights = B.ExpertWeights.from_arrays(make_arrays(rng, 3, 4, 3, "swiglu"))
-    got = B.analytic_bounds(weights, "swiglu", 1.25).to_json_dict()
+    weights = S.ExpertWeights.from_arrays(make_arrays(rng, 3, 4, 3, "swiglu"))
+    got = S.analytic_bounds(weights, "swiglu", 1.25).to_json_dict()
     assert list(got) == ["beta", "delta", "kind", "method", "radius"]
     assert got["kind"] == "swiglu" and got["method"] == "analytic" and got["radius"] == 1.25
     assert len(got["beta"]) == 3 and all(len(row) == 3 for row in got["delta"])
@@ -477,7 +478,7 @@ def test_cli_round_trip_analytic(tmp_path, capsys):
     code = main(["similarity", src, "--kind", "swiglu", "--radius", "2.5", "--out", str(out)])
     assert code == 0
     doc = json.loads(out.read_text())
-    expected = B.analytic_bounds(B.load_expert_weights(src), "swiglu", 2.5).to_json_dict()
+    expected = S.analytic_bounds(S.load_expert_weights(src), "swiglu", 2.5).to_json_dict()
     assert doc == expected
     text = capsys.readouterr().out
     assert "analytic" in text and "proven upper bounds" in text and str(out) in text
@@ -498,7 +499,7 @@ def test_cli_round_trip_empirical_with_calibration(tmp_path, capsys):
     assert doc["method"] == "empirical" and doc["min_radius"] == 1.0
     text = capsys.readouterr().out
     assert "ESTIMATE, NOT A BOUND" in text
-    analytic = B.analytic_bounds(B.load_expert_weights(src), "relu", min_radius=1.0)
+    analytic = S.analytic_bounds(S.load_expert_weights(src), "relu", min_radius=1.0)
     assert np.all(np.array(doc["beta"]) <= analytic.beta)
     assert np.all(np.array(doc["delta"]) <= analytic.delta)
     # every calibration row is part of the estimate
@@ -574,7 +575,7 @@ def test_cli_weight_loader_errors_exit_2(case, tmp_path, capsys):
     assert err.startswith("siftopt: error:") and "\n" not in err and "Traceback" not in err
     assert not (tmp_path / "o.json").exists()
     with pytest.raises(InputError):
-        B.load_expert_weights(path)
+        S.load_expert_weights(path)
 
 
 def test_cli_option_errors_exit_2(tmp_path, capsys):

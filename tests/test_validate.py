@@ -42,7 +42,7 @@ from siftopt.experiments.validate import (  # noqa: E402
     token_states,
 )
 from siftopt.model.instance import topk_from_gates  # noqa: E402
-from siftopt.similarity.bounds import ExpertWeights, expert_forward  # noqa: E402
+from siftopt.similarity import ExpertWeights, expert_forward  # noqa: E402
 
 
 @pytest.fixture(scope="module")

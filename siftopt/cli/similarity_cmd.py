@@ -9,7 +9,7 @@ import numpy as np
 
 from siftopt.cli.common import emit, write_text
 from siftopt.errors import InputError, UsageError
-from siftopt.similarity.bounds import (
+from siftopt.similarity import (
     KINDS,
     METHODS,
     Bounds,

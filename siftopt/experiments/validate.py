@@ -57,7 +57,7 @@ from siftopt.experiments.moe_numpy import (
 from siftopt.model.evaluate import Evaluation, energies_equal
 from siftopt.model.instance import Instance, instance_from_document
 from siftopt.model.problem import DEGRADATION_TOL, SKIP
-from siftopt.similarity.bounds import Bounds, ExpertWeights, analytic_bounds, expert_forward
+from siftopt.similarity import Bounds, ExpertWeights, analytic_bounds, expert_forward
 from siftopt.solve import solve
 
 #: Methods compared, in table order: the baseline, two policies, the exact optimum.

@@ -29,7 +29,7 @@ import numpy as np
 
 from siftopt.experiments.generate.presets import Architecture, Scenario
 from siftopt.experiments.generate.streams import model_salt, stream
-from siftopt.similarity.bounds import ExpertWeights, analytic_bounds
+from siftopt.similarity import ExpertWeights, analytic_bounds
 
 #: Model and expert hidden size of the synthetic weights (not the real d and h).
 SIM_DIM = 24
