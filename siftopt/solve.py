@@ -15,21 +15,19 @@ from collections.abc import Callable
 
 import numpy as np
 
+from siftopt import registry
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.io.profiles import Profile, load_profile
 from siftopt.model.evaluate import evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import DEGRADATION_TOL, ProblemData, problem_data
-from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome, SolveResult
+from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, SolveResult
 
-EXACT_METHODS = ("highs", "cpsat", "brute")
-#: ``slots``: the slot MILP (Pyomo + HiGHS, or CP-SAT); ``patterns``: the pattern master
-#: (siftopt.formulations.patterns; HiGHS through highspy directly, or CP-SAT); ``auto``: see
-#: :func:`choose_formulation`.
+#: The exact methods (from :mod:`siftopt.registry`).
+EXACT_METHODS = registry.exact_methods()
+#: ``--formulation`` values: ``auto`` (patterns for HiGHS and CP-SAT) or a registered one.
 FORMULATIONS = ("auto", "slots", "patterns")
-#: How a HiGHS model reaches the solver: ``pyomo`` (the declarative reference models),
-#: ``direct`` (assembled with numpy, highspy ``passModel``), ``auto`` (``pyomo`` for slots,
-#: ``direct`` for patterns). CP-SAT has one interface.
+#: ``--interface`` values for HiGHS: ``auto`` (direct for patterns, pyomo for slots), or one.
 INTERFACES = ("auto", "pyomo", "direct")
 
 #: A policy maps an instance to an (L, K) array of targets (docs/model.md §6).
@@ -71,71 +69,6 @@ def capacity_reason(data: ProblemData) -> str:
             "accuracy budgets")
 
 
-def choose_formulation(method: str, formulation: str) -> str:
-    """The formulation ``formulation`` means for ``method``.
-
-    ``auto`` is ``patterns`` for HiGHS and CP-SAT: for one token (decoding) it picks the
-    cheapest feasible node set directly, with no MILP; for prefill its master is far tighter
-    than the slot MILP (docs/performance.md: L = 1024 in well under a second with HiGHS where
-    the slot model does not finish in 120 s). Both pattern backends fall back to the slot
-    model on their own when the pattern space is too large (``details["fallback"]``). Brute
-    force ignores the choice.
-    """
-    if formulation not in FORMULATIONS:
-        raise InputError(f"unknown formulation {formulation!r} (known: "
-                         f"{', '.join(FORMULATIONS)})", path="--formulation")
-    if formulation != "auto":
-        return formulation
-    return "patterns" if method in ("highs", "cpsat") else "slots"
-
-
-def check_interface(method: str, interface: str) -> None:
-    """InputError for an unknown interface, or one other than ``auto`` for a method without
-    a choice (only HiGHS has two)."""
-    if interface not in INTERFACES:
-        raise InputError(f"unknown interface {interface!r} (known: {', '.join(INTERFACES)})",
-                         path="--interface")
-    if interface != "auto" and method != "highs":
-        raise InputError(f"interface {interface!r} applies to the highs method only",
-                         path="--interface")
-
-
-def run_backend(method: str, data: ProblemData, profile: Profile, time_limit_s: float | None,
-                warm_start: np.ndarray | None, formulation: str = "slots",
-                interface: str = "auto") -> BackendOutcome:
-    formulation = choose_formulation(method, formulation)
-    if method == "highs":
-        return _run_highs(data, profile, time_limit_s, warm_start, formulation, interface)
-    if method == "cpsat" and formulation == "patterns":
-        from siftopt.backends.cpsat.patterns import solve_cpsat_patterns
-        return solve_cpsat_patterns(data, profile, time_limit_s=time_limit_s,
-                                    warm_start=warm_start)
-    if method == "cpsat":
-        from siftopt.backends.cpsat.slots import solve_cpsat
-        return solve_cpsat(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
-    if method == "brute":
-        from siftopt.backends.brute import solve_brute
-        return solve_brute(data, time_limit_s=time_limit_s)
-    raise InputError(f"unknown exact method {method!r}", path="--method")
-
-
-def _run_highs(data: ProblemData, profile: Profile, time_limit_s: float | None,
-               warm_start: np.ndarray | None, formulation: str, interface: str
-               ) -> BackendOutcome:
-    """The HiGHS backend for a formulation and an interface (see :data:`INTERFACES`)."""
-    if interface == "auto":
-        interface = "direct" if formulation == "patterns" else "pyomo"
-    if formulation == "patterns" and interface == "direct":
-        from siftopt.backends.highs.direct import solve_highs_patterns as backend
-    elif formulation == "patterns":
-        from siftopt.backends.highs.pyomo_patterns import solve_highs_pyomo_patterns as backend
-    elif interface == "direct":
-        from siftopt.backends.highs.direct import solve_highs_slots as backend
-    else:
-        from siftopt.backends.highs.pyomo_slots import solve_highs as backend
-    return backend(data, profile, time_limit_s=time_limit_s, warm_start=warm_start)
-
-
 def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
                 time_limit_s: float | None = None,
                 warm_start: np.ndarray | None = None, formulation: str = "auto",
@@ -147,8 +80,7 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     limit = time_limit_s if time_limit_s is not None else profile.time_limit_s
     started = time.perf_counter()
     data = problem_data(inst)
-    choose_formulation(method, formulation)  # reject unknown names early
-    check_interface(method, interface)
+    backend = registry.exact_backend(method, formulation, interface)
     if warm_start is not None and np.shape(warm_start) != inst.topk_experts.shape:
         raise InputError(f"warm start must have shape {inst.topk_experts.shape}, got "
                          f"{np.shape(warm_start)}", path="warm_start")
@@ -156,8 +88,8 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     if reason is not None:
         return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
                            build_time_s=time.perf_counter() - started, solve_time_s=0.0,
-                           message=reason, details={"proved_by": "per-token bound"})
-    outcome = run_backend(method, data, profile, limit, warm_start, formulation, interface)
+                           message=reason, backend=backend.name, proved_by="per-token bound")
+    outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start)
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
     status, message = outcome.status, outcome.message
     if status == INFEASIBLE and not message:
@@ -170,9 +102,11 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     dual = outcome.dual_bound_j
     if status == OPTIMAL and evaluation is not None:
         dual = evaluation.energy_j if dual is None else min(dual, evaluation.energy_j)
+    info = dict(outcome.details)
+    trace = tuple(info.pop("trace", ()) or ())
     return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=dual,
                        build_time_s=outcome.build_time_s, solve_time_s=outcome.solve_time_s,
-                       message=message, details=outcome.details)
+                       message=message, backend=backend.name, trace=trace, solver_info=info)
 
 
 def resolve_policy(method: str) -> Policy:
@@ -189,15 +123,7 @@ def resolve_policy(method: str) -> Policy:
             raise InputError(f"module {module_name!r} has no function {func_name!r}",
                              path="--method")
         return func
-    try:
-        from siftopt.policies import POLICIES
-    except ModuleNotFoundError:
-        POLICIES = {}  # noqa: N806
-    if method not in POLICIES:
-        known = ", ".join([*EXACT_METHODS, *POLICIES])
-        raise InputError(f"unknown method {method!r} (known: {known}; or module.path:function "
-                         "for a policy of your own)", path="--method")
-    return POLICIES[method]
+    return registry.policy(method).function
 
 
 def solve_policy(inst: Instance, method: str) -> SolveResult:
@@ -248,11 +174,11 @@ def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = No
     result = solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s,
                          formulation=formulation, warm_start=start, interface=interface)
     if warm_start:
-        result.details["warm_start_policy"] = None if best is None else best[0]
-        result = dataclasses.replace(result, build_time_s=result.build_time_s + spent)
+        result = dataclasses.replace(result, build_time_s=result.build_time_s + spent,
+                                     warm_start_requested=True,
+                                     warm_start_policy=None if best is None else best[0])
     return result
 
 
 __all__ = ["EXACT_METHODS", "FORMULATIONS", "INTERFACES", "TIME_LIMIT", "best_policy_start",
-           "check_interface", "choose_formulation", "infeasibility_reason", "resolve_policy",
-           "solve", "solve_exact", "solve_policy"]
+           "infeasibility_reason", "resolve_policy", "solve", "solve_exact", "solve_policy"]

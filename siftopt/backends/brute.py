@@ -26,9 +26,13 @@ def count_assignments(data: ProblemData) -> int:
     return int(np.prod(sizes.astype(object))) if sizes.size else 1
 
 
-def solve_brute(data: ProblemData, *, time_limit_s: float | None = None,
-                chunk: int = 65536) -> BackendOutcome:
-    """The exact optimum by enumeration (ties: the first assignment in enumeration order)."""
+def solve_brute(data: ProblemData, profile: object = None, *, time_limit_s: float | None = None,
+                warm_start: np.ndarray | None = None, chunk: int = 65536) -> BackendOutcome:
+    """The exact optimum by enumeration (ties: the first assignment in enumeration order).
+
+    ``profile`` and ``warm_start`` are accepted for the common backend signature and unused.
+    """
+    del profile, warm_start
     started = time.perf_counter()
     total = count_assignments(data)
     if total > MAX_ASSIGNMENTS:

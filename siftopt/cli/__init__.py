@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "siftopt.cli.solve_cmd",
     "siftopt.cli.evaluate_cmd",
     "siftopt.cli.inspect_cmd",
+    "siftopt.cli.methods_cmd",
     "siftopt.cli.verify_cmd",
     "siftopt.cli.simulate_cmd",
     "siftopt.cli.similarity_cmd",
