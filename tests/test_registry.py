@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from methods_under_test import EXACT_BACKENDS, SEARCH_BACKENDS, backend_id
+
 from siftopt import registry
 from siftopt.cli import main
 from siftopt.errors import InputError
