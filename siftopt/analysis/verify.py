@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -402,24 +401,3 @@ def render_csv(report: Report) -> str:
 
 def render_json(report: Report) -> str:
     return json.dumps(report.to_json(), indent=1, allow_nan=False)
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal's stderr (silent when stderr is not a TTY)."""
-
-    def __init__(self, stream: Any = None, width: int = 30) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.width = width
-        self.started = time.perf_counter()
-
-    def __call__(self, done: int, total: int, label: str) -> None:
-        if not self.enabled:
-            return
-        filled = int(self.width * done / max(total, 1))
-        elapsed = time.perf_counter() - self.started
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\rverify [{bar}] {done}/{total} {elapsed:6.1f}s {label[:30]:<30}")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()

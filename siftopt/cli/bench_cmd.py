@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from pathlib import Path
 
 from siftopt.cli.common import emit, positive_int
+from siftopt.cli.progress import Progress
 from siftopt.errors import InputError
 from siftopt.io.report import format_table
 
@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"cannot create the folder: {exc.strerror or exc}",
                          file=str(out)) from None
     run_info = run_bench(bench, out, scheduler=args.scheduler, workers=args.workers,
-                         progress=not args.quiet and sys.stderr.isatty())
+                         progress=Progress("siftopt bench", unit="cells",
+                                           enabled=not args.quiet))
     frame = run_info["frame"]
     if frame.empty:
         emit("no results")

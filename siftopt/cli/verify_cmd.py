@@ -6,7 +6,6 @@ import argparse
 import sys
 
 from siftopt.analysis.verify import (
-    ProgressBar,
     expectation_failures,
     find_instance_files,
     render_csv,
@@ -16,6 +15,7 @@ from siftopt.analysis.verify import (
     verify,
 )
 from siftopt.cli.common import emit, positive_float
+from siftopt.cli.progress import Progress
 from siftopt.errors import InputError
 from siftopt.io.profiles import load_profile
 from siftopt.solve import EXACT_METHODS
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
         methods.append(args.expect_optimal)
     profile = load_profile(args.profile)
     files, skipped = find_instance_files(args.paths)
-    progress = ProgressBar()
-    if skipped and progress.enabled:
+    progress = Progress("siftopt verify", unit="instances")
+    if skipped:
         print(f"siftopt verify: skipped {skipped} JSON file(s) that are not instances",
               file=sys.stderr)
     report = verify(files, methods, exact=args.exact, profile=profile,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -149,21 +149,24 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         cluster.close()
 
 
-def run_specs(specs: list[dict[str, Any]], store: ResultStore, *, scheduler: str | None,
-              workers: int, progress: bool) -> None:
-    """Run the tasks on Dask, adding each cell's rows to the store as it completes."""
-    from distributed import as_completed
-    from tqdm import tqdm
+#: ``progress(done, total, note)``: called as cells finish.
+ProgressCallback = Callable[[int, int, str], None]
 
-    with dask_client(scheduler, workers) as client, \
-            tqdm(total=len(specs), unit="cell", disable=not progress, smoothing=0.1,
-                 desc="siftopt bench") as bar:
+
+def run_specs(specs: list[dict[str, Any]], store: ResultStore, *, scheduler: str | None,
+              workers: int, progress: ProgressCallback | None = None) -> None:
+    """Run the tasks on Dask, adding each cell's rows to the store as it completes;
+    ``progress(done, total, note)`` after each cell."""
+    from distributed import as_completed
+
+    with dask_client(scheduler, workers) as client:
         futures = client.map(run_cell, specs, pure=False)
         spec_of = {f.key: spec for f, spec in zip(futures, specs, strict=True)}
         try:
-            for future in as_completed(futures):
+            for done, future in enumerate(as_completed(futures), start=1):
                 store.add(_rows_of(future, spec_of[future.key]))
-                bar.update(1)
+                if progress is not None:
+                    progress(done, len(specs), "cells")
         finally:
             client.cancel(futures)
             store.flush()
@@ -181,7 +184,8 @@ def _rows_of(future: Any, spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def run_bench(bench: BenchConfig, out_dir: Path, *, scheduler: str | None = None,
-              workers: int | None = None, progress: bool = True) -> dict[str, Any]:
+              workers: int | None = None, progress: ProgressCallback | None = None
+              ) -> dict[str, Any]:
     """Run the missing cells of ``bench`` and return ``{"frame", "computed", "skipped",
     "elapsed_s"}``; ``frame`` holds the rows of this configuration only."""
     started = time.perf_counter()
