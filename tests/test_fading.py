@@ -1,4 +1,5 @@
-"""Tests of the Rayleigh fast-fading link model (siftopt.model.fading, docs/fading.md).
+"""Tests of the Rayleigh fast-fading link model (siftopt.model.fading, docs/fading.md) and of
+the simulator's sampling helpers against it (siftopt.analysis.simulate.channel).
 
 Every expected value is recomputed here by an independent route: thresholds by root finding on
 the success condition, expectations by direct quadrature, by a hand-written composite
@@ -7,15 +8,24 @@ Gauss–Legendre rule, or by seeded Monte Carlo with a generous confidence margi
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import integrate, optimize
 
+from siftopt.analysis.simulate import (
+    realised_direction_energy,
+    realised_energy,
+    realised_node_energy,
+    sample_link_success,
+)
+from siftopt.experiments.synthetic import random_instance
+from siftopt.model.evaluate import energies_equal
 from siftopt.model.fading import (
     FIXED_INTEGRAL_RTOL,
     RayleighNodeParams,
@@ -24,14 +34,11 @@ from siftopt.model.fading import (
     expected_energy_adaptive,
     expected_energy_fixed,
     fixed_power_integral,
-    full_power_rate,
-    is_convex,
     rayleigh_node_table,
-    realised_direction_energy,
-    realised_energy,
-    realised_node_energy,
-    sample_link_success,
 )
+from siftopt.model.physics import energy_tables, shannon_rate_bps
+from siftopt.model.physics import is_convex as is_convex_array
+from siftopt.solve import solve
 
 LN2 = math.log(2.0)
 N0 = 10 ** (-17.4) * 1e-3  # -174 dBm/Hz in W/Hz
@@ -67,7 +74,16 @@ def node(**overrides: object) -> dict[str, object]:
         outage_max=0.1,
     )
     base.update(overrides)
+    for d in ("up", "down"):  # the full-power rates at the mean gains, as physics computes them
+        b, p, g = base["bandwidth_hz"], base[f"power_{d}_w"], base[f"gain_{d}_mean"]
+        valid = all(isinstance(v, float) and v > 0 for v in (b, p, g))
+        base.setdefault(f"rate_{d}_bps", shannon_rate_bps(b, p, g, N0) if valid else math.nan)
     return base
+
+
+def is_convex(table: RayleighNodeTable, rtol: float = 1e-9) -> bool:
+    """The physics owner's convexity check applied to an expected-energy table."""
+    return is_convex_array(np.asarray(table.energy_j), rtol)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -322,10 +338,9 @@ def ref_node_row(params: RayleighNodeParams, n: int) -> tuple[float, float, floa
     fn = expected_energy_adaptive if params.power_control == "adaptive" else expected_energy_fixed
     e_up = fn(d, tau_up, params.bandwidth_hz, params.gain_up_mean, params.power_up_w, N0)
     e_down = fn(d, tau_down, params.bandwidth_hz, params.gain_down_mean, params.power_down_w, N0)
-    energy = (
-        params.weight_up * e_up
-        + params.weight_down * math.exp(-x_up) * e_down
-        + params.compute_j_per_token * n
+    # MODEL.md v2 §5: the node computes and answers only if the uplink arrived
+    energy = params.weight_up * e_up + math.exp(-x_up) * (
+        params.weight_down * e_down + params.compute_j_per_token * n
     )
     return tau_up, tau_down, x_up, x_down, energy
 
@@ -365,8 +380,8 @@ def test_window_split_ratio(c, gu, gd, pu, pd):
         outage_max=0.999,
     )
     t = rayleigh_node_table(**kw)
-    r_up = full_power_rate(5e6, db(gu), pu, N0)
-    r_down = full_power_rate(5e6, db(gd), pd, N0)
+    r_up = shannon_rate_bps(5e6, pu, db(gu), N0)
+    r_down = shannon_rate_bps(5e6, pd, db(gd), N0)
     n = np.arange(t.cap + 1)
     np.testing.assert_allclose(t.window_up_s + t.window_down_s, 0.03 - c * n, rtol=1e-12)
     # τ↑ : τ↓ = 1/r̄↑ : 1/r̄↓, i.e. equal payloads take equal shares of their windows
@@ -433,6 +448,8 @@ def test_table_arrays_are_read_only():
         {"n_max": -1},
         {"n_max": 2.5},
         {"latency_s": math.nan},
+        {"rate_up_bps": 0.0},
+        {"rate_down_bps": math.inf},
     ],
 )
 def test_invalid_parameters_rejected(bad):
@@ -542,6 +559,31 @@ def test_node_energy_simulation_matches_table(mode):
         assert abs(mean - t.energy_j[n]) <= Z * se + 1e-15
 
 
+def test_compute_energy_is_charged_only_when_the_uplink_arrived():
+    """MODEL.md v2 §5: Ē = ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn). With κ large the simulated mean agrees
+    with it and rejects v1's unconditional κn (which exceeds it by (1 − e^{−x↑})κn)."""
+    kappa = 2e-3
+    kw = node(compute_j_per_token=kappa, outage_max=0.4, gain_up_mean=db(-112), n_max=4)
+    with_kappa = rayleigh_node_table(**kw)
+    without = rayleigh_node_table(**{**kw, "compute_j_per_token": 0.0})
+    assert with_kappa.cap == without.cap >= 2
+    n = np.arange(with_kappa.cap + 1)
+    arrived = np.exp(-with_kappa.threshold_up)
+    np.testing.assert_allclose(
+        with_kappa.energy_j - without.energy_j, arrived * kappa * n, rtol=1e-12, atol=0.0
+    )
+    draws = sample_link_success(np.random.default_rng(17), 0.0, 0.0, 200_000)
+    load = with_kappa.cap
+    e = realised_node_energy(with_kappa, load, draws.x_up, draws.x_down)
+    # a failed uplink costs nothing at all: no radio, no compute
+    failed = draws.x_up < with_kappa.threshold_up[load]
+    assert failed.any() and np.all(e[failed] == 0.0)
+    mean, se = mc_mean(e)
+    assert abs(mean - with_kappa.energy_j[load]) <= Z * se
+    v1 = with_kappa.energy_j[load] + (1.0 - arrived[load]) * kappa * load
+    assert abs(mean - v1) > 4 * Z * se
+
+
 def test_realised_energy_rules():
     b, gu, gd, pu, pd, bits = 5e6, db(-108), db(-104), 0.2, 1.0, 2 * S
     tau_up, tau_down = 4e-3, 3e-3
@@ -618,3 +660,61 @@ def test_realised_energy_vectorised_over_nodes():
             noise_psd_w_per_hz=N0,
             power_control="other",
         )
+
+
+# ---------------------------------------------------------------------------------------------
+# The exact backends on the v2 tables
+# ---------------------------------------------------------------------------------------------
+
+EXACT = [("highs", "slots"), ("highs", "patterns"), ("cpsat", "slots"), ("cpsat", "patterns")]
+
+
+@settings(max_examples=60, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 10**6),
+    tokens=st.integers(1, 3),
+    experts=st.integers(3, 5),
+    k=st.integers(1, 2),
+    nodes=st.integers(1, 3),
+    mode=st.sampled_from(["fixed", "adaptive"]),
+    budgets=st.sampled_from(["token", "mean", "both"]),
+    max_cand=st.sampled_from([None, 0, 1, 2]),
+    kappa=log_uniform(1e-7, 1e-3),
+)
+def test_exact_backends_equal_brute_force_with_compute_energy(
+    seed, tokens, experts, k, nodes, mode, budgets, max_cand, kappa
+):
+    """Small Rayleigh instances with compute energy κ > 0 (tables ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn),
+    which need not be convex nor monotone): every exact backend and formulation reaches the
+    verdict and the optimum energy of brute force (MODEL.md §3.4 tolerance)."""
+    base = random_instance(
+        seed,
+        num_tokens=tokens,
+        num_experts=experts,
+        top_k=k,
+        num_nodes=nodes,
+        power_control=mode,
+        budgets=budgets,
+        max_candidates=max_cand,
+        fading="rayleigh",
+    )
+    inst = base.replace(
+        nodes=tuple(
+            dataclasses.replace(n, compute_j_per_token=kappa, compute_j_given=True)
+            for n in base.nodes
+        )
+    )
+    assert all(t.energy_j[-1] > 0 for t in energy_tables(inst) if t.cap > 0)
+    truth = solve(inst, "brute")
+    assert truth.status in ("optimal", "infeasible"), truth.message
+    for method, formulation in EXACT:
+        got = solve(inst, method, formulation=formulation)
+        assert got.status == truth.status, (method, formulation, got.status, got.message)
+        if truth.status == "optimal":
+            assert energies_equal(got.energy_j, truth.energy_j), (
+                method,
+                formulation,
+                got.energy_j,
+                truth.energy_j,
+            )

@@ -8,6 +8,7 @@ all cannot make the check meaningless or fail spuriously. Seeds are fixed: nothi
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -28,15 +29,15 @@ from siftopt.analysis.simulate import (
     rayleigh_tables,
     realised_degradation,
     realised_instance,
+    realised_node_energy,
     simulate,
     summarise_degradation,
     wilson_interval,
 )
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.io.instance_file import load_instance
 from siftopt.model.evaluate import evaluate
-from siftopt.model.fading import realised_node_energy
-from siftopt.model.instance import load_instance
 from siftopt.model.physics import energy_tables
 from siftopt.model.problem import SKIP
 from siftopt.solve import solve
@@ -149,6 +150,52 @@ def test_closed_forms_inside_ci_on_random_rayleigh_instances():
     assert checked >= 30  # 34 with these seeds
 
 
+def with_compute_energy(inst, kappa: float):
+    """``inst`` with compute energy ``κ`` J/token on every node (MODEL.md §1)."""
+    nodes = tuple(dataclasses.replace(n, compute_j_per_token=kappa, compute_j_given=True)
+                  for n in inst.nodes)
+    return inst.replace(nodes=nodes)
+
+
+KAPPA = 1e-3  # J/token: comparable to the radio energy of the random instances
+
+
+def test_closed_forms_inside_ci_with_compute_energy():
+    """κ > 0 (comparable to the radio energy): a node whose uplink failed computes nothing, so
+    the simulated energy agrees with ``ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn)`` (MODEL.md v2 §5) and not
+    with v1's unconditional ``κn``."""
+    checked = rejected_v1 = 0
+    for seed in range(40):
+        for power in ("fixed", "adaptive"):
+            base = random_instance(seed, fading="rayleigh", power_control=power,
+                                   num_tokens=1 + seed % 4)
+            inst = with_compute_energy(base, KAPPA)
+            plan = check_against_closed_forms(inst, "highs", runs=20_000, seed=300 + seed)
+            if plan is None:
+                continue
+            checked += 1
+            rep = simulate(inst, "highs", runs=20_000, seed=300 + seed).statistical
+            tables = rayleigh_tables(inst)
+            v1_extra = sum((1.0 - np.exp(-tables[m].threshold_up[n])) * KAPPA * n
+                           for m, n in enumerate(plan.loads) if n)
+            if v1_extra > 4 * Z * rep.energy.se:
+                rejected_v1 += 1
+                assert abs(rep.energy.value - (rep.energy.expected + v1_extra)) > Z * rep.energy.se
+    assert checked >= 30  # 34 with these seeds
+    assert rejected_v1 >= 10  # 17
+
+
+def test_rayleigh_tables_are_the_evaluator_tables():
+    """One Rayleigh table per node, computed once: the simulator draws with the very table the
+    evaluator's energies came from."""
+    for seed in range(6):
+        inst = with_compute_energy(random_instance(seed, fading="rayleigh", num_tokens=3), 1e-6)
+        for table, physics in zip(rayleigh_tables(inst), energy_tables(inst), strict=True):
+            assert table.cap == physics.cap
+            assert table.energy_j is physics.energy_j
+            assert table.outage is physics.outage
+
+
 @pytest.mark.parametrize("method", ["highs", "cpsat"])
 def test_closed_forms_inside_ci_on_the_shipped_example(method):
     inst = load_instance(RAYLEIGH)
@@ -183,7 +230,7 @@ def test_outage_caps_respected_by_exact_solutions():
         for seed in range(12) for power in ("fixed", "adaptive")]
     seen = 0
     for inst in cases:
-        tables = rayleigh_tables(inst)  # cross-checks physics' tables
+        tables = rayleigh_tables(inst)
         for method in ("highs", "cpsat"):
             ev = solve(inst, method).evaluation
             if ev is None:

@@ -1,7 +1,11 @@
 """Rayleigh fast fading with statistical CSI (``fading: "rayleigh"``, ``csi: "statistical"``).
 
-Pure numerical functions for the link model of ``docs/model.md`` §5; the derivations and the
-accuracy achieved are in ``docs/fading.md``.
+The closed forms of the link model of MODEL.md §5 (thresholds, expected energies, outage and the
+per-node table); the derivations and the accuracy achieved are in ``docs/fading.md``. Drawing
+realisations belongs to the Monte Carlo simulator (:mod:`siftopt.analysis.simulate`). The
+full-power rates at the mean gains come from the owner of link physics,
+:func:`siftopt.model.physics.node_rates`, which hands them in (this module does not import it:
+:mod:`siftopt.model.physics` builds its fast-fading tables from this one).
 
 Model. Every transmission sees the gain ``g = ḡ·X`` with ``X ~ Exp(1)`` (unit-mean power of a
 Rayleigh channel), independent across nodes, directions and layers. Expert selection is decided
@@ -19,12 +23,16 @@ otherwise it does not transmit at all (outage). Two power modes:
 * ``fixed``: when ``X ≥ x_th`` transmit at ``P_max`` for ``D / (B·log2(1 + P_max ḡ X/(N0 B)))``
   seconds (≤ ``τ_dir``). Expectation by numerical integration, relative accuracy 1e-10.
 
+The node answers, and computes, only if its uplink arrived: ``Ē(n) = ω↑Ē↑ + e^{−x_th↑}(ω↓Ē↓ +
+κ·n)`` (MODEL.md v2 §5).
+
 Units throughout: bits, s, Hz, W, J, W/Hz; gains are linear power gains (dimensionless);
 thresholds and ``X`` are dimensionless.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -33,9 +41,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy import integrate, special
 
+from siftopt.model.instance import Instance, Node
+
 __all__ = [
     "FIXED_INTEGRAL_RTOL",
-    "LinkSample",
     "PowerControl",
     "RayleighNodeParams",
     "RayleighNodeTable",
@@ -43,13 +52,9 @@ __all__ = [
     "expected_energy_adaptive",
     "expected_energy_fixed",
     "fixed_power_integral",
-    "full_power_rate",
-    "is_convex",
+    "node_params",
+    "node_table",
     "rayleigh_node_table",
-    "realised_direction_energy",
-    "realised_energy",
-    "realised_node_energy",
-    "sample_link_success",
     "table_from_params",
     "thresholds",
     "window_split",
@@ -75,21 +80,6 @@ _QUAD_EPSREL = 1e-12
 # --------------------------------------------------------------------------------------------
 # Per-direction quantities
 # --------------------------------------------------------------------------------------------
-
-
-def full_power_rate(
-    bandwidth_hz: float, gain: float, power_w: float, noise_psd_w_per_hz: float
-) -> float:
-    """Shannon rate at full power, ``B·log2(1 + P·g/(N0·B))`` in bit/s.
-
-    Args:
-        bandwidth_hz: band ``B`` (Hz).
-        gain: linear power gain ``g`` (dimensionless), e.g. the mean gain ``ḡ``.
-        power_w: transmit power ``P`` (W).
-        noise_psd_w_per_hz: noise power spectral density ``N0`` (W/Hz).
-    """
-    snr = power_w * gain / (noise_psd_w_per_hz * bandwidth_hz)
-    return bandwidth_hz * math.log1p(snr) / _LN2
 
 
 def thresholds(
@@ -291,6 +281,8 @@ class RayleighNodeParams:
         gain_up_mean, gain_down_mean: mean linear power gains ``ḡ↑, ḡ↓``.
         power_up_w, power_down_w: power caps ``P↑, P↓`` (W).
         noise_psd_w_per_hz: ``N0`` (W/Hz).
+        rate_up_bps, rate_down_bps: full-power rates at the mean gains ``r̄↑, r̄↓`` (bit/s), as
+            :func:`siftopt.model.physics.node_rates` computes them; they fix the window split.
         weight_up, weight_down: energy weights ``ω↑, ω↓`` (dimensionless).
         power_control: ``"fixed"`` or ``"adaptive"``.
         outage_max: chance-constraint level in (0, 1).
@@ -307,6 +299,8 @@ class RayleighNodeParams:
     power_up_w: float
     power_down_w: float
     noise_psd_w_per_hz: float
+    rate_up_bps: float
+    rate_down_bps: float
     weight_up: float
     weight_down: float
     power_control: PowerControl
@@ -322,6 +316,8 @@ class RayleighNodeParams:
             "power_up_w",
             "power_down_w",
             "noise_psd_w_per_hz",
+            "rate_up_bps",
+            "rate_down_bps",
         )
         nonnegative = ("compute_s_per_token", "compute_j_per_token", "weight_up", "weight_down")
         for name in positive:
@@ -340,20 +336,6 @@ class RayleighNodeParams:
             )
         if not 0.0 < self.outage_max < 1.0:
             raise ValueError(f"outage_max must be in (0, 1), got {self.outage_max}")
-
-    @property
-    def rate_up_bps(self) -> float:
-        """Full-power uplink rate at the mean gain ``r̄↑`` (bit/s)."""
-        return full_power_rate(
-            self.bandwidth_hz, self.gain_up_mean, self.power_up_w, self.noise_psd_w_per_hz
-        )
-
-    @property
-    def rate_down_bps(self) -> float:
-        """Full-power downlink rate at the mean gain ``r̄↓`` (bit/s)."""
-        return full_power_rate(
-            self.bandwidth_hz, self.gain_down_mean, self.power_down_w, self.noise_psd_w_per_hz
-        )
 
     @property
     def snr_up(self) -> float:
@@ -382,14 +364,14 @@ class RayleighNodeTable:
     ``cap`` are not allowed (outage above ``outage_max`` or ``c·n ≥ T``).
 
     Attributes:
-        energy_j: expected node energy ``Ē(n) = ω↑Ē↑ + ω↓e^{−x↑}Ē↓ + κn`` (J); ``Ē(0) = 0``.
-            Need not be convex nor monotone in n (see :func:`is_convex`).
+        energy_j: expected node energy ``Ē(n) = ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn)`` (J); ``Ē(0) = 0``.
+            Need not be convex nor monotone in n (:func:`siftopt.model.physics.is_convex`).
         outage: ``p(n) = 1 − e^{−x↑ − x↓}``; ``p(0) = 0``; strictly increasing for n ≥ 1.
         window_up_s, window_down_s: the fixed windows ``τ↑(n), τ↓(n)`` (s), summing to
             ``T − c·n``.
         threshold_up, threshold_down: ``x_th↑(n), x_th↓(n)`` (dimensionless).
         cap: the largest allowed load; it replaces the slow-fading ``n̂``.
-        params: the parameters the table was built from (used by the sampling helpers).
+        params: the parameters the table was built from (the simulator draws with them).
     """
 
     energy_j: FloatArray
@@ -436,8 +418,14 @@ def _expected_direction_energies(
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def table_from_params(params: RayleighNodeParams) -> RayleighNodeTable:
-    """:func:`rayleigh_node_table` from a :class:`RayleighNodeParams`."""
+    """:func:`rayleigh_node_table` from a :class:`RayleighNodeParams`.
+
+    The one place a Rayleigh table is computed. Cached on the (hashable, frozen) parameters:
+    the table is read-only, so the energy tables of :mod:`siftopt.model.physics` and the
+    simulator share one object.
+    """
     loads = np.arange(params.n_max + 1, dtype=np.int64)
     tau = params.latency_s - params.compute_s_per_token * loads
     tau_up, tau_down = window_split(tau, params.rate_up_bps, params.rate_down_bps)
@@ -491,10 +479,12 @@ def table_from_params(params: RayleighNodeParams) -> RayleighNodeTable:
         p.power_down_w,
         p.snr_down,
     )
+    # Ē = ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn): the node computes and answers only if the uplink arrived.
+    arrived = np.exp(-x_up[kept])
     energy = (
         p.weight_up * e_up
-        + p.weight_down * np.exp(-x_up[kept]) * e_down
-        + p.compute_j_per_token * loads[kept]
+        + p.weight_down * arrived * e_down
+        + arrived * (p.compute_j_per_token * loads[kept])
     )
     energy[0] = 0.0
     return RayleighNodeTable(
@@ -522,17 +512,20 @@ def rayleigh_node_table(
     power_up_w: float,
     power_down_w: float,
     noise_psd_w_per_hz: float,
+    rate_up_bps: float,
+    rate_down_bps: float,
     weight_up: float,
     weight_down: float,
     power_control: str,
     outage_max: float,
 ) -> RayleighNodeTable:
-    """Expected-energy / outage table of one node under Rayleigh fading (§5).
+    """Expected-energy / outage table of one node under Rayleigh fading (MODEL.md §5).
 
     For every load ``n = 0..n_max`` (tokens): ``τ = T − c·n`` (only ``c·n < T`` is admissible),
-    split ``τ↑ : τ↓ = 1/r̄↑ : 1/r̄↓`` with ``r̄ = B·log2(1 + P ḡ/(N0 B))``; ``D = n·S``; thresholds
-    from :func:`direction_threshold`; ``p(n) = 1 − e^{−x↑−x↓}``; and
-    ``Ē(n) = ω↑Ē↑ + ω↓e^{−x↑}Ē↓ + κn`` (the node answers only if the uplink arrived). The cap is
+    split ``τ↑ : τ↓ = 1/r̄↑ : 1/r̄↓`` with the full-power rates at the mean gains ``r̄`` (given);
+    ``D = n·S``; thresholds from :func:`direction_threshold`; ``p(n) = 1 − e^{−x↑−x↓}``; and
+    ``Ē(n) = ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn)`` (the node computes and answers only if the uplink
+    arrived). The cap is
     the largest n with every load ``0..n`` allowed (``p ≤ outage_max`` and ``c·n < T``); as ``p``
     is monotone in n (checked) this is the largest allowed load.
 
@@ -556,6 +549,8 @@ def rayleigh_node_table(
         power_up_w=power_up_w,
         power_down_w=power_down_w,
         noise_psd_w_per_hz=noise_psd_w_per_hz,
+        rate_up_bps=rate_up_bps,
+        rate_down_bps=rate_down_bps,
         weight_up=weight_up,
         weight_down=weight_down,
         power_control=power_control,  # type: ignore[arg-type]  # validated in __post_init__
@@ -564,192 +559,41 @@ def rayleigh_node_table(
     return table_from_params(params)
 
 
-def is_convex(table: RayleighNodeTable, rtol: float = 1e-9) -> bool:
-    """Whether ``Ē(n)`` is convex on ``0..cap`` up to a tolerance.
+def node_params(
+    inst: Instance, node: Node, rate_up_bps: float, rate_down_bps: float
+) -> RayleighNodeParams:
+    """The :class:`RayleighNodeParams` of a remote node of ``inst`` (its gains are mean gains).
 
-    Checks every second difference ``Ē(n+1) − 2Ē(n) + Ē(n−1) ≥ −rtol·max_n |Ē(n)|``. The default
-    is 10× the accuracy of the fixed-power integral, so numerical noise cannot flip the answer
-    for a truly convex table. Tables with ``cap ≤ 1`` are convex.
+    ``rate_up_bps, rate_down_bps`` are the node's full-power rates at the mean gains, from
+    :func:`siftopt.model.physics.node_rates`.
     """
-    e = np.asarray(table.energy_j, dtype=np.float64)
-    if e.size < 3:
-        return True
-    scale = float(np.max(np.abs(e)))
-    second = e[2:] - 2.0 * e[1:-1] + e[:-2]
-    return bool(np.all(second >= -rtol * scale))
-
-
-# --------------------------------------------------------------------------------------------
-# Sampling helpers (Monte Carlo)
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class LinkSample:
-    """Realised fading of many independent realisations.
-
-    Arrays have shape ``(size, *thresholds.shape)``.
-
-    Attributes:
-        x_up, x_down: realised ``X↑, X↓ ~ Exp(1)`` (dimensionless).
-        uplink_ok: ``X↑ ≥ x_th↑``.
-        downlink_ok: ``X↓ ≥ x_th↓`` (whether the downlink *would* succeed if used).
-        success: ``uplink_ok & downlink_ok``; the node is in outage where this is false.
-    """
-
-    x_up: FloatArray
-    x_down: FloatArray
-    uplink_ok: BoolArray
-    downlink_ok: BoolArray
-    success: BoolArray
-
-
-def sample_link_success(
-    rng: np.random.Generator,
-    thresholds_up: npt.ArrayLike,
-    thresholds_down: npt.ArrayLike,
-    size: int,
-) -> LinkSample:
-    """Draw ``size`` independent realisations of ``X↑, X↓ ~ Exp(1)`` per threshold entry.
-
-    Args:
-        rng: the generator (seed it for reproducibility).
-        thresholds_up, thresholds_down: ``x_th`` per node (or any shape, broadcast together).
-        size: number of realisations (leading axis of every returned array).
-    """
-    th_up, th_down = np.broadcast_arrays(
-        np.asarray(thresholds_up, dtype=np.float64), np.asarray(thresholds_down, dtype=np.float64)
+    return RayleighNodeParams(
+        bits_per_token=float(inst.payload_bits),
+        n_max=inst.num_tokens,
+        latency_s=inst.latency_s,
+        compute_s_per_token=node.compute_s_per_token,
+        compute_j_per_token=node.compute_j_per_token,
+        bandwidth_hz=node.bandwidth_hz,
+        gain_up_mean=node.gain_up,
+        gain_down_mean=node.gain_down,
+        power_up_w=node.power_up_w,
+        power_down_w=node.power_down_w,
+        noise_psd_w_per_hz=inst.noise_psd_w_per_hz,
+        rate_up_bps=rate_up_bps,
+        rate_down_bps=rate_down_bps,
+        weight_up=inst.energy_weight_up,
+        weight_down=inst.energy_weight_down,
+        power_control=inst.power_control,  # type: ignore[arg-type]  # validated in __post_init__
+        outage_max=float(inst.outage_max or 0.0),
     )
-    shape = (int(size), *th_up.shape)
-    x_up = rng.standard_exponential(shape)
-    x_down = rng.standard_exponential(shape)
-    up_ok = x_up >= th_up
-    down_ok = x_down >= th_down
-    return LinkSample(x_up, x_down, up_ok, down_ok, up_ok & down_ok)
 
 
-def realised_direction_energy(
-    x: npt.ArrayLike,
-    *,
-    bits: npt.ArrayLike,
-    window_s: npt.ArrayLike,
-    bandwidth_hz: float,
-    mean_gain: float,
-    power_max_w: float,
-    noise_psd_w_per_hz: float,
-    power_control: str,
-) -> FloatArray:
-    """Energy (J) one direction actually spends for realised fading ``x`` (vectorised).
+def node_table(
+    inst: Instance, node: Node, rate_up_bps: float, rate_down_bps: float
+) -> RayleighNodeTable:
+    """The :class:`RayleighNodeTable` of a remote node of ``inst``.
 
-    * adaptive: ``τ·P_max·x_th/X`` if ``X ≥ x_th`` (power ``P_max·x_th/X`` for the whole window);
-    * fixed: ``P_max·D/(B·log2(1 + P_max ḡ X/(N0 B)))`` if ``X ≥ x_th``;
-    * 0 otherwise (no transmission in outage) and 0 for ``D = 0``.
-
-    ``bits`` and ``window_s`` broadcast against ``x``.
+    What :func:`siftopt.model.physics.energy_tables` builds its fast-fading tables from and what
+    the simulator draws with: one computation (cached), one object.
     """
-    x_a = np.asarray(x, dtype=np.float64)
-    bits_a = np.broadcast_to(np.asarray(bits, dtype=np.float64), x_a.shape)
-    window_a = np.broadcast_to(np.asarray(window_s, dtype=np.float64), x_a.shape)
-    x_th = thresholds(bits_a, window_a, bandwidth_hz, mean_gain, power_max_w, noise_psd_w_per_hz)
-    sends = (x_a >= x_th) & (bits_a > 0)
-    safe_x = np.where(sends, x_a, 1.0)
-    if power_control == "adaptive":
-        safe_th = np.where(sends, x_th, 0.0)
-        energy = window_a * power_max_w * safe_th / safe_x
-    elif power_control == "fixed":
-        snr = power_max_w * mean_gain / (noise_psd_w_per_hz * bandwidth_hz)
-        rate = bandwidth_hz * np.log1p(snr * safe_x) / _LN2
-        energy = power_max_w * bits_a / rate
-    else:
-        raise ValueError(f"power_control must be 'fixed' or 'adaptive', got {power_control!r}")
-    return np.where(sends, energy, 0.0)
-
-
-def realised_energy(
-    x_up: npt.ArrayLike,
-    x_down: npt.ArrayLike,
-    *,
-    bits: npt.ArrayLike,
-    window_up_s: npt.ArrayLike,
-    window_down_s: npt.ArrayLike,
-    bandwidth_hz: float,
-    gain_up_mean: float,
-    gain_down_mean: float,
-    power_up_w: float,
-    power_down_w: float,
-    noise_psd_w_per_hz: float,
-    power_control: str,
-) -> tuple[FloatArray, FloatArray]:
-    """Realised uplink and downlink energies (J, unweighted) of one node, vectorised.
-
-    The downlink transmits only if the uplink succeeded (the node cannot answer a token state it
-    never received), so the downlink energy is 0 wherever ``X↑ < x_th↑``.
-
-    Returns:
-        ``(energy_up_j, energy_down_j)`` with the broadcast shape of the inputs.
-    """
-    e_up = realised_direction_energy(
-        x_up,
-        bits=bits,
-        window_s=window_up_s,
-        bandwidth_hz=bandwidth_hz,
-        mean_gain=gain_up_mean,
-        power_max_w=power_up_w,
-        noise_psd_w_per_hz=noise_psd_w_per_hz,
-        power_control=power_control,
-    )
-    e_down = realised_direction_energy(
-        x_down,
-        bits=bits,
-        window_s=window_down_s,
-        bandwidth_hz=bandwidth_hz,
-        mean_gain=gain_down_mean,
-        power_max_w=power_down_w,
-        noise_psd_w_per_hz=noise_psd_w_per_hz,
-        power_control=power_control,
-    )
-    x_th_up = thresholds(
-        np.broadcast_to(np.asarray(bits, dtype=np.float64), e_up.shape),
-        np.broadcast_to(np.asarray(window_up_s, dtype=np.float64), e_up.shape),
-        bandwidth_hz,
-        gain_up_mean,
-        power_up_w,
-        noise_psd_w_per_hz,
-    )
-    uplink_ok = np.asarray(x_up, dtype=np.float64) >= x_th_up
-    return e_up, np.where(uplink_ok, e_down, 0.0)
-
-
-def realised_node_energy(
-    table: RayleighNodeTable, load: int, x_up: npt.ArrayLike, x_down: npt.ArrayLike
-) -> FloatArray:
-    """Realised weighted node energy ``ω↑E↑ + ω↓E↓ + κ·n`` (J) at load n, vectorised over X.
-
-    Its mean over ``X↑, X↓ ~ Exp(1)`` is ``table.energy_j[load]``. Following ``docs/model.md`` §5
-    literally, the compute energy ``κ·n`` is charged in every realisation, including those
-    whose uplink failed (see docs/fading.md for this modelling choice).
-
-    Raises:
-        ValueError: if ``load`` is not in ``0..table.cap``.
-    """
-    if not 0 <= load <= table.cap:
-        raise ValueError(f"load must be in 0..{table.cap}, got {load}")
-    p = table.params
-    shape = np.broadcast_shapes(np.shape(x_up), np.shape(x_down))
-    if load == 0:
-        return np.zeros(shape)
-    e_up, e_down = realised_energy(
-        x_up,
-        x_down,
-        bits=load * p.bits_per_token,
-        window_up_s=float(table.window_up_s[load]),
-        window_down_s=float(table.window_down_s[load]),
-        bandwidth_hz=p.bandwidth_hz,
-        gain_up_mean=p.gain_up_mean,
-        gain_down_mean=p.gain_down_mean,
-        power_up_w=p.power_up_w,
-        power_down_w=p.power_down_w,
-        noise_psd_w_per_hz=p.noise_psd_w_per_hz,
-        power_control=p.power_control,
-    )
-    return p.weight_up * e_up + p.weight_down * e_down + p.compute_j_per_token * load
+    return table_from_params(node_params(inst, node, rate_up_bps, rate_down_bps))
