@@ -110,7 +110,10 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
 
 
 def resolve_policy(method: str) -> Policy:
-    """A policy by registered name or ``module.path:function``; InputError if unknown."""
+    """A policy by registered name or ``module.path:function``; InputError if unknown.
+
+    A ``module.path:function`` is a user policy ``function(view: PolicyInput) -> Decision``
+    (:mod:`siftopt.policies.interface`)."""
     if ":" in method:
         module_name, _, func_name = method.partition(":")
         try:
@@ -122,7 +125,9 @@ def resolve_policy(method: str) -> Policy:
         if not callable(func):
             raise InputError(f"module {module_name!r} has no function {func_name!r}",
                              path="--method")
-        return func
+        from siftopt.policies.interface import as_targets_policy
+
+        return as_targets_policy(func, method)
     return registry.policy(method).function
 
 

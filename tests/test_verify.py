@@ -15,8 +15,9 @@ import pytest
 from siftopt.analysis.verify import ProgressBar
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.io.instance_file import load_instance, save_instance
 from siftopt.model.evaluate import energies_equal
-from siftopt.model.instance import Instance, load_instance, save_instance
+from siftopt.model.instance import Instance
 from siftopt.solve import solve_exact, solve_policy
 
 ROW_KEYS = {"instance", "method", "energy_j", "optimum_j", "gap", "optimal", "feasible",
@@ -180,8 +181,8 @@ def test_refusal_is_a_row_not_a_crash(capsys, tmp_path: Path, monkeypatch) -> No
 def test_plugin_policy(capsys, tmp_path: Path, monkeypatch) -> None:
     (tmp_path / "my_rules.py").write_text(
         "import numpy as np\n"
-        "def skip_all(inst):\n"
-        "    return np.full(inst.topk_experts.shape, -1)\n", encoding="utf-8")
+        "def skip_all(view):\n"
+        "    return view.decision(np.full(view.topk_experts.shape, -1))\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
     inst = tiny(1, "plug", eps_scale=5.0)
     path = save_instance(inst, tmp_path / "p.json")
