@@ -18,15 +18,6 @@ pytest.importorskip("matplotlib")
 
 from siftopt.cli import SUBCOMMAND_MODULES, main, validate_cmd  # noqa: E402
 from siftopt.errors import InputError  # noqa: E402
-from siftopt.experiments.moe_numpy import (  # noqa: E402
-    MoEConfig,
-    MoEParams,
-    activation,
-    init_params,
-    loss_and_grads,
-    topk_route,
-    upcycle,
-)
 from siftopt.experiments.validate import (  # noqa: E402
     METHODS,
     QUICK_EPS_FRACTIONS,
@@ -40,6 +31,15 @@ from siftopt.experiments.validate import (  # noqa: E402
     moe_output,
     run_validation,
     token_states,
+)
+from siftopt.experiments.validate.moe import (  # noqa: E402
+    MoEConfig,
+    MoEParams,
+    activation,
+    init_params,
+    loss_and_grads,
+    topk_route,
+    upcycle,
 )
 from siftopt.model.instance import topk_from_gates  # noqa: E402
 from siftopt.similarity import ExpertWeights, expert_forward  # noqa: E402

@@ -1,10 +1,9 @@
 """``siftopt validate-accuracy --out DIR``: serve a trained MoE under the accuracy constraint.
 
 Trains a small MoE classifier on scikit-learn's bundled digits data, bounds its experts
-(siftopt.similarity.bounds, analytic), places them on simulated wireless nodes, sweeps the
-accuracy budget
-and, for Top-K, ``local``, ``sift-ratio`` and the exact optimum, measures the radio energy, the
-real test accuracy and the bound ``‖ŷ − y‖ ≤ ‖x‖·D_t`` token by token
+(siftopt.similarity, analytic), places them on simulated wireless nodes, sweeps the accuracy
+budget and, for Top-K, ``local``, ``sift-ratio`` and the exact optimum, measures the radio
+energy, the real test accuracy and the bound ``‖ŷ − y‖ ≤ ‖x‖·D_t`` token by token
 (siftopt.experiments.validate).
 Needs the optional extra ``validate`` (scikit-learn, matplotlib).
 """
@@ -15,8 +14,8 @@ import argparse
 import sys
 
 from siftopt.cli.common import emit, positive_int
-from siftopt.experiments.moe_numpy import ACTIVATIONS
 from siftopt.experiments.validate import (
+    ACTIVATIONS,
     ValidationConfig,
     exact_not_worse,
     markdown_table,

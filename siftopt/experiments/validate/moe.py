@@ -1,8 +1,7 @@
 """A small Mixture-of-Experts classifier in plain numpy: forward pass, manual gradients, Adam.
 
 Used by :mod:`siftopt.experiments.validate` to check on a real trained model that the accuracy
-constraint
-of docs/model.md §4 holds. The network, for an input batch ``X`` of shape (B, p):
+constraint of docs/model.md §4 holds. The network, for an input batch ``X`` of shape (B, p):
 
 * embedding ``h = X·Weᵀ + be`` (B, d) — ``h`` is the token state x of docs/model.md §4;
 * router ``g = softmax(h·Wrᵀ)`` (B, N); top-K set ``𝒦`` = the K largest gates (ties toward the
@@ -10,7 +9,7 @@ of docs/model.md §4 holds. The network, for an input batch ``X`` of shape (B, p
   the top-K: ``w_k = g_{i_k} / Σ_{k'} g_{i_k'}`` (Mixtral style);
 * MoE output ``y = Σ_k w_k·E_{i_k}(h)`` (B, d) with FFN experts ``E_i(x) = W2_i σ(W1_i x)``
   (``w1`` (N, f, d), ``w2`` (N, d, f), no biases: the weight contract of
-  :mod:`siftopt.similarity.bounds`, for which the analytic β/δ hold for every x);
+  :mod:`siftopt.similarity.weights`, for which the analytic β/δ hold for every x);
 * residual and head: ``logits = (h + y)·Woᵀ + bo`` (B, C).
 
 Training (:func:`train`) minimises the cross-entropy plus a Switch-style load-balancing loss
@@ -105,7 +104,7 @@ class TrainLog:
 
 def activation(kind: str, u: np.ndarray) -> np.ndarray:
     """σ(u) elementwise: relu, or the exact (erf) gelu ``u·Φ(u)`` as in
-    :mod:`siftopt.similarity.bounds`."""
+    :mod:`siftopt.similarity.experts`."""
     if kind == "relu":
         return np.maximum(u, 0.0)
     return u * ndtr(u)
