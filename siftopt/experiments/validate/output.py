@@ -18,8 +18,6 @@ from siftopt.experiments.validate.serve import BOUND_ATOL, BOUND_RTOL
 
 METHOD_LABELS: dict[str, str] = {"topk": "Top-K", "local": "local", "sift-ratio": "sift-ratio",
                                  "highs": "exact (highs)"}
-
-
 CSV_COLUMNS: tuple[str, ...] = (
     "eps_fraction", "eps", "method", "batches", "feasible_batches", "status", "energy_j",
     "saved_vs_topk_pct", "accuracy", "certified_accuracy", "mean_rel_error", "max_rel_error",
