@@ -97,7 +97,7 @@ def forward(weights: ExpertWeights, k: int, x: np.ndarray, kind: str) -> np.ndar
 
 
 def vjp(weights: ExpertWeights, k: int, x: np.ndarray, kind: str, cot: np.ndarray
-         ) -> np.ndarray:
+        ) -> np.ndarray:
     """J_k(x)ᵀ·cot for each row: x (B, d), cot (B, d) -> (B, d)."""
     u = _pre(weights, k, x)
     z = cot @ f64(weights.w2[k])  # (B, h) = W2ᵀ cot

@@ -120,7 +120,7 @@ def refine_pairs(weights: ExpertWeights, pn: PairNorms, pairs: np.ndarray) -> No
 
 
 def select_pairs(delta: np.ndarray, beta: np.ndarray, pn: PairNorms, budget_pairs: int
-                  ) -> np.ndarray:
+                 ) -> np.ndarray:
     """Pairs (i < j) to refine, most promising first: smallest δ_ij / min(β_i, β_j)."""
     iu, ju = np.triu_indices(delta.shape[0], k=1)
     todo = (~pn.exact[iu, ju]) & (delta[iu, ju] > 0)
