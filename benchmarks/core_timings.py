@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from siftopt.model.instance import instance_from_document
+from siftopt.io.instance_file import instance_from_document
 from siftopt.model.physics import energy_tables
 from siftopt.model.problem import problem_data
 from siftopt.solve import EXACT_METHODS, solve

@@ -2,7 +2,7 @@
 
 The normative model is ``docs/model.md``. Main entry points:
 
-* :func:`siftopt.model.instance.load_instance` — read and validate an instance file;
+* :func:`siftopt.io.instance_file.load_instance` — read and validate an instance file;
 * :func:`siftopt.model.evaluate.evaluate` — the single source of truth for energy, latency and
   degradation of an action set;
 * :func:`siftopt.solve.solve` — exact backends (``highs``, ``cpsat``) and policies.

@@ -13,8 +13,8 @@ import pytest
 import siftopt.cli.solve_cmd as solve_cmd
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.io.instance_file import load_instance, save_instance
 from siftopt.model.evaluate import evaluate
-from siftopt.model.instance import load_instance, save_instance
 
 ROOT = Path(__file__).resolve().parent.parent
 DECODE = ROOT / "instances" / "example-decode-adaptive.json"

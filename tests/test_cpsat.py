@@ -19,9 +19,10 @@ from siftopt.backends.brute import count_assignments, solve_brute
 from siftopt.backends.cpsat.slots import INT32_MAX, solve_cpsat
 from siftopt.errors import InputError
 from siftopt.experiments.synthetic import random_instance
+from siftopt.io.instance_file import instance_from_document
 from siftopt.io.profiles import Profile, load_profile
 from siftopt.model.evaluate import energies_equal, evaluate
-from siftopt.model.instance import Instance, instance_from_document
+from siftopt.model.instance import Instance
 from siftopt.model.problem import SKIP, problem_data
 from siftopt.solve import solve_exact
 

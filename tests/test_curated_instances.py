@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from siftopt.backends.brute import count_assignments
+from siftopt.io.instance_file import load_instance
 from siftopt.model.evaluate import energies_equal, evaluate
-from siftopt.model.instance import load_instance
 from siftopt.model.problem import problem_data
 from siftopt.solve import solve_exact
 

@@ -131,7 +131,7 @@ def test_level_binary_regression_highs_equals_cpsat():
     with a 1e-10 MIP feasibility tolerance proved a wrong optimum (0.0202 J vs 0.0195 J)."""
     from pathlib import Path
 
-    from siftopt.model.instance import load_instance
+    from siftopt.io.instance_file import load_instance
 
     inst = load_instance(Path(__file__).parent / "data" /
                          "deepseek-v3-urban-L64-M4-rayleigh-adaptive-s1.json")

@@ -29,9 +29,10 @@ from siftopt.backends.highs.pyomo_patterns import solve_highs_pyomo_patterns
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
 from siftopt.formulations import patterns as P
+from siftopt.io.instance_file import save_instance
 from siftopt.io.profiles import Profile, load_profile
 from siftopt.model.evaluate import energies_equal, evaluate
-from siftopt.model.instance import Instance, save_instance
+from siftopt.model.instance import Instance
 from siftopt.model.problem import ProblemData, problem_data
 from siftopt.solve import infeasibility_reason, solve_exact
 

@@ -19,8 +19,9 @@ from scipy.optimize import linprog
 
 from siftopt.errors import PolicyRefusal
 from siftopt.experiments.synthetic import random_document
+from siftopt.io.instance_file import instance_from_document
 from siftopt.model.evaluate import energies_equal, evaluate
-from siftopt.model.instance import Instance, instance_from_document
+from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
 from siftopt.policies import MAX_DECODE_NODES, POLICIES, sift_price_run
 from siftopt.policies.common import policy_data, token_budgets

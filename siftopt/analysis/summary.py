@@ -64,7 +64,7 @@ def describe(inst: Instance, *, table_entries: int = 8) -> dict[str, Any]:
         "noise_psd_w_per_hz": inst.noise_psd_w_per_hz,
         "energy_weights": {"up": inst.energy_weight_up, "down": inst.energy_weight_down},
         "eps_mean": inst.eps_mean,
-        "bounds_provenance": dict(inst.bounds_info) or None,
+        "bounds_provenance": dict(inst.source.bounds_info) or None,
         "least_mean_degradation": float(least.mean()),
         "precheck": infeasibility_reason(data) or "no token is infeasible on its own",
         "nodes": nodes,

@@ -31,9 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from siftopt.errors import InputError, PolicyRefusal
+from siftopt.io.instance_file import load_instance, save_instance
 from siftopt.io.profiles import Profile
+from siftopt.io.reader import parse_json_text
 from siftopt.model.evaluate import energies_equal
-from siftopt.model.instance import Instance, load_instance, parse_json_text, save_instance
+from siftopt.model.instance import Instance
 from siftopt.result import INFEASIBLE, OPTIMAL, SolveResult
 from siftopt.solve import EXACT_METHODS, resolve_policy, solve_exact, solve_policy
 
@@ -327,7 +329,7 @@ def save_counterexamples(report: Report, folder: str | Path) -> list[Path]:
     for rank, (row, inst) in enumerate(ordered, start=1):
         gap = "inf" if row.gap is None else f"{row.gap:.4g}"
         name = f"{rank:03d}-{_slug(row.method)}-{_slug(inst.name)}-gap{gap}.json"
-        npz = tuple(p for p, _ in inst.npz_fields) or None
+        npz = tuple(p for p, _ in inst.source.npz_fields) or None
         try:
             written.append(save_instance(inst, folder / name, npz_fields=npz))
         except OSError as exc:

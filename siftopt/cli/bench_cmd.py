@@ -8,8 +8,8 @@ from pathlib import Path
 
 from siftopt.cli.common import emit, positive_int
 from siftopt.cli.progress import Progress
+from siftopt.cli.render import format_table
 from siftopt.errors import InputError
-from siftopt.io.report import format_table
 
 
 def register(sub: argparse._SubParsersAction) -> None:

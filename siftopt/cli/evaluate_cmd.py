@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from siftopt.cli.common import add_format_option, emit
-from siftopt.io.report import dumps, read_solution, result_json, result_table
+from siftopt.cli.render import result_table
+from siftopt.io.instance_file import load_instance
+from siftopt.io.solution import dumps, read_solution, result_json
 from siftopt.model.evaluate import evaluate
-from siftopt.model.instance import load_instance
 from siftopt.result import FEASIBLE, INFEASIBLE, SolveResult
 
 

@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from siftopt.cli.common import emit, nonnegative_int, positive_float, positive_int
+from siftopt.cli.render import format_table
 from siftopt.experiments.generate import (
     ARCHITECTURES,
     BUDGETS,
@@ -16,7 +17,6 @@ from siftopt.experiments.generate import (
     config_from_mapping,
     write_instances,
 )
-from siftopt.io.report import format_table
 from siftopt.model.instance import FADING_MODES, POWER_MODES
 
 #: Options that map one to one onto generator parameters (option dest → parameter).

@@ -6,8 +6,9 @@ import argparse
 
 from siftopt.analysis.summary import describe
 from siftopt.cli.common import add_format_option, emit
-from siftopt.io.report import dumps, format_table
-from siftopt.model.instance import load_instance
+from siftopt.cli.render import format_table
+from siftopt.io.instance_file import load_instance
+from siftopt.io.solution import dumps
 
 
 def register(sub: argparse._SubParsersAction) -> None:

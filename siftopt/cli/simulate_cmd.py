@@ -23,8 +23,10 @@ from siftopt.cli.common import (
     positive_float,
     positive_int,
 )
-from siftopt.io.report import dumps, format_table
-from siftopt.model.instance import CSI_MODES, Instance, load_instance
+from siftopt.cli.render import format_table
+from siftopt.io.instance_file import load_instance
+from siftopt.io.solution import dumps
+from siftopt.model.instance import CSI_MODES, Instance
 from siftopt.solve import EXACT_METHODS
 
 

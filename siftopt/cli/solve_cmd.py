@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 
 from siftopt.cli.common import add_format_option, emit, positive_float, positive_int, write_text
+from siftopt.cli.render import result_table
 from siftopt.errors import InputError
+from siftopt.io.instance_file import load_instance
 from siftopt.io.profiles import load_profile
-from siftopt.io.report import dumps, result_json, result_table
-from siftopt.model.instance import load_instance
+from siftopt.io.solution import dumps, result_json
 from siftopt.solve import EXACT_METHODS, FORMULATIONS, INTERFACES, resolve_policy, solve
 
 

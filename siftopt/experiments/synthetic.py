@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from siftopt.model.instance import Instance, instance_from_document
+from siftopt.io.instance_file import instance_from_document
+from siftopt.model.instance import Instance
 
 
 def random_document(

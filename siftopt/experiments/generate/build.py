@@ -28,7 +28,8 @@ import numpy as np
 from siftopt.experiments.generate import experts, routing, wireless
 from siftopt.experiments.generate.config import GeneratorConfig
 from siftopt.experiments.generate.presets import ARCHITECTURES, SCENARIOS
-from siftopt.model.instance import Instance, instance_from_document
+from siftopt.io.instance_file import instance_from_document
+from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
 
 #: Placeholder mean budget of the draft instance used to compute least degradations.
