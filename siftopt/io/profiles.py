@@ -16,12 +16,12 @@ built-in ``default`` profile is used (the same settings as ``solvers/default.tom
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from siftopt.errors import InputError
+from siftopt.io.reader import Reader
 
 #: The exactness settings; solvers/default.toml repeats them for users to copy.
 DEFAULT_PROFILE: dict[str, Any] = {
@@ -81,30 +81,25 @@ def load_profile(name: str | None) -> Profile:
     if name is None:
         return _profile_from_dict("default", DEFAULT_PROFILE, "<built-in default>")
     path = find_profile(name)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", file=str(path)) from None
+    raw = Reader(str(path), syntax="TOML").load(path, "a profile .toml file")
     return _profile_from_dict(path.stem, raw, str(path))
 
 
 def _profile_from_dict(name: str, raw: dict[str, Any], file: str) -> Profile:
+    r = Reader(file, syntax="TOML")
     for key in raw:
         if key not in _TOP_KEYS:
-            raise InputError(f"unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})",
-                             file=file, path=key)
+            raise r.fail(key, f"unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})")
     limit = raw.get("time_limit_s")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)
                               or limit <= 0):
-        raise InputError(f"must be a positive number of seconds, got {limit!r}", file=file,
-                         path="time_limit_s")
+        raise r.fail("time_limit_s", f"must be a positive number of seconds, got {limit!r}")
     threads = raw.get("threads", 1)
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise InputError(f"must be a positive integer, got {threads!r}", file=file,
-                         path="threads")
+        raise r.fail("threads", f"must be a positive integer, got {threads!r}")
     for section in ("highs", "cpsat"):
         if not isinstance(raw.get(section, {}), dict):
-            raise InputError("must be a table", file=file, path=section)
+            raise r.fail(section, "must be a table")
     return Profile(name=name, time_limit_s=None if limit is None else float(limit),
                    threads=threads, highs=dict(raw.get("highs", {})),
                    cpsat=dict(raw.get("cpsat", {})))

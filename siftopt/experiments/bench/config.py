@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +42,9 @@ from siftopt.experiments.generate.config import (
     GeneratorConfig,
     check_parameter,
     config_from_mapping,
-    unknown_key_message,
 )
 from siftopt.io.profiles import load_profile
+from siftopt.io.reader import Reader
 from siftopt.solve import EXACT_METHODS, FORMULATIONS
 
 #: Bump when the generator's output for a given config and seed changes (invalidates cells).
@@ -128,111 +127,92 @@ def result_key(instance: str, method: str, bench: BenchConfig, fading: str) -> s
 # ------------------------------------------------------------------------------------------
 
 
-class _Context:
-    """Raises one-line errors naming the configuration file and the key path."""
-
-    def __init__(self, file: str) -> None:
-        self.file = file
-
-    def fail(self, path: str, message: str) -> InputError:
-        return InputError(message, file=self.file, path=path)
-
-    def keys(self, table: Any, path: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(table, dict):
-            raise self.fail(path, f"must be a table, got {type(table).__name__}")
-        for key in table:
-            if key not in allowed:
-                raise self.fail(f"{path}.{key}" if path else key,
-                                unknown_key_message(key, allowed))
-        return table
-
-
 def known_methods() -> tuple[str, ...]:
     """Exact backends and registered policies."""
     from siftopt.policies import POLICIES
     return (*EXACT_METHODS, *POLICIES)
 
 
-def _methods(ctx: _Context, value: Any, path: str) -> tuple[str, ...]:
+def _methods(r: Reader, value: Any, path: str) -> tuple[str, ...]:
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
-        raise ctx.fail(path, f"must be a non-empty list of method names, got {value!r}")
+        raise r.fail(path, f"must be a non-empty list of method names, got {value!r}")
     known = known_methods()
     for k, m in enumerate(value):
         if m not in known:
-            raise ctx.fail(f"{path}[{k}]", f"unknown method {m!r} (known: {', '.join(known)})")
+            raise r.fail(f"{path}[{k}]", f"unknown method {m!r} (known: {', '.join(known)})")
     if len(set(value)) != len(value):
-        raise ctx.fail(path, "lists a method twice")
+        raise r.fail(path, "lists a method twice")
     return tuple(value)
 
 
-def _seeds(ctx: _Context, value: Any, path: str = "seeds") -> tuple[int, ...]:
+def _seeds(r: Reader, value: Any, path: str = "seeds") -> tuple[int, ...]:
     if type(value) is int and value >= 1:
         return tuple(range(value))
     if isinstance(value, list) and value and all(type(s) is int and s >= 0 for s in value) \
             and len(set(value)) == len(value):
         return tuple(value)
-    raise ctx.fail(path, f"must be a count >= 1 or a list of distinct integers >= 0, "
-                         f"got {value!r}")
+    raise r.fail(path, f"must be a count >= 1 or a list of distinct integers >= 0, "
+                       f"got {value!r}")
 
 
-def _number(ctx: _Context, raw: dict[str, Any], key: str, default: float, *, integer: bool,
+def _number(r: Reader, raw: dict[str, Any], key: str, default: float, *, integer: bool,
             low: float) -> float:
     value = raw.get(key, default)
     ok = type(value) is int or (not integer and type(value) is float)
     if not ok or value < low or (not integer and value != value):
         kind = "an integer" if integer else "a number"
-        raise ctx.fail(key, f"must be {kind} >= {low:g}, got {value!r}")
+        raise r.fail(key, f"must be {kind} >= {low:g}, got {value!r}")
     return value
 
 
-def _optional_method(ctx: _Context, raw: dict[str, Any], key: str, default: str | None,
+def _optional_method(r: Reader, raw: dict[str, Any], key: str, default: str | None,
                      methods: tuple[str, ...], *, exact: bool = False) -> str | None:
     value = raw.get(key, default)
     if value is None:
         return None
     if not isinstance(value, str) or value not in methods:
-        raise ctx.fail(key, f"must be one of the configured methods {list(methods)}, "
-                            f"got {value!r}")
+        raise r.fail(key, f"must be one of the configured methods {list(methods)}, "
+                          f"got {value!r}")
     if exact and value not in EXACT_METHODS:
-        raise ctx.fail(key, f"must be an exact method ({', '.join(EXACT_METHODS)}), "
-                            f"got {value!r}")
+        raise r.fail(key, f"must be an exact method ({', '.join(EXACT_METHODS)}), "
+                          f"got {value!r}")
     return value
 
 
-def _sweep(ctx: _Context, raw: Any, index: int, defaults: dict[str, Any],
+def _sweep(r: Reader, raw: Any, index: int, defaults: dict[str, Any],
            methods: tuple[str, ...], seeds: tuple[int, ...]) -> Sweep:
     path = f"sweep[{index}]"
-    ctx.keys(raw, path, SWEEP_KEYS + PARAMETERS)
+    r.obj(raw, path, (), SWEEP_KEYS + PARAMETERS)
     name = raw.get("name", f"sweep{index}")
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
-        raise ctx.fail(f"{path}.name", f"must be a name of letters, digits, - and _, "
-                                       f"got {name!r}")
+        raise r.fail(f"{path}.name", f"must be a name of letters, digits, - and _, "
+                                     f"got {name!r}")
     axes: dict[str, list[Any]] = {}
     for key in PARAMETERS:
         if key not in raw:
             continue
         values = raw[key] if isinstance(raw[key], list) else [raw[key]]
         if not values:
-            raise ctx.fail(f"{path}.{key}", "must not be an empty list")
+            raise r.fail(f"{path}.{key}", "must not be an empty list")
         for k, v in enumerate(values):
             where = f"{path}.{key}[{k}]" if isinstance(raw[key], list) else f"{path}.{key}"
-            check_parameter(key, v, file=ctx.file, path=where)
+            check_parameter(key, v, file=r.file, path=where)
         axes[key] = values
     x = raw.get("x")
     if not isinstance(x, str) or x not in axes:
-        raise ctx.fail(f"{path}.x", f"must name a parameter that the sweep sets, one of "
-                                    f"{sorted(axes)}, got {x!r}")
-    sweep_methods = _methods(ctx, raw["methods"], f"{path}.methods") if "methods" in raw \
+        raise r.fail(f"{path}.x", f"must name a parameter that the sweep sets, one of "
+                                  f"{sorted(axes)}, got {x!r}")
+    sweep_methods = _methods(r, raw["methods"], f"{path}.methods") if "methods" in raw \
         else methods
     grid = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
     configs = []
     for point in grid:
         values = {**defaults, **point}
         if "preset" not in values:
-            raise ctx.fail(f"{path}.preset", "missing: set preset in [defaults] or the sweep")
-        configs.append(config_from_mapping(values, file=ctx.file, prefix=f"{path}."))
+            raise r.fail(f"{path}.preset", "missing: set preset in [defaults] or the sweep")
+        configs.append(config_from_mapping(values, file=r.file, prefix=f"{path}."))
     varying = tuple(k for k, v in axes.items() if len(v) > 1)
-    sweep_seeds = _seeds(ctx, raw["seeds"], f"{path}.seeds") if "seeds" in raw else seeds
+    sweep_seeds = _seeds(r, raw["seeds"], f"{path}.seeds") if "seeds" in raw else seeds
     return Sweep(name=name, x=x, description=str(raw.get("description", "")),
                  configs=tuple(configs), varying=varying or (x,), methods=sweep_methods,
                  seeds=sweep_seeds)
@@ -240,63 +220,56 @@ def _sweep(ctx: _Context, raw: Any, index: int, defaults: dict[str, Any],
 
 def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
     """Validate a parsed TOML document (errors name ``file`` and the key)."""
-    ctx = _Context(file)
-    ctx.keys(raw, "", TOP_KEYS)
+    r = Reader(file, syntax="TOML")
+    r.obj(raw, "", (), TOP_KEYS)
     if "methods" not in raw:
-        raise ctx.fail("methods", "missing required key (a list of methods)")
-    methods = _methods(ctx, raw["methods"], "methods")
-    seeds = _seeds(ctx, raw.get("seeds", 1))
-    defaults = ctx.keys(raw.get("defaults", {}), "defaults", PARAMETERS)
+        raise r.fail("methods", "missing required key (a list of methods)")
+    methods = _methods(r, raw["methods"], "methods")
+    seeds = _seeds(r, raw.get("seeds", 1))
+    defaults = r.obj(raw.get("defaults", {}), "defaults", (), PARAMETERS)
     for key, value in defaults.items():
         check_parameter(key, value, file=file, path=f"defaults.{key}")
     sweeps_raw = raw.get("sweep")
     if not isinstance(sweeps_raw, list) or not sweeps_raw:
-        raise ctx.fail("sweep", "missing: give at least one [[sweep]] table")
-    sweeps = tuple(_sweep(ctx, s, i, defaults, methods, seeds)
+        raise r.fail("sweep", "missing: give at least one [[sweep]] table")
+    sweeps = tuple(_sweep(r, s, i, defaults, methods, seeds)
                    for i, s in enumerate(sweeps_raw))
     names = [s.name for s in sweeps]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise ctx.fail(f"sweep[{i}].name", f"duplicate sweep name {name!r}")
+            raise r.fail(f"sweep[{i}].name", f"duplicate sweep name {name!r}")
     all_methods = tuple(dict.fromkeys(m for s in sweeps for m in s.methods))
     profile = raw.get("profile")
     if profile is not None:
         if not isinstance(profile, str):
-            raise ctx.fail("profile", f"must be a profile name or path, got {profile!r}")
+            raise r.fail("profile", f"must be a profile name or path, got {profile!r}")
         try:
             load_profile(profile)
         except InputError as exc:
-            raise ctx.fail("profile", exc.detail) from None
+            raise r.fail("profile", exc.detail) from None
     exact = [m for m in all_methods if m in EXACT_METHODS]
     formulation = raw.get("formulation", "auto")
     if formulation not in FORMULATIONS:
-        raise ctx.fail("formulation", f"must be one of {', '.join(FORMULATIONS)}, "
-                                      f"got {formulation!r}")
+        raise r.fail("formulation", f"must be one of {', '.join(FORMULATIONS)}, "
+                                    f"got {formulation!r}")
     return BenchConfig(
         file=file, description=str(raw.get("description", "")), seeds=seeds,
         methods=all_methods,
-        time_limit_s=float(_number(ctx, raw, "time_limit_s", DEFAULT_TIME_LIMIT_S,
+        time_limit_s=float(_number(r, raw, "time_limit_s", DEFAULT_TIME_LIMIT_S,
                                    integer=False, low=1e-3)),
         profile=profile, formulation=formulation,
-        baseline=_optional_method(ctx, raw, "baseline", "topk" if "topk" in all_methods
+        baseline=_optional_method(r, raw, "baseline", "topk" if "topk" in all_methods
                                   else None, all_methods),
-        reference=_optional_method(ctx, raw, "reference", exact[0] if exact else None,
+        reference=_optional_method(r, raw, "reference", exact[0] if exact else None,
                                    all_methods, exact=True),
-        simulate_runs=int(_number(ctx, raw, "simulate_runs", 0, integer=True, low=0)),
+        simulate_runs=int(_number(r, raw, "simulate_runs", 0, integer=True, low=0)),
         sweeps=sweeps)
 
 
 def load_bench_config(path: str | Path) -> BenchConfig:
     """Read and validate a benchmark configuration file."""
     file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", file=file) from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"invalid TOML: {exc}", file=file) from None
+    raw = Reader(file, syntax="TOML").load(path, "a benchmark configuration .toml file")
     return parse_bench_config(raw, file)
 
 
