@@ -11,10 +11,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from siftopt.model.budgets import TOL as DEGRADATION_TOL
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
 from siftopt.model.physics import energy_tables
-from siftopt.model.problem import DEGRADATION_TOL, SKIP
+from siftopt.model.problem import SKIP
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
