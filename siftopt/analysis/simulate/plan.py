@@ -12,10 +12,10 @@ import numpy as np
 import numpy.typing as npt
 
 from siftopt.model.budgets import TOL as DEGRADATION_TOL
+from siftopt.model.decision import SKIP
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
 from siftopt.model.physics import energy_tables
-from siftopt.model.problem import SKIP
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
