@@ -1,11 +1,9 @@
 """Rayleigh fast fading with statistical CSI (``fading: "rayleigh"``, ``csi: "statistical"``).
 
-The closed forms of the link model of MODEL.md §5 (thresholds, expected energies, outage and the
-per-node table); the derivations and the accuracy achieved are in ``docs/fading.md``. Drawing
-realisations belongs to the Monte Carlo simulator (:mod:`siftopt.analysis.simulate`). The
-full-power rates at the mean gains come from the owner of link physics,
-:func:`siftopt.model.physics.node_rates`, which hands them in (this module does not import it:
-:mod:`siftopt.model.physics` builds its fast-fading tables from this one).
+The closed forms of MODEL.md §5 (thresholds, expected energies, outage, per-node table; derived
+in ``docs/fading.md``); drawing realisations is the simulator's (:mod:`siftopt.analysis.simulate`).
+The full-power rates at the mean gains are handed in by the owner of link physics,
+:func:`siftopt.model.physics.node_rates` (which builds its fast-fading tables from this module).
 
 Model. Every transmission sees the gain ``g = ḡ·X`` with ``X ~ Exp(1)`` (unit-mean power of a
 Rayleigh channel), independent across nodes, directions and layers. Expert selection is decided
@@ -23,8 +21,7 @@ otherwise it does not transmit at all (outage). Two power modes:
 * ``fixed``: when ``X ≥ x_th`` transmit at ``P_max`` for ``D / (B·log2(1 + P_max ḡ X/(N0 B)))``
   seconds (≤ ``τ_dir``). Expectation by numerical integration, relative accuracy 1e-10.
 
-The node answers, and computes, only if its uplink arrived: ``Ē(n) = ω↑Ē↑ + e^{−x_th↑}(ω↓Ē↓ +
-κ·n)`` (MODEL.md v2 §5).
+The node computes and answers only if its uplink arrived: ``Ē = ω↑Ē↑ + e^{−x↑}(ω↓Ē↓ + κn)``.
 
 Units throughout: bits, s, Hz, W, J, W/Hz; gains are linear power gains (dimensionless);
 thresholds and ``X`` are dimensionless.
@@ -418,13 +415,14 @@ def _expected_direction_energies(
     return out
 
 
-@functools.lru_cache(maxsize=1024)
+@functools.lru_cache(maxsize=128)
 def table_from_params(params: RayleighNodeParams) -> RayleighNodeTable:
     """:func:`rayleigh_node_table` from a :class:`RayleighNodeParams`.
 
-    The one place a Rayleigh table is computed. Cached on the (hashable, frozen) parameters:
-    the table is read-only, so the energy tables of :mod:`siftopt.model.physics` and the
-    simulator share one object.
+    The one place a Rayleigh table is computed. Cached on the (hashable, frozen) parameters
+    (128 tables: the nodes of the last few instances, as the instance cache of
+    :func:`siftopt.model.physics.energy_tables`); the table is read-only, so those energy
+    tables and the simulator share one object.
     """
     loads = np.arange(params.n_max + 1, dtype=np.int64)
     tau = params.latency_s - params.compute_s_per_token * loads
