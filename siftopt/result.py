@@ -9,11 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import pandas as pd
+
+from siftopt.model.decision import Decision
 from siftopt.model.evaluate import Evaluation
+from siftopt.model.instance import Instance
 
 
 class Status(StrEnum):
@@ -79,6 +84,7 @@ class SolveResult:
     warm_start_policy: str | None = None
     trace: tuple[dict[str, Any], ...] = ()
     solver_info: dict[str, Any] = field(default_factory=dict)
+    instance: Instance | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "status", Status(self.status))
@@ -106,6 +112,36 @@ class SolveResult:
             return None
         energy = float(self.energy_j or 0.0)
         return 0.0 if energy <= 0 else max(0.0, (energy - self.dual_bound_j) / energy)
+
+    @property
+    def decision(self) -> Decision | None:
+        """The answer as a :class:`~siftopt.model.decision.Decision` (None without one)."""
+        if self.evaluation is None or self.instance is None:
+            return None
+        return Decision.from_targets(self.instance, self.evaluation.actions)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Exactly the object ``siftopt solve --format json`` prints (docs/model.md §7)."""
+        from siftopt.io.solution import result_json
+
+        return result_json(self._instance(), self)
+
+    def nodes_frame(self) -> pd.DataFrame:
+        """One row per remote node: ``node, tokens, cap, energy_j, latency_s`` (J, s)."""
+        import pandas as pd
+
+        inst = self._instance()
+        ev = self.evaluation
+        if ev is None:
+            return pd.DataFrame(columns=["node", "tokens", "cap", "energy_j", "latency_s"])
+        return pd.DataFrame({"node": range(1, inst.num_nodes + 1), "tokens": ev.loads,
+                             "cap": ev.caps, "energy_j": ev.node_energy_j,
+                             "latency_s": ev.node_latency_s})
+
+    def _instance(self) -> Instance:
+        if self.instance is None:
+            raise ValueError("this result was built without its instance")
+        return self.instance
 
     @property
     def details(self) -> dict[str, Any]:

@@ -88,7 +88,8 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     if reason is not None:
         return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
                            build_time_s=time.perf_counter() - started, solve_time_s=0.0,
-                           message=reason, backend=backend.name, proved_by="per-token bound")
+                           message=reason, backend=backend.name, proved_by="per-token bound",
+                           instance=inst)
     outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start)
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
     status, message = outcome.status, outcome.message
@@ -106,7 +107,8 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     trace = tuple(info.pop("trace", ()) or ())
     return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=dual,
                        build_time_s=outcome.build_time_s, solve_time_s=outcome.solve_time_s,
-                       message=message, backend=backend.name, trace=trace, solver_info=info)
+                       message=message, backend=backend.name, trace=trace, solver_info=info,
+                       instance=inst)
 
 
 def resolve_policy(method: str) -> Policy:
@@ -145,7 +147,7 @@ def solve_policy(inst: Instance, method: str) -> SolveResult:
     status = FEASIBLE if evaluation.feasible else INFEASIBLE
     message = "" if evaluation.feasible else "; ".join(v.message for v in evaluation.violations)
     return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=None,
-                       build_time_s=0.0, solve_time_s=elapsed, message=message)
+                       build_time_s=0.0, solve_time_s=elapsed, message=message, instance=inst)
 
 
 def best_policy_start(inst: Instance, methods: list[str]) -> tuple[str, SolveResult] | None:
