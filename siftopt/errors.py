@@ -7,7 +7,8 @@ class InputError(Exception):
     """Invalid user input (instance file, solution file, profile, option).
 
     The message is a single line that names the file and the field path, e.g.
-    ``inst.json: nodes[0].bandwidth_hz: must be > 0, got -1``.
+    ``inst.json: nodes[0].bandwidth_hz: must be > 0, got -1``. Readers of files raise it
+    through :class:`siftopt.io.reader.Reader`.
     """
 
     def __init__(self, message: str, *, file: str | None = None, path: str | None = None):

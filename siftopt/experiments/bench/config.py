@@ -6,7 +6,7 @@ A configuration::
     seeds = 3                      # instances per grid point: seeds 0..2 (or a list)
     methods = ["highs", "topk", "sift-decode"]
     time_limit_s = 60              # per exact solve (s)
-    profile = "default"            # solver profile (siftopt/profiles.py)
+    profile = "default"            # solver profile (siftopt/io/profiles.py)
     formulation = "auto"           # exact model: auto, slots or patterns (siftopt solve)
     baseline = "topk"              # "energy saved vs" this method
     reference = "highs"            # exact method whose optimum defines the gaps
