@@ -701,7 +701,7 @@ def test_exact_backends_equal_brute_force_with_compute_energy(
     )
     inst = base.replace(
         nodes=tuple(
-            dataclasses.replace(n, compute_j_per_token=kappa, compute_j_given=True)
+            dataclasses.replace(n, compute_j_per_token=kappa)
             for n in base.nodes
         )
     )

@@ -152,7 +152,7 @@ def test_closed_forms_inside_ci_on_random_rayleigh_instances():
 
 def with_compute_energy(inst, kappa: float):
     """``inst`` with compute energy ``κ`` J/token on every node (MODEL.md §1)."""
-    nodes = tuple(dataclasses.replace(n, compute_j_per_token=kappa, compute_j_given=True)
+    nodes = tuple(dataclasses.replace(n, compute_j_per_token=kappa)
                   for n in inst.nodes)
     return inst.replace(nodes=nodes)
 
