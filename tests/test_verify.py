@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from siftopt.analysis.verify import ProgressBar
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
 from siftopt.io.instance_file import load_instance, save_instance
@@ -228,20 +227,6 @@ def test_bad_input_exits_2(capsys, tmp_path: Path, folder: Path, argv: list[str]
     assert err.startswith("siftopt: error:") and err.count("\n") == 1
     assert expected in err
     assert out == ""
-
-
-def test_progress_bar_only_on_a_terminal() -> None:
-    class Tty(io.StringIO):
-        def isatty(self) -> bool:
-            return True
-
-    tty, plain = Tty(), io.StringIO()
-    for stream in (tty, plain):
-        bar = ProgressBar(stream)
-        bar(1, 2, "a")
-        bar(2, 2, "b")
-    assert "2/2" in tty.getvalue() and tty.getvalue().endswith("\n")
-    assert plain.getvalue() == ""
 
 
 def test_zero_optimum_has_no_relative_gap(capsys, tmp_path: Path) -> None:

@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> int:
     profile = load_profile(args.profile)
     files, skipped = find_instance_files(args.paths)
     progress = Progress("siftopt verify", unit="instances")
+    report = verify(files, methods, exact=args.exact, profile=profile,
+                    time_limit_s=args.time_limit, progress=progress)
     if skipped:
         print(f"siftopt verify: skipped {skipped} JSON file(s) that are not instances",
               file=sys.stderr)
-    report = verify(files, methods, exact=args.exact, profile=profile,
-                    time_limit_s=args.time_limit, progress=progress)
     if args.save_counterexamples:
         written = save_counterexamples(report, args.save_counterexamples)
         print(f"siftopt verify: wrote {len(written)} counterexample(s) to "

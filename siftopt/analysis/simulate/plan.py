@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from siftopt.model.budgets import TOL as DEGRADATION_TOL
+from siftopt.model.budgets import budgets_of
 from siftopt.model.decision import SKIP
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
@@ -120,14 +120,11 @@ def summarise_degradation(plan: Plan, degradation: FloatArray) -> DegradationSum
     """:class:`DegradationSummary` of token degradations ``(R, L)`` against the plan's budgets."""
     d = np.asarray(degradation, dtype=np.float64)
     mean = d.mean(axis=1)
-    violated = np.zeros(d.shape[0], dtype=bool)
+    budgets = budgets_of(plan.eps_token, plan.eps_mean, d.shape[1])
+    violated = ~budgets.accepts_batch(d)
     over_share = None
     if plan.eps_token is not None:
-        over = d > plan.eps_token + DEGRADATION_TOL
-        over_share = over.mean(axis=1)
-        violated |= over.any(axis=1)
-    if plan.eps_mean is not None:
-        violated |= mean > plan.eps_mean + DEGRADATION_TOL
+        over_share = (~budgets.token_ok(d)).mean(axis=1)
     return DegradationSummary(mean=mean, max=d.max(axis=1), over_share=over_share,
                               violated=violated)
 
