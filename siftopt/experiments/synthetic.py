@@ -14,6 +14,13 @@ import numpy as np
 
 from siftopt.io.instance_file import instance_from_document
 from siftopt.model.instance import Instance
+from siftopt.model.physics import (
+    THERMAL_NOISE_DBM_PER_HZ,
+    db_to_linear,
+    dbm_per_hz_to_w_per_hz,
+    seconds_per_token,
+    shannon_rate_bps,
+)
 
 
 def random_document(
@@ -82,7 +89,8 @@ def random_document(
         accuracy["eps_token"] = float(np.round(eps_scale * typical, 4))
     if budgets in ("mean", "both"):
         accuracy["eps_mean"] = float(np.round(eps_scale * typical * 0.8, 4))
-    channel: dict[str, Any] = {"noise_psd_dbm_per_hz": -174.0, "fading": fading}
+    channel: dict[str, Any] = {"noise_psd_dbm_per_hz": THERMAL_NOISE_DBM_PER_HZ,
+                               "fading": fading}
     if fading == "rayleigh":
         channel["outage_max"] = 0.2
     bounds: dict[str, Any] = {"beta": beta.tolist(), "delta": delta_doc}
@@ -109,13 +117,13 @@ def _latency_for_caps(rng: np.random.Generator, nodes: list[dict[str, Any]], bit
     """A latency budget under which the median node carries about 30–100 % of the batch."""
     if not nodes:
         return 0.01
+    noise = dbm_per_hz_to_w_per_hz(THERMAL_NOISE_DBM_PER_HZ)
     per_token = []
     for node in nodes:
-        noise = 10 ** ((-174.0 - 30) / 10) * node["bandwidth_hz"]
-        times = [bits / (node["bandwidth_hz"] * np.log2(1 + p * 10 ** (g / 10) / noise))
-                 for p, g in ((node["power_up_w"], node["gain_up_db"]),
-                              (node["power_down_w"], node["gain_down_db"]))]
-        per_token.append(sum(times) + node["compute_s_per_token"])
+        r_up, r_down = (shannon_rate_bps(node["bandwidth_hz"], node[f"power_{way}_w"],
+                                         db_to_linear(node[f"gain_{way}_db"]), noise)
+                        for way in ("up", "down"))
+        per_token.append(seconds_per_token(bits, r_up, r_down, node["compute_s_per_token"]))
     target = max(1.0, rng.uniform(0.3, 1.0) * num_tokens) + 0.5
     return float(np.round(float(np.median(per_token)) * target, 7))
 

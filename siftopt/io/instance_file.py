@@ -27,6 +27,7 @@ from siftopt.model.instance import (
     Node,
     topk_from_gates,
 )
+from siftopt.model.physics import db_to_linear, dbm_per_hz_to_w_per_hz
 
 SCHEMA_VERSION = 1
 TOP_KEYS_REQUIRED = ("siftopt_version", "name", "model", "placement", "bounds", "nodes",
@@ -135,7 +136,7 @@ def _read_nodes(r: Reader, value: Any) -> tuple[Node, ...]:
                 gains[direction] = (r.number(obj[lin], f"{p}.{lin}", gt=0), None)
             elif db in obj:
                 g_db = r.number(obj[db], f"{p}.{db}")
-                gain = 10.0 ** (g_db / 10.0)
+                gain = db_to_linear(g_db)
                 if not gain > 0 or not math.isfinite(gain):
                     raise r.fail(f"{p}.{db}", f"gives a linear gain of {gain!r}; out of range")
                 gains[direction] = (gain, g_db)
@@ -206,7 +207,7 @@ def _read_channel(r: Reader, value: Any) -> tuple[float, float | None, str, floa
         noise = r.number(obj["noise_psd_w_per_hz"], "channel.noise_psd_w_per_hz", gt=0)
     elif "noise_psd_dbm_per_hz" in obj:
         dbm = r.number(obj["noise_psd_dbm_per_hz"], "channel.noise_psd_dbm_per_hz")
-        noise = 10.0 ** ((dbm - 30.0) / 10.0)
+        noise = dbm_per_hz_to_w_per_hz(dbm)
         if not (noise > 0 and math.isfinite(noise)):
             raise r.fail("channel.noise_psd_dbm_per_hz", f"gives {noise!r} W/Hz; out of range")
     else:

@@ -14,9 +14,15 @@ import numpy as np
 
 from siftopt.experiments.generate.presets import Architecture, Scenario
 from siftopt.experiments.generate.streams import stream
+from siftopt.model import fading
+from siftopt.model.physics import (
+    THERMAL_NOISE_DBM_PER_HZ,
+    db_to_linear,
+    dbm_per_hz_to_w_per_hz,
+    seconds_per_token,
+    shannon_rate_bps,
+)
 
-#: Thermal noise PSD at 290 K, dBm/Hz.
-THERMAL_NOISE_DBM_PER_HZ = -174.0
 #: Bisection steps of the Rayleigh latency calibration (relative precision ≈ 2^-60).
 BISECTION_STEPS = 80
 
@@ -76,38 +82,35 @@ def node_document(arch: Architecture, scn: Scenario, draw: NodeDraw) -> dict[str
 # ------------------------------------------------------------------------------------------
 
 
-def _rate_bps(node: dict[str, Any], power_key: str, gain_key: str, noise_w_per_hz: float
-              ) -> float:
-    gain = 10.0 ** (node[gain_key] / 10.0)
-    snr = node[power_key] * gain / (noise_w_per_hz * node["bandwidth_hz"])
-    return node["bandwidth_hz"] * math.log2(1.0 + snr)
+def _rates_bps(node: dict[str, Any], noise_w_per_hz: float) -> tuple[float, float]:
+    """Full-power uplink and downlink rates of a node document (bit/s), from physics."""
+    return tuple(  # type: ignore[return-value]
+        shannon_rate_bps(node["bandwidth_hz"], node[f"power_{way}_w"],
+                         db_to_linear(node[f"gain_{way}_db"]), noise_w_per_hz)
+        for way in ("up", "down"))
 
 
 def slow_time_s(node: dict[str, Any], bits: float, load: int, noise_w_per_hz: float) -> float:
     """Least T (s) at which the node carries ``load`` tokens under slow fading:
     ``n·(S/r↑ + S/r↓ + c)`` (docs/model.md §2.3)."""
-    r_up = _rate_bps(node, "power_up_w", "gain_up_db", noise_w_per_hz)
-    r_down = _rate_bps(node, "power_down_w", "gain_down_db", noise_w_per_hz)
-    return load * (bits / r_up + bits / r_down + node["compute_s_per_token"])
+    r_up, r_down = _rates_bps(node, noise_w_per_hz)
+    return load * seconds_per_token(bits, r_up, r_down, node["compute_s_per_token"])
 
 
 def rayleigh_outage(node: dict[str, Any], bits: float, load: int, latency_s: float,
                     noise_w_per_hz: float) -> float:
-    """Outage probability ``1 − e^{−x↑−x↓}`` of the node with ``load`` tokens (docs §5)."""
+    """Outage probability ``1 − e^{−x↑−x↓}`` of the node with ``load`` tokens (docs §5), with
+    the window split and thresholds of :mod:`siftopt.model.fading`."""
     window = latency_s - node["compute_s_per_token"] * load
     if window <= 0:
         return 1.0
-    r_up = _rate_bps(node, "power_up_w", "gain_up_db", noise_w_per_hz)
-    r_down = _rate_bps(node, "power_down_w", "gain_down_db", noise_w_per_hz)
-    shares = {"up": r_down / (r_up + r_down), "down": r_up / (r_up + r_down)}
+    r_up, r_down = _rates_bps(node, noise_w_per_hz)
+    tau_up, tau_down = fading.window_split(window, r_up, r_down)
     total = 0.0
-    for way, power_key in (("up", "power_up_w"), ("down", "power_down_w")):
-        gain = 10.0 ** (node[f"gain_{way}_db"] / 10.0)
-        inv_snr = noise_w_per_hz * node["bandwidth_hz"] / (gain * node[power_key])
-        efficiency = load * bits / (window * shares[way] * node["bandwidth_hz"])
-        if efficiency > 1000.0:
-            return 1.0
-        total += inv_snr * math.expm1(math.log(2.0) * efficiency)
+    for way, tau in (("up", tau_up), ("down", tau_down)):
+        total += fading.direction_threshold(load * bits, float(tau), node["bandwidth_hz"],
+                                            db_to_linear(node[f"gain_{way}_db"]),
+                                            node[f"power_{way}_w"], noise_w_per_hz)
     return -math.expm1(-total)
 
 
@@ -141,7 +144,7 @@ def latency_budget_s(nodes: list[dict[str, Any]], bits: float, tokens: int,
                      scale: float) -> float:
     """``T = scale × median_m T_m(L)``: a multiple of the time the median node needs to serve
     the whole batch of L tokens. Rounded up to 6 significant digits (s)."""
-    noise = 10.0 ** ((noise_dbm_per_hz - 30.0) / 10.0)
+    noise = dbm_per_hz_to_w_per_hz(noise_dbm_per_hz)
     times = [node_time_s(n, bits, tokens, noise, fading, outage_max) for n in nodes]
     value = scale * float(np.median(times)) * (1.0 + 1e-9)
     exponent = math.floor(math.log10(value)) - 5
