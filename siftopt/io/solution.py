@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from siftopt.io.reader import Reader
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
 from siftopt.model.problem import SKIP
-from siftopt.result import SolveResult
+if TYPE_CHECKING:
+    from siftopt.result import SolveResult
 
 
 def _num(x: float | None) -> float | None:
