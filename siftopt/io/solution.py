@@ -20,6 +20,7 @@ from siftopt.io.reader import Reader
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
 from siftopt.model.problem import SKIP
+
 if TYPE_CHECKING:
     from siftopt.result import SolveResult
 
