@@ -15,8 +15,8 @@ import os
 import sys
 from collections.abc import Sequence
 
-from siftopt import __version__
 from siftopt.errors import InputError
+from siftopt.version import __version__
 
 #: Subcommand modules, in the order they appear in ``siftopt --help``.
 SUBCOMMAND_MODULES: tuple[str, ...] = (

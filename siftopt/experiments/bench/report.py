@@ -9,7 +9,6 @@ from typing import Any
 
 import pandas as pd
 
-from siftopt import __version__
 from siftopt.experiments.bench.config import BenchConfig, cells
 from siftopt.experiments.bench.plots import all_plots
 from siftopt.experiments.bench.tables import (
@@ -19,6 +18,7 @@ from siftopt.experiments.bench.tables import (
     with_derived,
     write_tables,
 )
+from siftopt.version import __version__
 
 
 def _versions() -> dict[str, str]:

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from siftopt import __version__
 from siftopt.errors import InputError
 from siftopt.experiments.generate.build import Generated, generate
 from siftopt.experiments.generate.config import GeneratorConfig
@@ -19,6 +18,7 @@ from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
 from siftopt.policies import local, topk
 from siftopt.solve import infeasibility_reason
+from siftopt.version import __version__
 
 #: Arrays with more entries than this go to the ``.npz`` sidecar.
 SIDECAR_THRESHOLD = 4096
