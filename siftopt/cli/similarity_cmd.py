@@ -1,22 +1,27 @@
-"""``siftopt similarity WEIGHTS.npz --kind K --out BOUNDS.json``: β and δ from expert weights."""
+"""``siftopt similarity WEIGHTS --kind K --out BOUNDS.json``: β and δ from expert weights.
+
+WEIGHTS is an ``.npz`` file of the weight contract (docs/bounds.md §1) or a published
+checkpoint (``.safetensors`` file, or a folder with ``model.safetensors.index.json``) read
+layer by layer by :mod:`siftopt.similarity.checkpoint` (``--layer L`` or ``--layer all``).
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from siftopt.cli.common import emit, write_text
 from siftopt.errors import InputError, UsageError
-from siftopt.similarity import (
-    KINDS,
-    METHODS,
-    Bounds,
-    ExpertWeights,
-    compute_bounds,
-    load_expert_weights,
-)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from siftopt.similarity import Bounds, ExpertWeights
+
+#: Kinds and methods (as in siftopt.similarity; repeated so that the parser needs no numpy).
+KINDS: tuple[str, ...] = ("relu", "gelu", "silu", "swiglu")
+METHODS: tuple[str, ...] = ("analytic", "empirical")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,14 +31,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "‖E_i(x)‖ <= β[i]‖x‖ and δ[i][j] with ‖E_i(x) − E_j(x)‖ <= δ[i][j]‖x‖, from the "
         "weights of one MoE layer (.npz with w1 (N, h, d), w2 (N, d, h), optional w3, b1, b2), "
         "and write the `bounds` block of an instance file. --method analytic gives proven "
-        "upper bounds; --method empirical gives estimates (largest ratios seen), never bounds.")
-    p.add_argument("weights", metavar="WEIGHTS.npz", help="expert weights (.npz)")
+        "upper bounds; --method empirical gives estimates (largest ratios seen), never bounds. "
+        "WEIGHTS may also be a published checkpoint: a .safetensors file or a folder with "
+        "model.safetensors.index.json (Mixtral and Qwen-MoE/OLMoE/DeepSeek-MoE tensor names, "
+        "float32/float16/bfloat16), read one layer at a time (--layer L, or --layer all for "
+        "one bounds block per MoE layer; docs/real-models.md).")
+    p.add_argument("weights", metavar="WEIGHTS",
+                   help="expert weights: .npz, or a checkpoint (.safetensors file or folder)")
+    p.add_argument("--layer", metavar="L|all",
+                   help="checkpoints only: the MoE layer to read, or all of them")
     p.add_argument("--kind", required=True, choices=KINDS,
                    help="expert type: plain FFN with relu/gelu/silu, or gated swiglu")
     p.add_argument("--method", choices=METHODS, default="analytic",
                    help="analytic (proven bounds, default) or empirical (estimates)")
-    p.add_argument("--radius", type=float, metavar="R",
-                   help="bounds hold for ‖x‖ <= R (required for swiglu)")
+    p.add_argument("--radius", metavar="R|auto",
+                   help="bounds hold for ‖x‖ <= R (required for swiglu); with a checkpoint, "
+                   "auto = √d·max|g| of the layer's RMSNorm gain g (certified)")
     p.add_argument("--min-radius", type=float, metavar="R0",
                    help="bounds hold for ‖x‖ >= R0 (required when biases make E(0) != 0)")
     p.add_argument("--calibration", metavar="X.npy",
@@ -59,6 +72,8 @@ def _exact_pairs(text: str) -> int | str:
 
 
 def _load_calibration(path: str | None) -> np.ndarray | None:
+    import numpy as np
+
     if path is None:
         return None
     try:
@@ -77,6 +92,8 @@ def _load_calibration(path: str | None) -> np.ndarray | None:
 
 def summary(weights: ExpertWeights, bounds: Bounds, out: str) -> str:
     """A few human lines: sizes, method and domain, β and δ ranges."""
+    import numpy as np
+
     n = weights.num_experts
     biases = [k for k in ("b1", "b2") if getattr(weights, k) is not None]
     lines = [f"similarity: {n} experts, d={weights.model_dim}, h={weights.ffn_dim}, "
@@ -107,17 +124,99 @@ def summary(weights: ExpertWeights, bounds: Bounds, out: str) -> str:
     return "\n".join(lines)
 
 
+def _radius(text: str | None, checkpoint: bool) -> float | str | None:
+    if text is None or (text == "auto" and checkpoint):
+        return text
+    if text == "auto":
+        raise UsageError("--radius: auto needs a checkpoint (it reads the RMSNorm gain); "
+                         "give a number for an .npz file")
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--radius: expected a number or auto, got {text!r}") from None
+
+
+def summary_line(weights: ExpertWeights, bounds: Bounds) -> str:
+    """One line per layer: sizes, radius, β range and useful replacement pairs."""
+    import numpy as np
+
+    n = weights.num_experts
+    off = ~np.eye(n, dtype=bool)
+    useful = int(np.count_nonzero((bounds.delta < bounds.beta[:, None]) & off))
+    radius = "" if bounds.radius is None else f", ‖x‖ <= {bounds.radius:.6g}"
+    return (f"{n} experts, d={weights.model_dim}, h={weights.ffn_dim}{radius}; beta "
+            f"{bounds.beta.min():.4g}..{bounds.beta.max():.4g}; {useful} of {n * (n - 1)} "
+            "ordered pairs with delta < beta")
+
+
 def run(args: argparse.Namespace) -> int:
-    weights = load_expert_weights(args.weights)
+    from siftopt.similarity import compute_bounds, load_expert_weights
+    from siftopt.similarity.checkpoint import is_checkpoint
+
     if args.method == "analytic" and args.calibration is not None:
         raise UsageError("--calibration: only used with --method empirical")
     exact = _exact_pairs(args.exact_pairs)
+    checkpoint = is_checkpoint(args.weights)
+    radius = _radius(args.radius, checkpoint)
+    if checkpoint:
+        return _run_checkpoint(args, radius, exact)
+    if args.layer is not None:
+        raise UsageError("--layer: only for checkpoints (.safetensors file or folder); an .npz "
+                         "file holds one layer")
+    weights = load_expert_weights(args.weights)
     calibration = _load_calibration(args.calibration)
-    bounds = compute_bounds(weights, args.kind, args.method, radius=args.radius,
+    bounds = compute_bounds(weights, args.kind, args.method, radius=radius,  # type: ignore[arg-type]
                             min_radius=args.min_radius, calibration=calibration,
                             seed=args.seed, exact_pairs=exact,  # type: ignore[arg-type]
                             calibration_source=args.calibration or "calibration")
     text = json.dumps(bounds.to_json_dict(), allow_nan=False) + "\n"
     write_text(args.out, text)
     emit(summary(weights, bounds, args.out))
+    return 0
+
+
+def _run_checkpoint(args: argparse.Namespace, radius: float | str | None,
+                    exact: int | str) -> int:
+    """Bounds of one layer (a plain bounds block) or of every MoE layer (``{"checkpoint",
+    "layout", "layers": {"L": block}}``) of a checkpoint."""
+    from siftopt.similarity import compute_bounds
+    from siftopt.similarity.checkpoint import (
+        check_activation,
+        layer_weights,
+        open_checkpoint,
+        parse_layer,
+        rmsnorm_radius,
+    )
+
+    if args.layer is None:
+        raise UsageError("--layer: required for a checkpoint (a layer index, or all)")
+    layer = parse_layer(args.layer)
+    ckpt = open_checkpoint(args.weights)
+    check_activation(ckpt, args.kind)
+    layers = ckpt.layers if layer is None else [ckpt.check_layer(layer)]
+    if layer is None and args.calibration is not None:
+        raise UsageError("--calibration: calibration states belong to one layer; use "
+                         "--layer L, not all")
+    calibration = _load_calibration(args.calibration)
+    blocks: dict[str, Any] = {}
+    lines: list[str] = []
+    for index in layers:
+        rho = rmsnorm_radius(ckpt, index) if radius == "auto" else radius
+        weights = layer_weights(ckpt, index)
+        bounds = compute_bounds(weights, args.kind, args.method, radius=rho,  # type: ignore[arg-type]
+                                min_radius=args.min_radius, calibration=calibration,
+                                seed=args.seed, exact_pairs=exact,  # type: ignore[arg-type]
+                                calibration_source=args.calibration or "calibration")
+        blocks[str(index)] = bounds.to_json_dict()
+        if layer is not None:
+            lines = summary(weights, bounds, args.out).splitlines()[:-1]
+        else:
+            lines.append(f"layer {index}: {summary_line(weights, bounds)}")
+        del weights  # one layer in memory at a time
+    doc = blocks[str(layers[0])] if layer is not None else {
+        "checkpoint": args.weights, "layout": ckpt.layout.name, "layers": blocks}
+    write_text(args.out, json.dumps(doc, allow_nan=False) + "\n")
+    head = (f"similarity: checkpoint {args.weights} ({ckpt.layout.name} layout, "
+            f"MoE layers {len(ckpt.layers)})")
+    emit("\n".join([head, *lines, f"wrote {args.out}"]))
     return 0
