@@ -1,7 +1,8 @@
 """The CP-SAT backend against brute force, and its integer scaling at the edges.
 
-The scaling promises (siftopt/backends/cpsat.py): ties at exactly a budget are accepted, a
-solution over the budget by more than 0.5e-9 never is, energies are certified, and huge
+The scaling promises (siftopt/backends/cpsat/common.py): integer rows are relaxations of the
+budget rule, so ties at exactly a budget are accepted, and the budget-cut loop rejects a
+solution over the budget by more than the rule's 1e-9; energies are certified, and huge
 scaled row sums (google/or-tools#5293 territory) do not change the answer.
 """
 
@@ -16,7 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from siftopt.backends.brute import count_assignments, solve_brute
-from siftopt.backends.cpsat.slots import INT32_MAX, solve_cpsat
+from siftopt.backends.cpsat.common import INT32_MAX
+from siftopt.backends.cpsat.slots import solve_cpsat
 from siftopt.errors import InputError
 from siftopt.experiments.synthetic import random_instance
 from siftopt.io.instance_file import instance_from_document

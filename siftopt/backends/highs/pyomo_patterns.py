@@ -14,9 +14,11 @@ Symbols (docs/performance.md, "The pattern formulation"):
     minimise   Σ_m E_m(n[m])
     subject to Σ_{p: g(p) = g} x[p] = count[g]          for every class g
                n[m] = Σ_{p: m ∈ C_p} x[p]               for every remote node m
-               Σ_p D_p x[p] ≤ L (ε̄ + BUDGET_SLACK)      if the mean budget binds
+               Σ_p D_p x[p] ≤ Budgets.mean_row_upper()   if the mean budget has a row
 
-Per-token budgets need no row: every pattern of a class meets its class's cap. The model
+Per-token budgets need no row: every kept pattern meets its token's rule exactly. A decision
+the mean rule rejects (the row is a relaxation) goes to the Pyomo slot model with its cut
+(:func:`siftopt.backends.base.checked_pattern_answer`). The model
 holds every pattern, so it is meant for small and medium instances (the benchmark lists it as
 ``highs/patterns`` with ``interface = pyomo``); the direct master prices patterns lazily.
 """
@@ -24,33 +26,34 @@ holds every pattern, so it is meant for small and medium instances (the benchmar
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import numpy as np
 import pyomo.environ as pyo
 
-from siftopt.backends.highs.pyomo_slots import dual_bound_j, node_energy, run_highs, solve_highs
-from siftopt.backends.pattern_common import (
+from siftopt.backends.base import (
+    Cut,
+    check_warm_start,
+    checked_pattern_answer,
+    deadline_of,
     every_pattern,
     no_pattern_outcome,
     remaining_s,
     slot_fallback,
 )
-from siftopt.formulations.patterns import (
-    BUDGET_SLACK,
+from siftopt.backends.highs.pyomo_slots import dual_bound_j, node_energy, run_highs, slots_with_cuts
+from siftopt.backends.options import ExactOptions
+from siftopt.formulations.recover import actions_for_patterns, assign_patterns
+from siftopt.formulations.space import (
     PatternLimitError,
     PatternSet,
     PatternSpace,
-    actions_for_patterns,
-    assign_patterns,
     mask_bits,
     pattern_space,
 )
 from siftopt.io.profiles import Profile
 from siftopt.model.problem import ProblemData
 from siftopt.result import FEASIBLE, OPTIMAL, BackendOutcome
-
-#: Largest number of patterns put into the Pyomo model (past it: the slot model).
-MAX_PYOMO_PATTERNS = 200_000
 
 
 def build_pattern_model(space: PatternSpace, pset: PatternSet) -> pyo.ConcreteModel:
@@ -83,27 +86,37 @@ def build_pattern_model(space: PatternSpace, pset: PatternSet) -> pyo.ConcreteMo
     if space.mean_row:
         model.accuracy_mean = pyo.Constraint(
             expr=sum(float(pset.degradation[p]) * model.x[p] for p in model.P)
-            <= inst.num_tokens * (inst.eps_mean + BUDGET_SLACK))
+            <= data.budgets.mean_row_upper())
     model.energy_scale_j = data.energy_scale_j()
     return model
 
 
 def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
                                time_limit_s: float | None,
-                               warm_start: np.ndarray | None = None) -> BackendOutcome:
-    """Solve (P) with the Pyomo pattern model; past :data:`MAX_PYOMO_PATTERNS` patterns (or
-    the enumeration limits) the Pyomo slot model solves it (``details["fallback"]``)."""
-    del warm_start  # the Pyomo HiGHS interface takes no MIP start
+                               warm_start: np.ndarray | None = None,
+                               options: ExactOptions | None = None) -> BackendOutcome:
+    """Solve (P) with the Pyomo pattern model; past ``options.max_pyomo_patterns`` patterns
+    (or the enumeration limits) the Pyomo slot model solves it (``details["fallback"]``).
+    The Pyomo HiGHS interface takes no MIP start: the warm start goes to the slot model
+    only."""
+    options = options or ExactOptions()
     started = time.perf_counter()
-    deadline = None if time_limit_s is None else started + time_limit_s
+    deadline = deadline_of(started, time_limit_s)
+    warm_start = check_warm_start(data, warm_start)
+
+    def to_slots(reason: str, cuts: tuple[Cut, ...] = ()) -> BackendOutcome:
+        return slot_fallback(slots_with_cuts, data, profile, deadline, warm_start, reason,
+                             options, cuts)
+
     try:
-        space = pattern_space(data)
-        pset = every_pattern(space, MAX_PYOMO_PATTERNS, "Pyomo pattern model")
+        space = pattern_space(data, options.patterns)
+        pset = every_pattern(space, options.max_pyomo_patterns, "Pyomo pattern model")
     except PatternLimitError as exc:
-        return slot_fallback(solve_highs, data, profile, deadline, None, exc)
-    details = {"formulation": "patterns", "interface": "pyomo.contrib.solver Highs",
-               "patterns": pset.num_patterns, "token_classes": space.num_classes,
-               "energy_unit_j": data.energy_scale_j()}
+        return to_slots(str(exc))
+    details: dict[str, Any] = {"formulation": "patterns",
+                               "interface": "pyomo.contrib.solver Highs",
+                               "patterns": pset.num_patterns, "token_classes": space.num_classes,
+                               "energy_unit_j": data.energy_scale_j()}
     infeasible = no_pattern_outcome(space, pset.pattern_class, details, started)
     if infeasible is not None:
         return infeasible
@@ -115,5 +128,9 @@ def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
         amounts = np.rint([model.x[p].value or 0.0 for p in model.P])
         token_mask = assign_patterns(space, pset.pattern_class, pset.mask, amounts)
         actions = actions_for_patterns(space, token_mask)
-    return BackendOutcome(run.status, actions, dual_bound_j(run, model.energy_scale_j),
-                          (built - started) + run.overhead_s, run.highs_s, details)
+    outcome = BackendOutcome(run.status, actions, dual_bound_j(run, model.energy_scale_j),
+                             (built - started) + run.overhead_s, run.highs_s, details)
+    return checked_pattern_answer(outcome, data, lambda cuts, why: to_slots(why, cuts))
+
+
+__all__ = ["build_pattern_model", "solve_highs_pyomo_patterns"]

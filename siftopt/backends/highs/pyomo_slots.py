@@ -11,11 +11,16 @@ Exactness:
 * the objective is in units of the smallest one-token node energy (``ProblemData.
   energy_scale_j``), so objective values are O(1) and HiGHS's absolute tolerances (1e-6 and
   below) are far below any energy difference that matters (docs/model.md §3.4);
-* accuracy rows are ``D ≤ ε`` with a MIP feasibility tolerance of 1e-9: every point HiGHS
-  accepts satisfies the evaluator's ``D ≤ ε + 1e-9``, and ties at exactly ε are kept. (A
+* accuracy rows are written from :class:`~siftopt.model.budgets.Budgets`:
+  ``D_t ≤ token_row_upper`` and, when the mean binds, ``Σ_t D_t ≤ mean_row_upper`` —
+  relaxations of the rule, so ties at exactly ε (and anything the rule accepts up to
+  ε + 1e-9) stay feasible. HiGHS's MIP feasibility tolerance (1e-9 in the default profile; a
   tolerance of 1e-10 made HiGHS 1.16 prove wrong optima on instances with level binaries —
   e.g. ``siftopt generate --preset deepseek-v3 --tokens 64 --fading rayleigh --seed 1``
-  gave 0.0202 J "optimal" against a true 0.0195 J; tests/test_exact.py keeps that case.)
+  gave 0.0202 J "optimal" against a true 0.0195 J; tests/test_exact.py keeps that case) can
+  let through a decision a hair above the rule: the model is solved in the budget-cut loop
+  (:func:`siftopt.backends.base.budget_cuts`), each rejected decision cut off by a row of the
+  ``ConstraintList`` ``budget_cuts``;
 * binaries are rounded and the actions re-evaluated by :func:`siftopt.model.evaluate.evaluate`.
 
 The Pyomo interface is ``pyomo.contrib.solver``'s ``Highs`` (the one ``SolverFactory('highs')``
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,14 +41,19 @@ import pyomo.environ as pyo
 from pyomo.contrib.solver.common.results import SolutionStatus, TerminationCondition
 from pyomo.contrib.solver.solvers.highs import Highs
 
-from siftopt.errors import InputError
+from siftopt.backends.base import (
+    Cut,
+    accepted_start,
+    budget_cuts,
+    check_warm_start,
+    deadline_of,
+    remaining_s,
+)
+from siftopt.backends.highs.common import check_highs_options, use_threads
+from siftopt.backends.options import ExactOptions
 from siftopt.io.profiles import Profile
 from siftopt.model.problem import SKIP, ProblemData
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome
-
-#: Slack added to accuracy budgets in the model (the evaluator allows 1e-9, which the MIP
-#: feasibility tolerance of the default profile already uses up).
-BUDGET_SLACK = 0.0
 
 
 def build_model(data: ProblemData) -> pyo.ConcreteModel:
@@ -56,6 +67,7 @@ def build_model(data: ProblemData) -> pyo.ConcreteModel:
     # Index sets --------------------------------------------------------------------------
     keep_or_replace = []  # (t, k, j)
     skips = []  # (t, k)
+    option_var: dict[int, tuple] = {}  # option -> ("a", t, k, j) or ("s", t, k)
     slot_row: dict[tuple[int, int], list] = defaultdict(list)
     node_users: dict[tuple[int, int], list] = defaultdict(list)  # (t, m) -> [(t, k, j)]
     degradation: dict = {}
@@ -66,8 +78,10 @@ def build_model(data: ProblemData) -> pyo.ConcreteModel:
         if j == SKIP:
             skips.append((t, k))
             degradation[("s", t, k)] = float(data.opt_degradation[o])
+            option_var[int(o)] = ("s", t, k)
             continue
         keep_or_replace.append((t, k, j))
+        option_var[int(o)] = ("a", t, k, j)
         slot_row[(t, k)].append((t, k, j))
         degradation[("a", t, k, j)] = float(data.opt_degradation[o])
         m = int(data.opt_node[o])
@@ -102,24 +116,37 @@ def build_model(data: ProblemData) -> pyo.ConcreteModel:
 
     model.energy = pyo.Objective(expr=node_energy(model, data, remote), sense=pyo.minimize)
 
-    # Accuracy: D_t ≤ ε_t and (1/L) Σ_t D_t ≤ ε̄.
+    # Accuracy: relaxations of D_t − ε_t ≤ TOL and mean(D) − ε̄ ≤ TOL (siftopt.model.budgets).
     def token_degradation(mdl: pyo.ConcreteModel, t: int) -> pyo.Expression:
         return (sum(degradation[("a", *x)] * mdl.a[x] for k in range(k_slots)
                     for x in slot_row[(t, k)])
                 + sum(degradation[("s", t, k)] * mdl.s[t, k] for k in range(k_slots)))
 
     tokens = range(inst.num_tokens)
+    budgets = data.budgets
     model.D = pyo.Expression(tokens, rule=token_degradation)
-    if inst.eps_token is not None:
-        eps = inst.eps_token
+    if budgets.eps_token is not None:
+        upper = budgets.token_row_upper()
         model.accuracy_token = pyo.Constraint(
-            tokens, rule=lambda mdl, t: mdl.D[t] <= float(eps[t]) + BUDGET_SLACK)
-    if inst.eps_mean is not None:
-        length = inst.num_tokens
+            tokens, rule=lambda mdl, t: mdl.D[t] <= float(upper[t]))
+    if budgets.mean_binds:
         model.accuracy_mean = pyo.Constraint(
-            expr=sum(model.D[t] for t in tokens) <= length * (inst.eps_mean + BUDGET_SLACK))
+            expr=sum(model.D[t] for t in tokens) <= budgets.mean_row_upper())
+    model.budget_cuts = pyo.ConstraintList()
+    model.option_var = option_var
     model.energy_scale_j = scale
     return model
+
+
+def add_cuts(model: pyo.ConcreteModel, cuts: Sequence[Cut]) -> None:
+    """One row ``Σ_{o ∈ cut} (its a or s) ≤ |cut| − 1`` per no-good cut, in
+    ``model.budget_cuts``."""
+    for cut in cuts:
+        terms = []
+        for o in cut.options:
+            kind, *index = model.option_var[int(o)]
+            terms.append((model.a if kind == "a" else model.s)[tuple(index)])
+        model.budget_cuts.add(sum(terms) <= len(terms) - 1)
 
 
 def node_energy(model: pyo.ConcreteModel, data: ProblemData, remote: list[int]
@@ -203,8 +230,8 @@ def run_highs(model: pyo.ConcreteModel, profile: Profile, time_limit_s: float | 
     there is a solution. ``optimal`` with a non-zero gap in the profile only when the bound
     meets the incumbent."""
     options = dict(profile.highs)
-    _check_highs_options(options)
-    _use_threads(profile.threads)
+    check_highs_options(options)
+    use_threads(profile.threads)
     started = time.perf_counter()
     results = Highs().solve(
         model, tee=False, load_solutions=False, raise_exception_on_nonoptimal_result=False,
@@ -230,46 +257,46 @@ def dual_bound_j(run: PyomoRun, scale: float) -> float | None:
 
 
 def solve_highs(data: ProblemData, profile: Profile, *, time_limit_s: float | None,
-                warm_start: np.ndarray | None = None) -> BackendOutcome:
-    """Solve ``data`` exactly with the Pyomo model and HiGHS under ``profile``."""
-    del warm_start  # the Pyomo HiGHS interface takes no MIP start; see highs_direct
+                warm_start: np.ndarray | None = None,
+                options: ExactOptions | None = None) -> BackendOutcome:
+    """Solve ``data`` exactly with the Pyomo model and HiGHS under ``profile`` (the Pyomo
+    HiGHS interface takes no MIP start: a warm start only serves as the answer of last resort
+    of the budget-cut loop)."""
+    return slots_with_cuts(data, profile, time_limit_s=time_limit_s, warm_start=warm_start,
+                           options=options)
+
+
+def slots_with_cuts(data: ProblemData, profile: Profile, *, time_limit_s: float | None,
+                    warm_start: np.ndarray | None = None, options: ExactOptions | None = None,
+                    cuts: Sequence[Cut] = ()) -> BackendOutcome:
+    """:func:`solve_highs` starting from ``cuts`` (a pattern model's rejected decision)."""
+    options = options or ExactOptions()
     started = time.perf_counter()
+    deadline = deadline_of(started, time_limit_s)
+    warm = check_warm_start(data, warm_start)
     model = build_model(data)
-    built = time.perf_counter()
-    run = run_highs(model, profile, time_limit_s)
-    actions = extract_actions(model, data) if run.status in (OPTIMAL, FEASIBLE) else None
-    return BackendOutcome(
-        status=run.status, actions=actions,
-        dual_bound_j=dual_bound_j(run, model.energy_scale_j),
-        build_time_s=(built - started) + run.overhead_s, solve_time_s=run.highs_s,
-        details={"formulation": "slots", "interface": "pyomo.contrib.solver Highs",
-                 "energy_unit_j": model.energy_scale_j,
-                 "num_binaries": len(model.a) + len(model.s) + len(model.u) + len(model.z),
-                 "mip_nodes": getattr(run.results.extra_info, "mip_node_count", None)})
+    built = [time.perf_counter() - started]
+    added = [0]
+
+    def solve_once(all_cuts: tuple[Cut, ...]) -> BackendOutcome:
+        began = time.perf_counter()
+        add_cuts(model, all_cuts[added[0]:])
+        added[0] = len(all_cuts)
+        build_s = (built.pop() if built else 0.0) + time.perf_counter() - began
+        run = run_highs(model, profile, remaining_s(deadline))
+        actions = extract_actions(model, data) if run.status in (OPTIMAL, FEASIBLE) else None
+        return BackendOutcome(
+            status=run.status, actions=actions,
+            dual_bound_j=dual_bound_j(run, model.energy_scale_j),
+            build_time_s=build_s + run.overhead_s, solve_time_s=run.highs_s,
+            details={"formulation": "slots", "interface": "pyomo.contrib.solver Highs",
+                     "energy_unit_j": model.energy_scale_j,
+                     "num_binaries": len(model.a) + len(model.s) + len(model.u) + len(model.z),
+                     "mip_nodes": getattr(run.results.extra_info, "mip_node_count", None)})
+
+    return budget_cuts(solve_once, data, options.max_cut_rounds, deadline=deadline, cuts=cuts,
+                       known=accepted_start(data, warm))
 
 
-_scheduler_threads: int | None = None
-
-
-def _use_threads(threads: int) -> None:
-    """HiGHS keeps one global thread scheduler per process, sized by the first run; a later
-    run asking for another size fails unless the scheduler is reset first."""
-    global _scheduler_threads
-    if _scheduler_threads is not None and _scheduler_threads != threads:
-        import highspy
-
-        highspy.Highs.resetGlobalScheduler(True)
-    _scheduler_threads = threads
-
-
-def _check_highs_options(options: dict) -> None:
-    import highspy
-    from pyomo.common.tee import capture_output
-
-    with capture_output(capture_fd=True):  # HiGHS prints a banner when constructed
-        probe = highspy.Highs()
-        probe.setOptionValue("output_flag", False)
-        statuses = {key: probe.setOptionValue(key, value) for key, value in options.items()}
-    for key, value in options.items():
-        if statuses[key] != highspy.HighsStatus.kOk:
-            raise InputError(f"HiGHS rejects option {key} = {value!r}", path=f"highs.{key}")
+__all__ = ["build_model", "dual_bound_j", "extract_actions", "node_energy", "run_highs",
+           "slots_with_cuts", "solve_highs"]

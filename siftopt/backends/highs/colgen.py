@@ -1,0 +1,408 @@
+"""Solving the HiGHS pattern master exactly: column generation and reduced-cost fixing.
+
+Up to ``ColumnGenerationOptions.direct_tokens`` tokens the MILP gets every pattern and
+breakpoint at once (:func:`solve_all`). Beyond, :func:`solve_master`:
+
+1. the LP relaxation over a growing subset of columns, priced against *all* patterns (a
+   pruned enumeration, :func:`siftopt.formulations.patterns.enumerate_patterns`) and
+   breakpoints, until nothing has a negative reduced cost. Load and mean rows get penalised
+   overflow columns, so every restricted LP is feasible; they only relax the LP, so ``z_LP``
+   (less the pricing tolerance) is a valid lower bound LB;
+2. an upper bound UB from the MILP over the columns of small reduced cost;
+3. a solution that uses a column of reduced cost rc costs at least ``LB + rc``, so one
+   better than UB uses only columns with ``rc ≤ UB − LB``; those are enumerated and the
+   MILP over them, started from UB, is the exact optimum.
+
+Energies are in the master's energy unit (``ProblemData.energy_scale_j``). :class:`Trace`
+keeps the bounds over time and the time spent in HiGHS and in pricing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import highspy
+import numpy as np
+
+from siftopt.backends.base import remaining_s
+from siftopt.backends.highs.common import (
+    Columns,
+    MipResult,
+    add_columns,
+    gaps_zero,
+    new_highs,
+    pass_model,
+    run_mip,
+)
+from siftopt.backends.highs.master import Master, build_master
+from siftopt.backends.options import ColumnGenerationOptions
+from siftopt.formulations.enumerate import cheapest_patterns, enumerate_patterns
+from siftopt.formulations.space import PatternLimitError, PatternSet, PatternSpace, Pricing
+from siftopt.io.profiles import Profile
+from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT
+
+
+class NoIncumbentError(Exception):
+    """Column generation's restricted MILPs found no solution (which proves nothing)."""
+
+
+class ColumnGenerationError(Exception):
+    """The LP phase failed (an LP not solved, no convergence): an exact fallback is used."""
+
+
+@dataclass
+class Trace:
+    """Bounds over time (s since the start, energy units) and counters for ``details``."""
+
+    started: float
+    unit_j: float = 1.0  # J per energy unit
+    events: list[dict[str, Any]] = field(default_factory=list)
+    solver_s: float = 0.0  # time spent inside HiGHS runs
+    pricing_s: float = 0.0  # time spent pricing patterns (the column-generation subproblem)
+    upper: float = np.inf  # best solution so far (energy units)
+    lower: float = 0.0  # best valid lower bound so far (energy units)
+
+    def price(self, space: PatternSpace, pricing: Pricing | None = None) -> PatternSet:
+        """:func:`enumerate_patterns`, timed as pricing."""
+        started = time.perf_counter()
+        found = enumerate_patterns(space, pricing)
+        self.pricing_s += time.perf_counter() - started
+        return found
+
+    def add(self, phase: str, **values: Any) -> None:
+        """An event with the global bounds so far in J (see :mod:`siftopt.backends.progress`)."""
+        self.events.append({
+            "t_s": round(time.perf_counter() - self.started, 4), "phase": phase,
+            "upper_bound_j": self.upper * self.unit_j if np.isfinite(self.upper) else None,
+            "lower_bound_j": max(self.lower, 0.0) * self.unit_j, **values})
+
+    def improve(self, *, upper: float | None = None, lower: float | None = None) -> None:
+        """Record a solution's energy or a valid lower bound (energy units)."""
+        if upper is not None:
+            self.upper = min(self.upper, upper)
+        if lower is not None:
+            self.lower = max(self.lower, lower)
+
+    def mip(self, phase: str, result: MipResult, columns: int, *, bound_valid: bool) -> None:
+        """A MILP over some columns; its bound is global only if ``bound_valid``."""
+        self.solver_s += result.seconds
+        if result.values is not None and result.objective is not None:
+            self.improve(upper=result.objective)
+        if bound_valid and result.bound is not None:
+            self.improve(lower=result.bound)
+        self.add(phase, columns=int(columns), status=result.status,
+                 objective=result.objective, bound=result.bound,
+                 solve_s=round(result.seconds, 4), mip_nodes=result.nodes)
+
+
+Chosen = tuple[np.ndarray, np.ndarray]  # (store indices, amounts)
+
+
+def _mip_over(master: Master, bps: np.ndarray, patterns: np.ndarray, profile: Profile,
+              deadline: float | None, start: Chosen | None) -> tuple[MipResult, Chosen | None]:
+    """The master MILP over breakpoints ``bps`` and stored ``patterns`` (both sorted),
+    optionally started from a solution whose patterns and load breakpoints are among them.
+    Returns the result and its (patterns, amounts)."""
+    if patterns.size == 0:  # every class row needs a pattern
+        return MipResult(INFEASIBLE, None, None, None, 0.0), None
+    highs = new_highs(profile, remaining_s(deadline))
+    cols = Columns.concat([master.breakpoint_columns(bps), master.pattern_columns(patterns)])
+    pass_model(highs, cols, master.row_lower, master.row_upper, mip=True)
+    if start is not None:
+        amounts = np.zeros(patterns.size)
+        amounts[np.searchsorted(patterns, start[0])] = start[1]
+        theta = master.theta(master.loads(*start), bps)
+        values = np.concatenate([theta, amounts])
+        highs.setSolution(values.size, np.arange(values.size, dtype=np.int32), values)
+    result = run_mip(highs, gaps_zero(profile))
+    if result.values is None:
+        return result, None
+    amounts = np.rint(result.values[bps.size:])
+    used = amounts > 0
+    return result, (patterns[used], amounts[used])
+
+
+@dataclass
+class ColumnGeneration:
+    """Outcome of the LP phase: a valid lower bound, the final duals, the LP's columns."""
+
+    lower_bound: float
+    row_dual: np.ndarray | None
+    lp_patterns: np.ndarray
+    lp_breakpoints: np.ndarray
+    rounds: int
+    converged: bool
+
+
+def column_generation(master: Master, profile: Profile, deadline: float | None,
+                      initial: np.ndarray, initial_bps: np.ndarray, trace: Trace,
+                      options: ColumnGenerationOptions) -> ColumnGeneration:
+    """The master's LP relaxation by column generation over *all* patterns and breakpoints.
+
+    Each round adds, per class, the patterns of most negative reduced cost (best-first
+    search, ``options.columns_per_class`` of them) and, per node, the breakpoint of most negative
+    reduced cost with its neighbours. At convergence nothing has ``rc < −pricing_tol``, so
+    ``LB = z_LP − pricing_tol·(L + #nodes)`` bounds the optimum from below (each class row
+    sums to its count, each convexity row to 1).
+    """
+    space = master.space
+    highs = new_highs(profile, remaining_s(deadline), lp_only=True)
+    overflow_cost = master.overflow.cost.copy()
+    pats, bps = [np.asarray(initial, np.int64)], [np.asarray(initial_bps, np.int64)]
+    cols = Columns.concat([master.overflow, master.breakpoint_columns(bps[0], lp=True),
+                           master.pattern_columns(pats[0], lp=True)])
+    pass_model(highs, cols, master.row_lower, master.row_upper, mip=False)
+    known = set(pats[0].tolist())
+    in_lp_bp = np.zeros(master.bp_node.size, dtype=bool)
+    in_lp_bp[bps[0]] = True
+    rounds, converged, z_lp, row_dual = 0, False, 0.0, None
+    escalations = 0
+    while rounds < options.max_rounds:
+        rounds += 1
+        if not _run_lp(highs, trace):
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            raise ColumnGenerationError("HiGHS did not solve a restricted LP to optimality "
+                                        f"({highs.modelStatusToString(highs.getModelStatus())})")
+        z_lp = float(highs.getInfo().objective_function_value)
+        solution = highs.getSolution()
+        row_dual = np.asarray(solution.row_dual)
+        found = trace.price(space, master.pricing(row_dual, -options.pricing_tol, True))
+        pick = _best_per_class(found, options.columns_per_class)
+        idx = master.store.add(found.pattern_class[pick], found.mask[pick],
+                               found.degradation[pick])
+        new = np.array(sorted(set(idx.tolist()) - known), dtype=np.int64)
+        new_bps = _new_breakpoints(master, row_dual, in_lp_bp, options.pricing_tol)
+        if new.size == 0 and new_bps.size == 0:
+            used = np.asarray(solution.col_value)[: overflow_cost.size] > options.overflow_tol
+            if not used.any():
+                converged = True
+                break
+            # an overflow is still in use: price it higher (its LP is a relaxation either way)
+            escalations += 1
+            if escalations > options.max_escalations:
+                raise ColumnGenerationError("the LP keeps needing overflow on a load or the "
+                                            "mean row")
+            overflow_cost[used] *= 10.0
+            for j in np.flatnonzero(used):
+                highs.changeColCost(int(j), float(overflow_cost[j]))
+            continue
+        known.update(new.tolist())
+        in_lp_bp[new_bps] = True
+        pats.append(new)
+        bps.append(new_bps)
+        add_columns(highs, Columns.concat([master.breakpoint_columns(new_bps, lp=True),
+                                           master.pattern_columns(new, lp=True)]))
+        if deadline is not None and time.perf_counter() > deadline:
+            break
+    if not converged and (deadline is None or time.perf_counter() <= deadline):
+        raise ColumnGenerationError(f"no convergence in {options.max_rounds} rounds")
+    bound = (z_lp - options.pricing_tol * (space.data.num_tokens + master.nodes.size)
+             if converged else 0.0)
+    if converged:
+        trace.improve(lower=bound)
+    trace.add("column generation", rounds=rounds, lp_patterns=len(known),
+              lp_breakpoints=int(in_lp_bp.sum()), lp_objective=z_lp, lower_bound=bound,
+              converged=converged)
+    return ColumnGeneration(lower_bound=max(bound, 0.0),
+                            row_dual=row_dual if converged else None,
+                            lp_patterns=np.unique(np.concatenate(pats)),
+                            lp_breakpoints=np.flatnonzero(in_lp_bp), rounds=rounds,
+                            converged=converged)
+
+
+def _run_lp(highs: highspy.Highs, trace: Trace) -> bool:
+    """Run the LP; on a failure other than optimality, once more from a fresh factorisation.
+    Returns whether it is optimal."""
+    for attempt in range(2):
+        if attempt:
+            highs.clearSolver()
+        started = time.perf_counter()
+        highs.run()
+        trace.solver_s += time.perf_counter() - started
+        if highs.getModelStatus() == highspy.HighsModelStatus.kOptimal:
+            return True
+    return False
+
+
+def _new_breakpoints(master: Master, row_dual: np.ndarray, in_lp: np.ndarray,
+                     pricing_tol: float) -> np.ndarray:
+    """Per node with a negative reduced cost: the least one's breakpoint and those at
+    distances 1, 2, 4, … from it (within the node's loads), if not in the LP yet."""
+    rc = master.breakpoint_reduced_costs(row_dual)
+    out = []
+    for m in master.nodes:
+        lo, hi = int(master.bp_start[m]), int(master.bp_end[m])
+        b = lo + int(np.argmin(rc[lo:hi]))
+        if rc[b] < -pricing_tol:
+            steps = 2 ** np.arange(int(np.log2(max(hi - lo, 1))) + 1)
+            near = np.concatenate([[b], b - steps, b + steps])
+            out.append(near[(near >= lo) & (near < hi)])
+    if not out:
+        return np.zeros(0, np.int64)
+    cand = np.unique(np.concatenate(out))
+    return cand[~in_lp[cand]]
+
+
+def _best_per_class(pset: PatternSet, per_class: int) -> np.ndarray:
+    """Indices of up to ``per_class`` patterns of least reduced cost per class."""
+    order = np.lexsort((pset.reduced_cost, pset.pattern_class))
+    cls = pset.pattern_class[order]
+    rank = np.arange(order.size) - np.searchsorted(cls, cls)
+    return order[rank < per_class]
+
+
+def _columns_below(master: Master, row_dual: np.ndarray, threshold: float, trace: Trace
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Breakpoints and (stored) patterns with reduced cost ≤ threshold at ``row_dual``;
+    breakpoints come with their neighbours (a load between two breakpoints uses both, and
+    costs at least LB + the smaller reduced cost)."""
+    low = master.breakpoint_reduced_costs(row_dual) <= threshold
+    keep = low.copy()
+    same_node = master.bp_node[1:] == master.bp_node[:-1]
+    keep[1:] |= low[:-1] & same_node
+    keep[:-1] |= low[1:] & same_node
+    bps = np.flatnonzero(keep)
+    found = trace.price(master.space, master.pricing(row_dual, threshold, False))
+    return bps, np.unique(master.store.add_set(found))
+
+
+def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
+                 warm: tuple | None, first: PatternSet, trace: Trace,
+                 options: ColumnGenerationOptions
+                 ) -> tuple[MipResult, Master, Chosen | None, dict[str, Any]]:
+    """Exact optimum of the pattern master by column generation and reduced-cost fixing.
+
+    1. LP bound LB by column generation (:func:`column_generation`);
+    2. an upper bound UB: the MILP over the columns with reduced cost ≤ ``tau`` (energy units;
+       the LP's basis has 0), widened ×8 while that MILP is infeasible — past ``max_tau`` the
+       slot formulation takes over;
+    3. any solution using a column of reduced cost rc costs at least LB + rc (the LP duals are
+       feasible for the full dual), so a solution better than UB uses only columns with
+       ``rc ≤ UB − LB``: patterns (by a pruned enumeration), and breakpoints — the true
+       optimum's loads are among them, and other loads are over-estimated by the chords, never
+       under-. The MILP over those columns, started from UB, is exact. When step 2 already
+       contained them all and proved optimality, it is the answer.
+
+    ``first``: starting patterns (the cheapest per class); ``warm``: a feasible solution as
+    ``((class, mask, D), amounts)``. Returns the last MILP result, the master, the chosen
+    (patterns, amounts) and details.
+    """
+    master = build_master(space)
+    store = master.store
+    exact_gaps = gaps_zero(profile)
+    details: dict[str, Any] = {"load_rows": int(master.nodes.size),
+                               "mean_row": master.mean_row >= 0}
+    priced = time.perf_counter()
+    least_d = cheapest_patterns(space, np.zeros(space.data.num_nodes), degradation_price=1.0)
+    trace.pricing_s += time.perf_counter() - priced
+    initial = np.unique(np.concatenate([store.add_set(first), store.add_set(least_d)]))
+    incumbent = None
+    if warm is not None:
+        incumbent = (store.add(*warm[0]), warm[1])
+        initial = np.union1d(initial, incumbent[0])
+    first_amounts = space.class_count[store.arrays[0][initial]].astype(float)
+    caps = _node_caps(master)
+    start_bps = [master.bp_start[master.nodes], master.bp_end[master.nodes] - 1,
+                 master.load_breakpoints(master.loads(initial, first_amounts).clip(max=caps))]
+    if incumbent is not None:
+        start_bps.append(master.load_breakpoints(master.loads(*incumbent)))
+    cg = column_generation(master, profile, deadline, initial,
+                           np.unique(np.concatenate(start_bps)), trace, options)
+    lb = cg.lower_bound
+    details.update(cg_rounds=cg.rounds, cg_converged=cg.converged, lp_bound=lb)
+    ub = master.energy_of(*incumbent) if incumbent is not None else np.inf
+    if incumbent is not None:
+        trace.improve(upper=ub)
+        trace.add("warm start")
+
+    tau = options.tau
+    while True:
+        if cg.row_dual is not None:  # the LP's basis has rc = 0: included
+            bps, pats = _columns_below(master, cg.row_dual, tau, trace)
+        else:
+            bps, pats = np.arange(master.bp_node.size), cg.lp_patterns
+        if incumbent is not None:
+            pats = np.union1d(pats, incumbent[0])
+            bps = np.union1d(bps, master.load_breakpoints(master.loads(*incumbent)))
+        result, chosen = _mip_over(master, bps, pats, profile, deadline, incumbent)
+        trace.mip("restricted mip", result, bps.size + pats.size, bound_valid=False)
+        if chosen is not None and result.objective < ub:
+            ub, incumbent = result.objective, chosen
+        if incumbent is not None or result.status == TIME_LIMIT:
+            break
+        if cg.row_dual is None or tau >= options.max_tau:
+            # the restricted MILPs are infeasible; that proves nothing about (P)
+            raise NoIncumbentError("no feasible solution among the priced patterns")
+        tau = max(8.0 * tau, 0.1)  # widen the restricted MILP (from any start)
+    if incumbent is None:
+        return result, master, None, details
+    details["upper_bound_restricted"] = ub
+    if cg.row_dual is None:  # no valid duals to fix with: a solution, optimality unproved
+        details["mip_columns"] = int(bps.size + pats.size)
+        result.status = FEASIBLE
+        result.bound = lb if cg.converged else None
+        return result, master, incumbent, details
+    threshold = ub - lb + options.fix_margin[0] * abs(ub) + options.fix_margin[1]
+    fixed_bps, fixed = _columns_below(master, cg.row_dual, threshold, trace)
+    details["fixed_columns"] = int(fixed.size + fixed_bps.size)
+    if (result.status == OPTIMAL and exact_gaps and chosen is not None
+            and result.objective <= ub and np.isin(fixed, pats).all()
+            and np.isin(fixed_bps, bps).all()):
+        details["mip_columns"] = int(bps.size + pats.size)
+        trace.improve(lower=result.objective)
+        trace.add("proof by fixing", fixed_columns=details["fixed_columns"])
+        return result, master, incumbent, details
+    pats = np.union1d(fixed, incumbent[0])
+    bps = np.union1d(fixed_bps, master.load_breakpoints(master.loads(*incumbent)))
+    result, chosen = _mip_over(master, bps, pats, profile, deadline, incumbent)
+    trace.mip("final mip", result, bps.size + pats.size, bound_valid=True)
+    details["mip_columns"] = int(bps.size + pats.size)
+    if result.bound is not None:
+        result.bound = max(result.bound, lb)
+    if chosen is None or (result.objective is not None and result.objective > ub):
+        chosen = incumbent  # keep the better known solution (time limit)
+    return result, master, chosen, details
+
+
+def _node_caps(master: Master) -> np.ndarray:
+    """``(M + 1,)`` largest breakpoint load of each node (0 for nodes without rows)."""
+    caps = np.zeros(master.space.data.num_nodes + 1, dtype=np.int64)
+    caps[master.nodes] = master.bp_load[master.bp_end[master.nodes] - 1]
+    return caps
+
+
+def solve_all(space: PatternSpace, pset: PatternSet, profile: Profile,
+              deadline: float | None, warm: tuple | None, trace: Trace
+              ) -> tuple[MipResult, Master, Chosen | None, dict[str, Any]]:
+    """The master MILP over every pattern of ``pset`` and every breakpoint (small instances)."""
+    master = build_master(space)
+    everything = np.unique(master.store.add_set(pset))
+    start = None
+    if warm is not None:
+        start = (master.store.add(*warm[0]), warm[1])
+        everything = np.union1d(everything, start[0])
+    bps = np.arange(master.bp_node.size)
+    result, chosen = _mip_over(master, bps, everything, profile, deadline, start)
+    trace.mip("mip", result, everything.size + bps.size, bound_valid=True)
+    return result, master, chosen, {"load_rows": int(master.nodes.size),
+                                    "mean_row": master.mean_row >= 0,
+                                    "mip_columns": int(everything.size + bps.size)}
+
+
+def solve_every_pattern(space: PatternSpace, profile: Profile, deadline: float | None,
+                        warm: tuple | None, trace: Trace, options: ColumnGenerationOptions
+                        ) -> tuple[MipResult, Master, Chosen | None, dict[str, Any]]:
+    """:func:`solve_all` over the full enumeration, if it has at most
+    ``options.all_patterns_limit`` patterns (else :class:`PatternLimitError`)."""
+    pset = enumerate_patterns(space)
+    if pset.num_patterns > options.all_patterns_limit:
+        raise PatternLimitError(f"{pset.num_patterns} patterns (limit "
+                                f"{options.all_patterns_limit} for a MILP over all of them)")
+    return solve_all(space, pset, profile, deadline, warm, trace)
+
+
+__all__ = ["ColumnGenerationError", "NoIncumbentError", "Trace", "solve_all", "solve_master",
+           "solve_every_pattern"]

@@ -1,0 +1,298 @@
+"""Enumeration and pricing of the non-dominated kept patterns of a :class:`PatternSpace`.
+
+* **monotone** classes (no non-monotone node can serve them — every slow-fading instance):
+  only nodes that beat some slot's local fallback are relevant, and a set is non-dominated iff
+  each of its nodes is the strict best option of at least one slot ("owns" it). That property
+  is inherited by subsets, so sets are grown one node at a time in increasing bit order, each
+  extension checked with per-slot best / second-best / owner arrays, and branches pruned when
+  even all remaining nodes cannot give a kept pattern. ``D_t(C)`` is the sum of the per-slot
+  bests in slot order (:func:`~siftopt.model.budgets.token_degradation`).
+* **general** classes: their patterns were enumerated once with the space (exact-use DP);
+  here they are only priced.
+
+**Pricing.** Given prices (the duals of the master's LP), :func:`enumerate_patterns` returns
+only the patterns whose reduced cost ``rc(C) = Σ_{m∈C} μ_m + ν·D(C) − π_g`` is at most a
+per-class threshold; branches whose bound ``Σ_{m∈S} μ_m + Σ_{later m} min(0, μ_m) +
+ν·D_lower − π_g`` exceeds it are pruned (``ν ≥ 0``). The search is exhaustive below the
+threshold, which column generation and reduced-cost fixing rely on. With ``tighten`` the
+threshold of a class drops to the best reduced cost found so far (best-first pricing).
+Past ``options.max_patterns`` patterns it raises :class:`PatternLimitError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from siftopt.formulations.space import (
+    LOCAL_BITS,
+    PatternLimitError,
+    PatternSet,
+    PatternSpace,
+    Pricing,
+    pattern_space,
+)
+from siftopt.model.budgets import token_degradation
+from siftopt.model.problem import ProblemData
+
+_ONE = np.uint64(1)
+_BIT = np.concatenate([[0], np.left_shift(1, np.arange(LOCAL_BITS + 1))]).astype(np.int64)
+
+#: ``fit(D, row)``: whether monotone rows ``row`` may keep patterns of degradation ``D``.
+_Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | None = None
+                       ) -> PatternSet:
+    """The non-dominated kept patterns of every class — all of them, or with ``pricing``
+    those with reduced cost at most the class's threshold (see the module docstring)."""
+    if isinstance(space, ProblemData):
+        space = pattern_space(space)
+    threshold = None if pricing is None else np.array(pricing.threshold, dtype=float)
+    parts = []
+    if space.mono_classes.size:
+        parts.append(_grow(space, pricing, threshold))
+    cls, mask, deg = space.general_patterns
+    if cls.size:
+        if pricing is not None:
+            rc = pricing.reduced_cost(cls, mask, deg)
+            if pricing.tighten:
+                np.minimum.at(threshold, cls, rc)
+            keep = rc <= threshold[cls]
+            cls, mask, deg = cls[keep], mask[keep], deg[keep]
+        parts.append((cls, mask, deg))
+    cls = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
+    mask = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
+    deg = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
+    order = np.argsort(cls, kind="stable")
+    cls, mask, deg = cls[order], mask[order], deg[order]
+    rc = None if pricing is None else pricing.reduced_cost(cls, mask, deg)
+    return PatternSet(space=space, pattern_class=cls, mask=mask, degradation=deg,
+                      reduced_cost=rc)
+
+
+def cheapest_patterns(space: PatternSpace, node_price: np.ndarray,
+                      degradation_price: float = 0.0) -> PatternSet:
+    """Per class the pattern of least ``Σ_{m∈C} node_price[m−1] + degradation_price·D``
+    (ties: the lower degradation, then the lower mask); classes without patterns get none."""
+    pricing = Pricing(class_dual=np.zeros(space.num_classes), node_price=node_price,
+                      degradation_price=degradation_price,
+                      threshold=np.full(space.num_classes, np.inf), tighten=True)
+    pset = enumerate_patterns(space, pricing)
+    order = np.lexsort((pset.mask, pset.degradation, pset.reduced_cost, pset.pattern_class))
+    first = np.ones(order.size, dtype=bool)
+    first[1:] = pset.pattern_class[order][1:] != pset.pattern_class[order][:-1]
+    pick = order[first]
+    return PatternSet(space=space, pattern_class=pset.pattern_class[pick],
+                      mask=pset.mask[pick], degradation=pset.degradation[pick],
+                      reduced_cost=pset.reduced_cost[pick])
+
+
+# ---- monotone classes: level-wise growth ------------------------------------------------------
+
+
+@dataclass
+class _Frontier:
+    """Sets still to be extended (rows index ``space.mono_classes``): local bitmask (int64),
+    next bit, per-slot best / second best (token mode only) / owner (bit, −1 for local or a
+    tie; int8), node price sum."""
+
+    row: np.ndarray
+    mask: np.ndarray
+    nxt: np.ndarray
+    best: np.ndarray  # (n, K)
+    second: np.ndarray | None  # (n, K)
+    owner: np.ndarray  # (n, K)
+    price: np.ndarray  # (n,)
+
+    def __len__(self) -> int:
+        return int(self.row.size)
+
+    def take(self, idx: np.ndarray | slice) -> _Frontier:
+        return _Frontier(self.row[idx], self.mask[idx], self.nxt[idx], self.best[idx],
+                         None if self.second is None else self.second[idx], self.owner[idx],
+                         self.price[idx])
+
+
+@dataclass
+class _Prices:
+    """Pricing restated per monotone row and bit."""
+
+    dual: np.ndarray  # (G1,) π
+    bit_price: np.ndarray  # (G1, R) μ of each bit's node
+    neg_suffix: np.ndarray  # (G1, R + 1) Σ_{bits ≥ j} min(0, μ)
+    nu: float
+    threshold: np.ndarray  # (G1,) (tightened in place)
+    tighten: bool
+
+
+def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Non-dominated patterns of the monotone classes as (class, global mask, D)."""
+    rows_n, k_slots = space.values.shape[0], space.values.shape[2]
+    local = space.slots.local[space.mono_classes]
+
+    def fit(deg: np.ndarray, row: np.ndarray) -> np.ndarray:
+        return space.fits(deg, space.mono_classes[row])
+
+    prices = None
+    if pricing is not None:
+        bit_price = np.where(space.node_of_bit > 0,
+                             pricing.node_price[np.maximum(space.node_of_bit - 1, 0)], 0.0)
+        neg = np.zeros((rows_n, bit_price.shape[1] + 1))
+        neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
+        prices = _Prices(dual=pricing.class_dual[space.mono_classes], bit_price=bit_price,
+                         neg_suffix=neg, nu=float(pricing.degradation_price),
+                         threshold=threshold[space.mono_classes], tighten=pricing.tighten)
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    root = _Frontier(np.arange(rows_n), np.zeros(rows_n, np.int64), np.zeros(rows_n, np.int64),
+                     local.copy(),
+                     None if space.mean_row else np.full((rows_n, k_slots), np.inf),
+                     np.full((rows_n, k_slots), -1, dtype=np.int8), np.zeros(rows_n))
+    root_d = token_degradation(local)
+    root_fits = fit(root_d, root.row)
+    emit = root_fits.copy()
+    if prices is not None:
+        rc = prices.nu * root_d - prices.dual
+        emit[emit] = _accept(prices, root.row[emit], rc[emit])
+    out.append((root.row[emit], root.mask[emit], root_d[emit]))
+    grow = np.ones(rows_n, bool) if space.mean_row else ~root_fits
+    stack = [root.take(np.flatnonzero(grow))]
+    total = 0
+    limits = space.options
+    while stack:
+        front = stack.pop()
+        if not len(front):
+            continue
+        count = _extension_count(space, front, fit, prices)
+        if int(count.sum()) > limits.batch and len(front) > 1:
+            half = len(front) // 2
+            stack += [front.take(slice(0, half)), front.take(slice(half, None))]
+            continue
+        grown = _extend(space, front, count, fit, prices)
+        if grown is None:
+            continue
+        children, emitted = grown
+        out.append(emitted)
+        total += emitted[0].size
+        if total > limits.max_patterns:
+            raise PatternLimitError(f"more than {limits.max_patterns} patterns")
+        stack.append(children)
+    row = np.concatenate([o[0] for o in out])
+    local_mask = np.concatenate([o[1] for o in out])
+    deg = np.concatenate([o[2] for o in out])
+    if prices is not None and pricing.tighten:
+        threshold[space.mono_classes] = prices.threshold
+    return space.mono_classes[row], _rows_to_global(space, row, local_mask), deg
+
+
+def _accept(prices: _Prices, row: np.ndarray, rc: np.ndarray) -> np.ndarray:
+    """Whether reduced costs pass their rows' thresholds (tightening them first if asked)."""
+    if prices.tighten and rc.size:
+        np.minimum.at(prices.threshold, row, rc)
+    return rc <= prices.threshold[row]
+
+
+def _extension_count(space: PatternSpace, front: _Frontier, fit: _Fit,
+                     prices: _Prices | None) -> np.ndarray:
+    """Number of bits each frontier set may still be extended by (0 when pruned).
+
+    ``lower_d`` sums, in slot order, per-slot values no larger than any extension's, so it is
+    at most every extension's D (floating-point addition is monotone), and a set is pruned
+    only when no extension can be kept."""
+    lower_d = token_degradation(np.minimum(front.best, space.suffix[front.row, front.nxt]))
+    alive = fit(lower_d, front.row)
+    if prices is not None:
+        bound = (front.price + prices.neg_suffix[front.row, front.nxt]
+                 + prices.nu * lower_d - prices.dual[front.row])
+        alive &= bound <= prices.threshold[front.row]
+    return np.where(alive, np.maximum(space.nbits[front.row] - front.nxt, 0), 0)
+
+
+def _extend(space: PatternSpace, front: _Frontier, count: np.ndarray, fit: _Fit,
+            prices: _Prices | None
+            ) -> tuple[_Frontier, tuple[np.ndarray, np.ndarray, np.ndarray]] | None:
+    """All one-bit extensions of a frontier batch that stay non-dominated.
+
+    Returns the sets to extend further and the (row, local mask, D) of those to emit, or None
+    when there is no extension.
+    """
+    n_pairs = int(count.sum())
+    if n_pairs == 0:
+        return None
+    parent = np.repeat(np.arange(len(front)), count)
+    bit = front.nxt[parent] + (np.arange(n_pairs) - np.repeat(np.cumsum(count) - count, count))
+    row = front.row[parent]
+    v = space.values[row, bit]  # (n_pairs, K)
+    best, owner = front.best[parent], front.owner[parent]
+    lt = v < best
+    eq = v == best
+    second = None
+    if front.second is not None:
+        prev = front.second[parent]
+        second = np.where(lt, best, np.where(eq | (v < prev), v, prev))
+    best = np.where(lt, v, best)
+    owner = np.where(lt, bit.astype(np.int8)[:, None], np.where(eq, np.int8(-1), owner))
+    owned = _BIT[owner[:, 0] + 1].copy()
+    for k in range(1, owner.shape[1]):
+        owned |= _BIT[owner[:, k] + 1]
+    mask = front.mask[parent] | _BIT[bit + 1]
+    keep = np.flatnonzero(owned == mask)  # every node owns a slot: non-dominated
+    parent, bit, row, mask = parent[keep], bit[keep], row[keep], mask[keep]
+    best, owner = best[keep], owner[keep]
+    second = None if second is None else second[keep]
+    price = front.price[parent]
+    if prices is not None:
+        price = price + prices.bit_price[row, bit]
+    deg = token_degradation(best)
+    feasible = fit(deg, row)
+    emit = feasible.copy()
+    if second is not None and feasible.any():
+        emit[feasible] = _no_kept_subset(best[feasible], second[feasible], owner[feasible],
+                                         mask[feasible], row[feasible], fit)
+    if prices is not None:
+        rc = price + prices.nu * deg - prices.dual[row]
+        emit[emit] = _accept(prices, row[emit], rc[emit])
+    if space.mean_row:
+        children = _Frontier(row, mask, bit + 1, best, None, owner, price)
+    else:
+        ext = ~feasible
+        children = _Frontier(row[ext], mask[ext], bit[ext] + 1, best[ext], second[ext],
+                             owner[ext], price[ext])
+    return children, (row[emit], mask[emit], deg[emit])
+
+
+def _no_kept_subset(best: np.ndarray, second: np.ndarray, owner: np.ndarray,
+                    mask: np.ndarray, row: np.ndarray, fit: _Fit) -> np.ndarray:
+    """For kept non-dominated sets (token mode): whether no one-node-smaller subset is kept.
+
+    ``D(C \\ {m})`` sums over slots the second best where m owns the slot, else the best —
+    the same per-slot values and summation the enumeration uses for that subset. A kept
+    proper subset exists iff a kept one-node-smaller one does (more nodes never raise D).
+    """
+    ok = np.ones(best.shape[0], dtype=bool)
+    top = int(np.max(owner, initial=-1))
+    for j in range(top + 1):
+        has = ((mask >> j) & 1).astype(bool)
+        if not has.any():
+            continue
+        sub = token_degradation(np.where(owner[has] == j, second[has], best[has]))
+        ok[has] &= ~fit(sub, row[has])
+    return ok
+
+
+def _rows_to_global(space: PatternSpace, row: np.ndarray, local_mask: np.ndarray
+                    ) -> np.ndarray:
+    """Local masks (bits over a class's relevant nodes) → masks over all remote nodes."""
+    mask = np.zeros(row.size, dtype=np.uint64)
+    for j in range(space.node_of_bit.shape[1]):
+        on = np.flatnonzero((local_mask >> j) & 1)
+        if on.size:
+            node = space.node_of_bit[row[on], j]
+            mask[on] |= _ONE << (node - 1).astype(np.uint64)
+    return mask
+
+
+__all__ = ["cheapest_patterns", "enumerate_patterns"]
