@@ -88,6 +88,11 @@ class PolicyEntry:
         return True
 
 
+#: ``--formulation`` values: ``auto`` (patterns for HiGHS and CP-SAT) or a registered one.
+FORMULATIONS = ("auto", "slots", "patterns")
+#: ``--interface`` values (HiGHS only): ``auto`` (direct for patterns, pyomo for slots) or one.
+INTERFACES = ("auto", "pyomo", "direct")
+
 _BACKENDS: dict[tuple[str, str, str], BackendEntry] = {}
 _POLICIES: dict[str, PolicyEntry] = {}
 #: ``auto`` choices: the formulation of each method, and the interface of each formulation.

@@ -25,10 +25,8 @@ from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, SolveResul
 
 #: The exact methods (from :mod:`siftopt.registry`).
 EXACT_METHODS = registry.exact_methods()
-#: ``--formulation`` values: ``auto`` (patterns for HiGHS and CP-SAT) or a registered one.
-FORMULATIONS = ("auto", "slots", "patterns")
-#: ``--interface`` values for HiGHS: ``auto`` (direct for patterns, pyomo for slots), or one.
-INTERFACES = ("auto", "pyomo", "direct")
+FORMULATIONS = registry.FORMULATIONS
+INTERFACES = registry.INTERFACES
 
 #: A policy maps an instance to an (L, K) array of targets (docs/model.md §6).
 Policy = Callable[[Instance], np.ndarray]

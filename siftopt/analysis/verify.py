@@ -21,8 +21,6 @@ Verdicts of a row (``verdict``):
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -336,70 +334,3 @@ def save_counterexamples(report: Report, folder: str | Path) -> list[Path]:
             raise InputError(f"cannot write: {exc.strerror or exc}", file=str(folder / name)) \
                 from None
     return written
-
-
-# --------------------------------------------------------------------------------------------
-# Output
-# --------------------------------------------------------------------------------------------
-
-ROW_FIELDS = tuple(Row.__dataclass_fields__)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:.6g}" if math.isfinite(value) else str(value)
-    return str(value)
-
-
-def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(h), *(len(line[c]) for line in lines)) if lines else len(h)
-              for c, h in enumerate(header)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
-    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines]
-    return "\n".join(s.rstrip() for s in out)
-
-
-def render_table(report: Report) -> str:
-    """Rows, then the per-method summary, as aligned text tables."""
-    header = ("instance", "method", "energy_j", "optimum_j", "gap", "verdict", "time_s")
-    lines = [[_fmt(getattr(r, h)) for h in header] for r in report.rows]
-    summary_header = ("method", "instances", "optimal", "pct_optimal", "mean_gap", "max_gap",
-                      "pct_infeasible", "refused", "inconsistent", "mean_time_s", "speedup")
-    summary = [[_fmt(s[h]) for h in summary_header] for s in report.summary]
-    notes = [f"  {r.instance} / {r.method}: {r.note}" for r in report.rows
-             if r.note and r.verdict not in ("optimal", "both_infeasible")]
-    parts = [_table(header, lines), "", "summary (gaps relative; % infeasible of the "
-             "instances not proved infeasible; speed-up = exact time / method time)",
-             _table(summary_header, summary)]
-    if notes:
-        parts += ["", "notes:", *notes]
-    return "\n".join(parts)
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return value
-
-
-def render_csv(report: Report) -> str:
-    """The rows as CSV (one header line; the summary is in the table and JSON formats)."""
-    import csv
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(ROW_FIELDS)
-    for r in report.rows:
-        writer.writerow([_csv_cell(getattr(r, f)) for f in ROW_FIELDS])
-    return buffer.getvalue()
-
-
-def render_json(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=1, allow_nan=False)

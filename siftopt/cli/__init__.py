@@ -18,19 +18,31 @@ from collections.abc import Sequence
 from siftopt.errors import InputError
 from siftopt.version import __version__
 
-#: Subcommand modules, in the order they appear in ``siftopt --help``.
-SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "siftopt.cli.solve_cmd",
-    "siftopt.cli.evaluate_cmd",
-    "siftopt.cli.inspect_cmd",
-    "siftopt.cli.methods_cmd",
-    "siftopt.cli.verify_cmd",
-    "siftopt.cli.simulate_cmd",
-    "siftopt.cli.similarity_cmd",
-    "siftopt.cli.validate_cmd",
-    "siftopt.cli.generate_cmd",
-    "siftopt.cli.bench_cmd",
-)
+#: Subcommands in the order of ``siftopt --help``: name → (module, one-line help). Only the
+#: module of the command that runs is imported, so ``siftopt --help`` and each command start
+#: without loading the others (numpy, pandas, solvers, Dask, ...).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "solve": ("siftopt.cli.solve_cmd", "solve an instance (exact backend or policy)"),
+    "evaluate": ("siftopt.cli.evaluate_cmd", "re-evaluate a solution's actions on an instance"),
+    "inspect": ("siftopt.cli.inspect_cmd",
+                "show caps, energy tables, candidates and top-K sets of an instance"),
+    "methods": ("siftopt.cli.methods_cmd",
+                "list the exact backends and policies with their capabilities"),
+    "verify": ("siftopt.cli.verify_cmd",
+               "compare policies with the exact optimum on many instances"),
+    "simulate": ("siftopt.cli.simulate_cmd",
+                 "Monte Carlo simulation of a decision under Rayleigh fading"),
+    "similarity": ("siftopt.cli.similarity_cmd",
+                   "skip and replacement constants β, δ from expert weights"),
+    "validate-accuracy": ("siftopt.cli.validate_cmd",
+                          "check the accuracy bound on a real trained MoE"),
+    "generate": ("siftopt.cli.generate_cmd",
+                 "write realistic instances from architecture and wireless presets"),
+    "bench": ("siftopt.cli.bench_cmd",
+              "run a benchmark sweep (generator x seeds x methods) on Dask"),
+}
+#: The subcommand modules (tests may add their own).
+SUBCOMMAND_MODULES: tuple[str, ...] = tuple(module for module, _ in COMMANDS.values())
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,7 +52,18 @@ class _Parser(argparse.ArgumentParser):
         raise InputError(f"{self.prog}: {message} (see --help)")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen_command(argv: Sequence[str] | None) -> str | None:
+    """The subcommand named on the command line (its first non-option word), if any."""
+    for word in sys.argv[1:] if argv is None else argv:
+        if not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None, *, load_all: bool = False
+                 ) -> argparse.ArgumentParser:
+    """The parser; only the module of the command in ``argv`` is imported (every module with
+    ``load_all``), the others appear in ``--help`` by name and help line."""
     parser = _Parser(
         prog="siftopt",
         description="Energy-efficient expert selection for wireless distributed MoE inference: "
@@ -49,14 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"siftopt {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:  # a subcommand not built yet
-            if exc.name == name:
-                continue
-            raise
-        module.register(sub)
+    chosen = _chosen_command(argv)
+    helps = {module: text for module, text in COMMANDS.values()}
+    for module_name in SUBCOMMAND_MODULES:
+        command = next((c for c, (m, _) in COMMANDS.items() if m == module_name), None)
+        if load_all or command is None or command == chosen:
+            module = importlib.import_module(module_name)
+            module.register(sub)
+        else:
+            sub.add_parser(command, help=helps[module_name])
     return parser
 
 
@@ -64,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns (and, as a console script, exits with) the status."""
     debug = bool(os.environ.get("SIFTOPT_DEBUG"))
     try:
-        parser = build_parser()
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
         return int(args.func(args))
     except InputError as exc:

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from siftopt.cli.common import emit, positive_int
 from siftopt.cli.progress import Progress
-from siftopt.cli.render import format_table
 from siftopt.errors import InputError
 
 
@@ -35,6 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from siftopt.cli.render import format_table
     from siftopt.experiments.bench.config import load_bench_config
     from siftopt.experiments.bench.report import write_report
     from siftopt.experiments.bench.runner import run_bench

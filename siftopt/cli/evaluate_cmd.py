@@ -5,11 +5,6 @@ from __future__ import annotations
 import argparse
 
 from siftopt.cli.common import add_format_option, emit
-from siftopt.cli.render import result_table
-from siftopt.io.instance_file import load_instance
-from siftopt.io.solution import dumps, read_solution, result_json
-from siftopt.model.evaluate import evaluate
-from siftopt.result import FEASIBLE, INFEASIBLE, SolveResult
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from siftopt.cli.render import result_table
+    from siftopt.io.instance_file import load_instance
+    from siftopt.io.solution import dumps, read_solution, result_json
+    from siftopt.model.evaluate import evaluate
+    from siftopt.result import FEASIBLE, INFEASIBLE, SolveResult
+
     inst = load_instance(args.file)
     actions = read_solution(args.solution, inst)
     ev = evaluate(inst, actions, file=args.solution)

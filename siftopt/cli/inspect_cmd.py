@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from siftopt.analysis.summary import describe
 from siftopt.cli.common import add_format_option, emit
-from siftopt.cli.render import format_table
-from siftopt.io.instance_file import load_instance
-from siftopt.io.solution import dumps
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,6 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from siftopt.analysis.summary import describe
+    from siftopt.cli.render import format_table
+    from siftopt.io.instance_file import load_instance
+    from siftopt.io.solution import dumps
+
     inst = load_instance(args.file)
     info = describe(inst)
     if args.format == "json":

@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 
 from siftopt.cli.common import add_format_option, emit, positive_float, positive_int, write_text
-from siftopt.cli.render import result_table
 from siftopt.errors import InputError
-from siftopt.io.instance_file import load_instance
-from siftopt.io.profiles import load_profile
-from siftopt.io.solution import dumps, result_json
-from siftopt.solve import EXACT_METHODS, FORMULATIONS, INTERFACES, resolve_policy, solve
+from siftopt.registry import FORMULATIONS, INTERFACES, exact_methods
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "that policy. Exit status 0 when a verdict was reached (infeasible included).")
     p.add_argument("file", metavar="FILE", help="instance file (.json)")
     p.add_argument("--method", default="highs",
-                   help=f"exact backend ({', '.join(EXACT_METHODS)}) or policy (default: highs)")
+                   help=f"exact backend ({', '.join(exact_methods())}) or policy (default: highs)")
     p.add_argument("--profile", default=None,
                    help="solver profile: a name in solvers/ (default, parallel, quick) or a "
                    ".toml path (default: the built-in exact profile)")
@@ -51,6 +47,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from siftopt.cli.render import result_table
+    from siftopt.io.instance_file import load_instance
+    from siftopt.io.profiles import load_profile
+    from siftopt.io.solution import dumps, result_json
+    from siftopt.solve import solve
+
     inst = load_instance(args.file)
     profile = load_profile(args.profile)
     if args.threads is not None:
@@ -72,10 +74,11 @@ def warm_start_policies(text: str | None) -> list[str] | None:
     if text is None:
         return None
     from siftopt.policies import POLICIES
+    from siftopt.solve import resolve_policy
 
     names = list(POLICIES) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
     for name in names:
-        if name in EXACT_METHODS:
+        if name in exact_methods():
             raise InputError(f"{name!r} is an exact method, not a policy", path="--warm-start")
         try:
             resolve_policy(name)

@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from siftopt.analysis.verify import (
-    expectation_failures,
-    find_instance_files,
-    render_csv,
-    render_json,
-    render_table,
-    save_counterexamples,
-    verify,
-)
 from siftopt.cli.common import emit, positive_float
 from siftopt.cli.progress import Progress
 from siftopt.errors import InputError
-from siftopt.io.profiles import load_profile
-from siftopt.solve import EXACT_METHODS
+from siftopt.registry import exact_methods
+
+if TYPE_CHECKING:
+    from siftopt.analysis.verify import Report
 
 DEFAULT_METHODS = ("topk", "local", "sift-decode", "sift-ratio", "sift-price")
 
@@ -36,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), metavar="M1,M2,...",
                    help="comma-separated policies (or module.path:function plugins, or exact "
                    f"backends) to check (default: {','.join(DEFAULT_METHODS)})")
-    p.add_argument("--exact", default="highs", choices=EXACT_METHODS,
+    p.add_argument("--exact", default="highs", choices=exact_methods(),
                    help="exact backend that provides the optimum (default: highs)")
     p.add_argument("--profile", default=None,
                    help="solver profile of the exact backend (name in solvers/ or .toml path)")
@@ -62,6 +59,14 @@ def _methods(text: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from siftopt.analysis.verify import (
+        expectation_failures,
+        find_instance_files,
+        save_counterexamples,
+        verify,
+    )
+    from siftopt.io.profiles import load_profile
+
     methods = _methods(args.methods)
     if args.expect_optimal and args.expect_optimal not in methods:
         methods.append(args.expect_optimal)
@@ -95,3 +100,67 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     return 0
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.6g}" if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(h), *(len(line[c]) for line in lines)) if lines else len(h)
+              for c, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def render_table(report: Report) -> str:
+    """Rows, then the per-method summary, as aligned text tables."""
+    header = ("instance", "method", "energy_j", "optimum_j", "gap", "verdict", "time_s")
+    lines = [[_fmt(getattr(r, h)) for h in header] for r in report.rows]
+    summary_header = ("method", "instances", "optimal", "pct_optimal", "mean_gap", "max_gap",
+                      "pct_infeasible", "refused", "inconsistent", "mean_time_s", "speedup")
+    summary = [[_fmt(s[h]) for h in summary_header] for s in report.summary]
+    notes = [f"  {r.instance} / {r.method}: {r.note}" for r in report.rows
+             if r.note and r.verdict not in ("optimal", "both_infeasible")]
+    parts = [_table(header, lines), "", "summary (gaps relative; % infeasible of the "
+             "instances not proved infeasible; speed-up = exact time / method time)",
+             _table(summary_header, summary)]
+    if notes:
+        parts += ["", "notes:", *notes]
+    return "\n".join(parts)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
+
+
+def render_csv(report: Report) -> str:
+    """The rows as CSV (one header line; the summary is in the table and JSON formats)."""
+    import csv
+    import dataclasses
+    import io
+
+    from siftopt.analysis.verify import Row
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    fields = [f.name for f in dataclasses.fields(Row)]
+    writer.writerow(fields)
+    for r in report.rows:
+        writer.writerow([_csv_cell(getattr(r, f)) for f in fields])
+    return buffer.getvalue()
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.to_json(), indent=1, allow_nan=False)
