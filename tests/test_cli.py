@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import siftopt.cli.solve_cmd as solve_cmd
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
 from siftopt.io.instance_file import load_instance, save_instance

@@ -46,7 +46,7 @@ def test_decoding_solve_loads_only_numpy_and_highs() -> None:
 
 
 def test_import_siftopt_is_light() -> None:
-    probe = ("import sys, siftopt; print(sorted(m for m in %r if m in sys.modules))" % (HEAVY,))
+    probe = f"import sys, siftopt; print(sorted(m for m in {HEAVY!r} if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
