@@ -9,37 +9,22 @@ A profile is a TOML file with up to three tables::
     [cpsat]                 # fields of the CP-SAT SatParameters message
     presolve_inclusion_work_limit = 0
 
-``--profile NAME`` looks for ``NAME.toml`` in ``./solvers/`` and in the ``solvers/`` folder
-of the source tree; ``--profile PATH.toml`` reads that file. Without ``--profile`` the
-built-in ``default`` profile is used (the same settings as ``solvers/default.toml``).
+``--profile NAME`` looks for ``NAME.toml`` in ``./solvers/`` and then among the profiles that
+ship inside the package (``siftopt/solvers/``: ``default``, ``parallel``, ``quick``), so it
+works from any directory after any install; ``--profile PATH.toml`` reads that file. Without
+``--profile`` the shipped ``default`` profile is used (the exactness settings).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from siftopt.errors import InputError
 from siftopt.io.reader import Reader
-
-#: The exactness settings; solvers/default.toml repeats them for users to copy.
-DEFAULT_PROFILE: dict[str, Any] = {
-    "time_limit_s": 600.0,
-    "threads": 1,
-    "highs": {
-        "mip_rel_gap": 0.0,
-        "mip_abs_gap": 0.0,
-        "mip_feasibility_tolerance": 1e-9,
-        "primal_feasibility_tolerance": 1e-10,
-        "presolve": "on",
-    },
-    "cpsat": {
-        "relative_gap_limit": 0.0,
-        "absolute_gap_limit": 0.0,
-        "presolve_inclusion_work_limit": 0,
-    },
-}
 
 _TOP_KEYS = ("time_limit_s", "threads", "highs", "cpsat", "description")
 
@@ -55,34 +40,48 @@ class Profile:
     cpsat: dict[str, Any] = field(default_factory=dict)
 
 
-def _source_tree_solvers() -> Path:
-    return Path(__file__).resolve().parent.parent / "solvers"
+def _shipped_profiles() -> dict[str, Traversable]:
+    """The profiles that ship inside the package (``siftopt/solvers/*.toml``), by name."""
+    folder = resources.files("siftopt.solvers")
+    return {entry.name[:-5]: entry for entry in folder.iterdir()
+            if entry.name.endswith(".toml") and entry.is_file()}
 
 
-def find_profile(name: str) -> Path:
-    """The file of a profile given by name or path; raises InputError if there is none."""
+def _local_profiles() -> dict[str, Path]:
+    """Profiles in ``./solvers/`` of the working directory (they take precedence)."""
+    folder = Path.cwd() / "solvers"
+    return {p.stem: p for p in folder.glob("*.toml")} if folder.is_dir() else {}
+
+
+def find_profile(name: str) -> Path | Traversable:
+    """The file of a profile given by name or path; raises InputError if there is none.
+
+    A name is looked up in ``./solvers/`` first, then among the profiles shipped with the
+    package (``default``, ``parallel``, ``quick``), so it works from any directory."""
     candidate = Path(name)
     if candidate.suffix == ".toml" or "/" in name:
         if candidate.is_file():
             return candidate
         raise InputError("profile file not found", file=name)
-    for folder in (Path.cwd() / "solvers", _source_tree_solvers()):
-        path = folder / f"{name}.toml"
-        if path.is_file():
-            return path
-    known = sorted({p.stem for folder in (Path.cwd() / "solvers", _source_tree_solvers())
-                    if folder.is_dir() for p in folder.glob("*.toml")})
+    local, shipped = _local_profiles(), _shipped_profiles()
+    if name in local:
+        return local[name]
+    if name in shipped:
+        return shipped[name]
+    known = sorted({*local, *shipped})
     raise InputError(f"unknown profile {name!r} (known: {', '.join(known) or 'none'}; "
                      "or give a path to a .toml file)", path="--profile")
 
 
 def load_profile(name: str | None) -> Profile:
     """Load a profile by name or path (``None`` = the built-in default)."""
-    if name is None:
-        return _profile_from_dict("default", DEFAULT_PROFILE, "<built-in default>")
-    path = find_profile(name)
-    raw = Reader(str(path), syntax="TOML").load(path, "a profile .toml file")
-    return _profile_from_dict(path.stem, raw, str(path))
+    path = _shipped_profiles()["default"] if name is None else find_profile(name)
+    if isinstance(path, Path):
+        raw = Reader(str(path), syntax="TOML").load(path, "a profile .toml file")
+        return _profile_from_dict(path.stem, raw, str(path))
+    file = f"<siftopt>/solvers/{path.name}"
+    raw = Reader(file, syntax="TOML").parse(path.read_text(encoding="utf-8"))
+    return _profile_from_dict(path.name[:-5], raw, file)
 
 
 def _profile_from_dict(name: str, raw: dict[str, Any], file: str) -> Profile:
