@@ -68,8 +68,8 @@ class LMConfig:
 class LMTrainConfig:
     """Optimisation settings; steps are minibatches of ``batch`` windows of T + 1 bytes."""
 
-    dense_steps: int = 300
-    moe_steps: int = 500
+    dense_steps: int = 250
+    moe_steps: int = 750
     batch: int = 32
     learning_rate: float = 3e-3
     weight_decay: float = 0.01
