@@ -18,6 +18,10 @@ Modules, from the bottom up (each imports only those above it):
   pairwise-difference norms that are never below the exact value (numpy and scipy only);
 * :mod:`~siftopt.similarity.weights` — the expert-weight contract: :class:`ExpertWeights`,
   :func:`load_expert_weights` (``.npz``), the kinds;
+* :mod:`~siftopt.similarity.checkpoint` — the same contract read from published checkpoints
+  (``.safetensors``, sharded or not; Mixtral and Qwen-MoE/OLMoE/DeepSeek-MoE tensor names),
+  one layer at a time: :func:`open_checkpoint`, :func:`layer_weights`, the certified RMSNorm
+  radius :func:`rmsnorm_radius`;
 * :mod:`~siftopt.similarity.domain` — :class:`Bounds` and its validity domain (``radius``,
   ``min_radius``);
 * :mod:`~siftopt.similarity.experts` — the expert maps: activations with their Lipschitz and
@@ -32,6 +36,7 @@ Modules, from the bottom up (each imports only those above it):
 """
 
 from siftopt.similarity.analytic import AUTO_PAIR_WORK, analytic_bounds
+from siftopt.similarity.checkpoint import layer_weights, open_checkpoint, rmsnorm_radius
 from siftopt.similarity.compute import METHODS, compute_bounds
 from siftopt.similarity.domain import Bounds
 from siftopt.similarity.empirical import EMPIRICAL_WORK, empirical_bounds
@@ -57,5 +62,6 @@ __all__ = [
     "AUTO_PAIR_WORK", "EMPIRICAL_WORK", "GATED_KINDS", "GELU_ERF_LIP", "GELU_TANH_LIP", "KINDS",
     "METHODS", "RELU_LIP", "SILU_LIP", "WEIGHT_KEYS", "Bounds", "ExpertWeights",
     "analytic_bounds", "compute_bounds", "empirical_bounds", "expert_forward",
-    "growth_constant", "lipschitz_constant", "load_expert_weights", "spectral_norm_upper",
+    "growth_constant", "layer_weights", "lipschitz_constant", "load_expert_weights",
+    "open_checkpoint", "rmsnorm_radius", "spectral_norm_upper",
 ]
