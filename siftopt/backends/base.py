@@ -186,6 +186,11 @@ def budget_cuts(solve_once: SolveOnce, data: ProblemData, max_rounds: int, *,
         if last.actions is None:
             traces.append((last.details.get("trace", []), True))
             if last.status == INFEASIBLE:
+                if cuts and not last.message:
+                    last = dataclasses.replace(
+                        last, message="no decision meets the accuracy budgets within the load "
+                        f"caps ({len(cuts)} cut(s) removed decisions over a budget by more "
+                        "than its tolerance)")
                 return _with_rounds(last, cuts, traces, build, solve, None)
             reason = last.message or "stopped before finding a solution"
             break
