@@ -119,7 +119,9 @@ def summary_json(res: LMResult) -> dict[str, Any]:
 
 
 def write_plot(path: Path, res: LMResult) -> None:
-    """Accuracy and perplexity against energy per token (both modes), and the distribution of
+    """Change of accuracy (points) and of perplexity (%) against the energy saved vs Top-K, per
+    mode and method (each mode against its own Top-K run, so that prefill and decode, which
+    serve different numbers of sequences, compare), and the distribution of
     ‖ŷ − y‖/(‖x‖·D_t) over every served token with D_t > 0."""
     try:
         import matplotlib
@@ -130,30 +132,29 @@ def write_plot(path: Path, res: LMResult) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     markers = dict(zip(METHODS, "osD^", strict=True))
-    ref = reference_metrics(res)
     for mode, style in (("prefill", "-"), ("decode", "--")):
+        top = [r for r in res.rows if r["mode"] == mode and r["method"] == "topk"]
+        if not top:
+            continue
+        base_acc, base_ppl = top[0]["accuracy"], top[0]["perplexity"]
         for method in res.config.methods:
             rows = [r for r in res.rows if r["mode"] == mode and r["method"] == method]
-            if not rows:
-                continue
             label = f"{METHOD_LABELS.get(method, method)} ({mode})"
-            e = [r["energy_per_token_uj"] for r in rows]
+            saved = [r["saved_vs_topk_pct"] for r in rows]
             kw = {"marker": markers.get(method, "o"), "ls": style, "label": label, "ms": 4}
-            axes[0].plot(e, [100 * r["accuracy"] for r in rows], **kw)
-            axes[1].plot(e, [r["perplexity"] for r in rows], **kw)
-    axes[0].axhline(100 * ref["prefill"]["accuracy"], color="grey", ls=":", lw=1,
-                    label="trained model")
-    axes[1].axhline(ref["prefill"]["perplexity"], color="grey", ls=":", lw=1)
-    axes[0].set_ylabel("held-out next-byte accuracy (%)")
-    axes[1].set_ylabel("held-out perplexity (per byte)")
+            axes[0].plot(saved, [100 * (r["accuracy"] - base_acc) for r in rows], **kw)
+            axes[1].plot(saved, [100 * (r["perplexity"] / base_ppl - 1) for r in rows], **kw)
+    axes[0].set_ylabel("held-out accuracy − Top-K's (points)")
+    axes[1].set_ylabel("held-out perplexity vs Top-K's (%)")
+    axes[1].set_yscale("symlog", linthresh=10)
     for ax in axes[:2]:
-        ax.set_xlabel("radio energy per predicted byte, all MoE layers (µJ)")
+        ax.set_xlabel("radio energy saved vs Top-K (%)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    axes[0].set_title("accuracy vs energy (points: budgets ε)")
-    axes[1].set_title("perplexity vs energy")
+    axes[0].set_title("accuracy vs energy saved (points: budgets ε)")
+    axes[1].set_title("perplexity vs energy saved")
     if res.ratios.size:
-        axes[2].hist(res.ratios, bins=40, range=(0.0, 1.0), color="C2")
+        axes[2].hist(res.ratios, bins=50, range=(0.0, 1.0), color="C2")
     axes[2].axvline(1.0, color="red", lw=1)
     axes[2].set_xlabel("‖ŷ − y‖ / (‖x‖·D_t)  (≤ 1: the bound holds)")
     axes[2].set_ylabel("served tokens × layers")
