@@ -5,6 +5,13 @@ The format is docs/model.md §7 (``siftopt_version: 1``). Every validation error
 path, e.g. ``inst.json: nodes[0].bandwidth_hz: must be > 0, got -1``; the checks shared
 with other files are :class:`~siftopt.io.reader.Reader`'s. How the file wrote things is kept
 in :class:`~siftopt.model.instance.FileFormat`, so that :func:`save_instance` reproduces it.
+
+Hostile input: every number must lie in the accepted range below (docs/model.md §6 has the
+table), chosen wide enough for any deployment and narrow enough that link rates, load caps and
+energy tables are finite doubles; the declared sizes are checked against the machine's memory
+before any large array is read (:func:`instance_memory_bytes`); and the energy tables are
+computed once at load (they are cached for the solvers), so that a combination of values that
+still overflows is reported here, naming the node, and not later as an internal error.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from siftopt.io.limits import check_memory
 from siftopt.io.reader import Reader, first_true, is_number
 from siftopt.model.instance import (
     CSI_MODES,
@@ -27,7 +35,7 @@ from siftopt.model.instance import (
     Node,
     topk_from_gates,
 )
-from siftopt.model.physics import db_to_linear, dbm_per_hz_to_w_per_hz
+from siftopt.model.physics import db_to_linear, dbm_per_hz_to_w_per_hz, energy_tables
 
 SCHEMA_VERSION = 1
 TOP_KEYS_REQUIRED = ("siftopt_version", "name", "model", "placement", "bounds", "nodes",
@@ -38,6 +46,26 @@ NODE_KEYS_OPTIONAL = ("gain_up", "gain_up_db", "gain_down", "gain_down_db",
                       "compute_j_per_token")
 #: Optional provenance keys of the bounds block (written by ``siftopt similarity``).
 BOUNDS_INFO_KEYS = ("kind", "method", "radius", "min_radius")
+
+# Accepted ranges (docs/model.md §6). Units: Hz, W, W/Hz, s, J; gains are power ratios.
+MAX_EXPERTS = 65_536
+MAX_HIDDEN_DIM = 2**24
+MAX_BITS_PER_ELEMENT = 64
+BANDWIDTH_HZ = (1.0, 1e12)
+GAIN = (1e-25, 1e5)  # linear power gain
+GAIN_DB = (-250.0, 50.0)
+NOISE_W_PER_HZ = (1e-28, 1e-13)
+NOISE_DBM_PER_HZ = (-250.0, -100.0)
+POWER_W = (1e-15, 1e6)
+MAX_COMPUTE_S_PER_TOKEN = 1e6
+MAX_COMPUTE_J_PER_TOKEN = 1e6
+MAX_LATENCY_S = 1e6
+MAX_ENERGY_WEIGHT = 1e6
+#: β, δ, gate values and top-K weights (dimensionless).
+MAX_CONSTANT = 1e15
+#: Accuracy budgets ε_t, ε̄ (dimensionless). Far above any reachable degradation (at most
+#: K·MAX_CONSTANT²); the generator writes 1e300 as "no budget" into its draft instances.
+MAX_BUDGET = 1e300
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,13 +98,15 @@ def _instance(r: Reader, document: Any) -> Instance:
 
     model = r.obj(doc["model"], "model",
                   ("num_experts", "top_k", "hidden_dim", "bits_per_element", "renormalize_topk"))
-    n_experts = r.integer(model["num_experts"], "model.num_experts", ge=1)
+    n_experts = r.integer(model["num_experts"], "model.num_experts", ge=1, le=MAX_EXPERTS)
     top_k = r.integer(model["top_k"], "model.top_k", ge=1)
     if top_k > n_experts:
         raise r.fail("model.top_k", f"must be <= model.num_experts ({n_experts}), got {top_k}")
-    hidden_dim = r.integer(model["hidden_dim"], "model.hidden_dim", ge=1)
-    bits = r.integer(model["bits_per_element"], "model.bits_per_element", ge=1)
+    hidden_dim = r.integer(model["hidden_dim"], "model.hidden_dim", ge=1, le=MAX_HIDDEN_DIM)
+    bits = r.integer(model["bits_per_element"], "model.bits_per_element", ge=1,
+                     le=MAX_BITS_PER_ELEMENT)
     renormalize = r.boolean(model["renormalize_topk"], "model.renormalize_topk")
+    _check_memory(r, doc, n_experts, top_k)
 
     nodes = _read_nodes(r, doc["nodes"])
     n_nodes = len(nodes)
@@ -92,20 +122,20 @@ def _instance(r: Reader, document: Any) -> Instance:
     bounds_info = _read_bounds_info(r, doc["bounds"])
     noise, noise_dbm, fading, outage_max, csi, csi_given = _read_channel(r, doc["channel"])
     power_control = r.choice(doc["power_control"], "power_control", POWER_MODES)
-    latency = r.number(doc["latency_s"], "latency_s", gt=0)
+    latency = r.number(doc["latency_s"], "latency_s", gt=0, le=MAX_LATENCY_S)
     weights_given = "energy_weights" in doc
     w_up, w_down = 1.0, 1.0
     if weights_given:
         ew = r.obj(doc["energy_weights"], "energy_weights", ("up", "down"))
-        w_up = r.number(ew["up"], "energy_weights.up", ge=0)
-        w_down = r.number(ew["down"], "energy_weights.down", ge=0)
+        w_up = r.number(ew["up"], "energy_weights.up", ge=0, le=MAX_ENERGY_WEIGHT)
+        w_down = r.number(ew["down"], "energy_weights.down", ge=0, le=MAX_ENERGY_WEIGHT)
 
     topk_experts, topk_weights, gates = _read_tokens(r, doc["tokens"], n_experts, top_k,
                                                      renormalize)
     n_tokens = topk_experts.shape[0]
     eps_token, eps_scalar, eps_mean = _read_accuracy(r, doc["accuracy"], n_tokens)
 
-    return Instance(
+    inst = Instance(
         name=name, num_experts=n_experts, top_k=top_k, hidden_dim=hidden_dim,
         bits_per_element=bits, renormalize_topk=renormalize, placement=placement, beta=beta,
         delta=delta, max_candidates=max_candidates, nodes=nodes, noise_psd_w_per_hz=noise,
@@ -118,6 +148,95 @@ def _instance(r: Reader, document: Any) -> Instance:
             energy_weights_given=weights_given, arrays_file=doc.get("arrays"),
             npz_fields=tuple(r.npz_fields), bounds_info=bounds_info),
     )
+    _check_derived(r, inst)
+    return inst
+
+
+def instance_memory_bytes(num_experts: int, top_k: int, num_tokens: int, num_nodes: int, *,
+                          gates: bool, max_candidates: int | None = None
+                          ) -> dict[str, int]:
+    """Bytes that reading an instance of these sizes and deriving its problem data need, by
+    what needs them (an estimate from the declared sizes, made before anything large is read).
+
+    * ``bounds.delta``: N² doubles, three times (the array read, the instance's copy, a
+      temporary of a check);
+    * ``tokens.gates``: L·N doubles, three times (when the file gives gate rows);
+    * ``tokens``: the top-K experts and weights, L·K·16 bytes, twice;
+    * ``options``: the problem data's actions, L·K·(R + 2) options of 7 arrays of 8 bytes,
+      with R = ``max_candidates`` (default N − 1) replacement candidates;
+    * ``nodes``: energy tables and loads, (L + 1)·M·25 bytes.
+    """
+    n, k, length, m = num_experts, top_k, num_tokens, num_nodes
+    r = n - 1 if max_candidates is None else min(max_candidates, n - 1)
+    return {"bounds.delta": 3 * 8 * n * n, "tokens.gates": 3 * 8 * length * n if gates else 0,
+            "tokens": 2 * 16 * length * k, "options": 56 * length * k * (r + 2) + 8 * n * r,
+            "nodes": 25 * (length + 1) * m}
+
+
+def _check_memory(r: Reader, doc: dict[str, Any], n: int, k: int) -> None:
+    """Refuse, before reading any large array, an instance whose declared sizes (N, K, and
+    L as the token rows or their ``.npz`` header say) need more memory than there is."""
+    tokens = doc["tokens"] if isinstance(doc["tokens"], dict) else {}
+    length = 0
+    for key in ("gates", "topk_experts", "topk_weights"):
+        value = tokens.get(key)
+        rows = len(value) if isinstance(value, list) else r.npz_rows(value)
+        if rows is not None:
+            length = rows
+            break
+    bounds = doc["bounds"] if isinstance(doc["bounds"], dict) else {}
+    r_max = bounds.get("max_candidates")
+    nodes = len(doc["nodes"]) if isinstance(doc["nodes"], list) else 0
+    need = instance_memory_bytes(n, k, length, nodes, gates="gates" in tokens,
+                                 max_candidates=r_max if type(r_max) is int and r_max >= 0
+                                 else None)
+    largest = max(need, key=need.__getitem__)
+    sizes = f"N = {n} experts, K = {k}, L = {length} tokens, M = {nodes} nodes"
+    where = {"bounds.delta": "model.num_experts", "tokens.gates": "tokens.gates",
+             "tokens": "tokens", "options": "tokens", "nodes": "nodes"}[largest]
+    check_memory(sum(need.values()), f"{sizes}: the arrays and derived data (most of it "
+                                     f"{largest})", file=r.file, path=where)
+
+
+def _node_values(inst: Instance, m: int) -> str:
+    node = inst.nodes[m]
+    return (f"bandwidth_hz={node.bandwidth_hz:g}, gain_up={node.gain_up:g}, "
+            f"gain_down={node.gain_down:g}, power_up_w={node.power_up_w:g}, "
+            f"power_down_w={node.power_down_w:g}, compute_s_per_token="
+            f"{node.compute_s_per_token:g} with channel noise {inst.noise_psd_w_per_hz:g} W/Hz, "
+            f"latency_s={inst.latency_s:g}, payload {inst.payload_bits} bits")
+
+
+def _check_derived(r: Reader, inst: Instance) -> None:
+    """Compute the energy tables now (cached for the solvers): a computation that overflows,
+    or a rate, time or energy that is not a finite double, is an InputError naming the node
+    and its fields."""
+    try:
+        with np.errstate(all="ignore"):
+            tables = energy_tables(inst)
+    except (ArithmeticError, ValueError, AssertionError) as exc:
+        failing, reason = 0, str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        for m, node in enumerate(inst.nodes):
+            try:
+                with np.errstate(all="ignore"):
+                    energy_tables(inst.replace(nodes=(node,)))
+            except (ArithmeticError, ValueError, AssertionError):
+                failing = m
+                break
+        raise r.fail(f"nodes[{failing}]", f"the energy table cannot be computed from "
+                                          f"{_node_values(inst, failing)}: {reason}") from None
+    for m, table in enumerate(tables):
+        checks = {"uplink rate": table.rate_up_bps, "downlink rate": table.rate_down_bps,
+                  "time per token": table.seconds_per_token,
+                  "full-power energy per token": table.full_power_j_per_token,
+                  "largest table energy": float(np.max(table.energy_j, initial=0.0))}
+        if not (checks["uplink rate"] > 0 and checks["downlink rate"] > 0
+                and checks["time per token"] > 0):
+            checks = {k: v if v > 0 else math.nan for k, v in checks.items()}
+        for what, value in checks.items():
+            if not math.isfinite(value):
+                raise r.fail(f"nodes[{m}]", f"the {what} is {value!r}, out of range, for "
+                                            f"{_node_values(inst, m)}")
 
 
 def _read_nodes(r: Reader, value: Any) -> tuple[Node, ...]:
@@ -133,9 +252,10 @@ def _read_nodes(r: Reader, value: Any) -> tuple[Node, ...]:
             if lin in obj and db in obj:
                 raise r.fail(f"{p}.{db}", f"give either {lin} or {db}, not both")
             if lin in obj:
-                gains[direction] = (r.number(obj[lin], f"{p}.{lin}", gt=0), None)
+                gains[direction] = (r.number(obj[lin], f"{p}.{lin}", ge=GAIN[0], le=GAIN[1]),
+                                    None)
             elif db in obj:
-                g_db = r.number(obj[db], f"{p}.{db}")
+                g_db = r.number(obj[db], f"{p}.{db}", ge=GAIN_DB[0], le=GAIN_DB[1])
                 gain = db_to_linear(g_db)
                 if not gain > 0 or not math.isfinite(gain):
                     raise r.fail(f"{p}.{db}", f"gives a linear gain of {gain!r}; out of range")
@@ -143,14 +263,19 @@ def _read_nodes(r: Reader, value: Any) -> tuple[Node, ...]:
             else:
                 raise r.fail(f"{p}.{lin}", f"missing required field (or give {db})")
         nodes.append(Node(
-            bandwidth_hz=r.number(obj["bandwidth_hz"], f"{p}.bandwidth_hz", gt=0),
+            bandwidth_hz=r.number(obj["bandwidth_hz"], f"{p}.bandwidth_hz",
+                                  ge=BANDWIDTH_HZ[0], le=BANDWIDTH_HZ[1]),
             gain_up=gains["up"][0], gain_down=gains["down"][0],
-            power_up_w=r.number(obj["power_up_w"], f"{p}.power_up_w", gt=0),
-            power_down_w=r.number(obj["power_down_w"], f"{p}.power_down_w", gt=0),
+            power_up_w=r.number(obj["power_up_w"], f"{p}.power_up_w", ge=POWER_W[0],
+                                le=POWER_W[1]),
+            power_down_w=r.number(obj["power_down_w"], f"{p}.power_down_w", ge=POWER_W[0],
+                                  le=POWER_W[1]),
             compute_s_per_token=r.number(obj["compute_s_per_token"],
-                                         f"{p}.compute_s_per_token", ge=0),
+                                         f"{p}.compute_s_per_token", ge=0,
+                                         le=MAX_COMPUTE_S_PER_TOKEN),
             compute_j_per_token=r.number(obj.get("compute_j_per_token", 0.0),
-                                         f"{p}.compute_j_per_token", ge=0),
+                                         f"{p}.compute_j_per_token", ge=0,
+                                         le=MAX_COMPUTE_J_PER_TOKEN),
             gain_up_db=gains["up"][1], gain_down_db=gains["down"][1],
             compute_j_given="compute_j_per_token" in obj,
         ))
@@ -160,15 +285,9 @@ def _read_nodes(r: Reader, value: Any) -> tuple[Node, ...]:
 def _read_bounds(r: Reader, value: Any, n: int) -> tuple[np.ndarray, np.ndarray, int | None]:
     obj = r.obj(value, "bounds", ("beta", "delta"), ("max_candidates", *BOUNDS_INFO_KEYS))
     beta = r.array(obj["beta"], "bounds.beta", (n,))
-    bad = ~(beta >= 0) | ~np.isfinite(beta)
-    if bad.any():
-        i = first_true(bad)[0]
-        raise r.fail(f"bounds.beta[{i}]", f"must be a finite number >= 0, got {beta[i]!r}")
+    r.within(beta, "bounds.beta", ge=0, le=MAX_CONSTANT)
     delta = r.array(obj["delta"], "bounds.delta", (n, n), allow_null=True)
-    bad = ~(delta >= 0)
-    if bad.any():
-        i, j = first_true(bad)
-        raise r.fail(f"bounds.delta[{i}][{j}]", f"must be >= 0 or null, got {delta[i, j]!r}")
+    r.within(delta, "bounds.delta", ge=0, le=MAX_CONSTANT, inf_ok=True)
     diag = np.diagonal(delta)
     if (diag != 0).any():
         i = int(np.flatnonzero(diag != 0)[0])
@@ -176,7 +295,8 @@ def _read_bounds(r: Reader, value: Any, n: int) -> tuple[np.ndarray, np.ndarray,
         raise r.fail(f"bounds.delta[{i}][{i}]", f"the diagonal must be 0, got {shown}")
     max_candidates = None
     if "max_candidates" in obj:
-        max_candidates = r.integer(obj["max_candidates"], "bounds.max_candidates", ge=0)
+        max_candidates = r.integer(obj["max_candidates"], "bounds.max_candidates", ge=0,
+                                   le=MAX_EXPERTS)
     return beta, delta, max_candidates
 
 
@@ -204,9 +324,11 @@ def _read_channel(r: Reader, value: Any) -> tuple[float, float | None, str, floa
                      "give either noise_psd_w_per_hz or noise_psd_dbm_per_hz, not both")
     dbm = None
     if "noise_psd_w_per_hz" in obj:
-        noise = r.number(obj["noise_psd_w_per_hz"], "channel.noise_psd_w_per_hz", gt=0)
+        noise = r.number(obj["noise_psd_w_per_hz"], "channel.noise_psd_w_per_hz",
+                         ge=NOISE_W_PER_HZ[0], le=NOISE_W_PER_HZ[1])
     elif "noise_psd_dbm_per_hz" in obj:
-        dbm = r.number(obj["noise_psd_dbm_per_hz"], "channel.noise_psd_dbm_per_hz")
+        dbm = r.number(obj["noise_psd_dbm_per_hz"], "channel.noise_psd_dbm_per_hz",
+                       ge=NOISE_DBM_PER_HZ[0], le=NOISE_DBM_PER_HZ[1])
         noise = dbm_per_hz_to_w_per_hz(dbm)
         if not (noise > 0 and math.isfinite(noise)):
             raise r.fail("channel.noise_psd_dbm_per_hz", f"gives {noise!r} W/Hz; out of range")
@@ -237,11 +359,7 @@ def _read_tokens(r: Reader, value: Any, n: int, k: int, renormalize: bool
         gates = r.array(obj["gates"], "tokens.gates", (None, n))
         if gates.shape[0] == 0:
             raise r.fail("tokens.gates", "must hold at least one token")
-        bad = ~(gates >= 0) | ~np.isfinite(gates)
-        if bad.any():
-            t, i = first_true(bad)
-            raise r.fail(f"tokens.gates[{t}][{i}]", f"must be a finite number >= 0, "
-                                                   f"got {gates[t, i]!r}")
+        r.within(gates, "tokens.gates", ge=0, le=MAX_CONSTANT)
         experts, weights = topk_from_gates(gates, k, renormalize)
         if renormalize and not np.isfinite(weights).all():
             t = int(np.flatnonzero(~np.isfinite(weights).all(axis=1))[0])
@@ -267,11 +385,7 @@ def _read_tokens(r: Reader, value: Any, n: int, k: int, renormalize: bool
         raise r.fail(f"tokens.topk_experts[{t}]", f"duplicate expert indices in "
                                                   f"{experts[t].tolist()}")
     weights = r.array(obj["topk_weights"], "tokens.topk_weights", (experts.shape[0], k))
-    bad = ~(weights >= 0) | ~np.isfinite(weights)
-    if bad.any():
-        t, s = first_true(bad)
-        raise r.fail(f"tokens.topk_weights[{t}][{s}]", f"must be a finite number >= 0, "
-                                                       f"got {weights[t, s]!r}")
+    r.within(weights, "tokens.topk_weights", ge=0, le=MAX_CONSTANT)
     return experts, weights, None
 
 
@@ -285,17 +399,14 @@ def _read_accuracy(r: Reader, value: Any, n_tokens: int
         raw = obj["eps_token"]
         if is_number(raw):
             scalar = True
-            eps_token = np.full(n_tokens, r.number(raw, "accuracy.eps_token", ge=0))
+            eps_token = np.full(n_tokens, r.number(raw, "accuracy.eps_token", ge=0,
+                                                   le=MAX_BUDGET))
         else:
             eps_token = r.array(raw, "accuracy.eps_token", (n_tokens,))
-            bad = ~(eps_token >= 0) | ~np.isfinite(eps_token)
-            if bad.any():
-                t = first_true(bad)[0]
-                raise r.fail(f"accuracy.eps_token[{t}]", f"must be a finite number >= 0, "
-                                                         f"got {eps_token[t]!r}")
+            r.within(eps_token, "accuracy.eps_token", ge=0, le=MAX_BUDGET)
     eps_mean = None
     if "eps_mean" in obj:
-        eps_mean = r.number(obj["eps_mean"], "accuracy.eps_mean", ge=0)
+        eps_mean = r.number(obj["eps_mean"], "accuracy.eps_mean", ge=0, le=MAX_BUDGET)
     return eps_token, scalar, eps_mean
 
 

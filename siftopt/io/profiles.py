@@ -17,6 +17,7 @@ works from any directory after any install; ``--profile PATH.toml`` reads that f
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -24,9 +25,31 @@ from pathlib import Path
 from typing import Any
 
 from siftopt.errors import InputError
-from siftopt.io.reader import Reader
+from siftopt.io.reader import INT64_MAX, INT64_MIN, Reader, is_number
 
 _TOP_KEYS = ("time_limit_s", "threads", "highs", "cpsat", "description")
+#: Accepted ranges: the time limit of one solve (s) and the threads / CP-SAT workers.
+MAX_TIME_LIMIT_S = 1e9
+MAX_THREADS = 1024
+
+
+def _check_option(r: Reader, path: str, value: Any, *, lists: bool) -> None:
+    """A solver option's value: a boolean, an int64, a finite number or a string (CP-SAT's
+    repeated fields also take a list of those). Whether the solver knows the option and
+    accepts the value is the backend's check."""
+    if isinstance(value, list) and lists:
+        for k, item in enumerate(value):
+            _check_option(r, f"{path}[{k}]", item, lists=False)
+        return
+    if isinstance(value, bool | str):
+        return
+    if type(value) is int and INT64_MIN <= value <= INT64_MAX:
+        return
+    if type(value) is float and math.isfinite(value):
+        return
+    kinds = "a boolean, an integer, a finite number, a string" + (" or a list of those"
+                                                                  if lists else "")
+    raise r.fail(path, f"must be {kinds}, got {value!r}"[:200])
 
 
 @dataclass(frozen=True)
@@ -89,16 +112,20 @@ def _profile_from_dict(name: str, raw: dict[str, Any], file: str) -> Profile:
     for key in raw:
         if key not in _TOP_KEYS:
             raise r.fail(key, f"unknown key {key!r} (allowed: {', '.join(_TOP_KEYS)})")
+    if "description" in raw:
+        r.string(raw["description"], "description")
     limit = raw.get("time_limit_s")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int | float)
-                              or limit <= 0):
-        raise r.fail("time_limit_s", f"must be a positive number of seconds, got {limit!r}")
+    if limit is not None and not (is_number(limit) and 0 < limit <= MAX_TIME_LIMIT_S):
+        raise r.fail("time_limit_s", f"must be a number of seconds in (0, {MAX_TIME_LIMIT_S:g}], "
+                                     f"got {limit!r}")
     threads = raw.get("threads", 1)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise r.fail("threads", f"must be a positive integer, got {threads!r}")
+    if type(threads) is not int or not 1 <= threads <= MAX_THREADS:
+        raise r.fail("threads", f"must be an integer in 1..{MAX_THREADS}, got {threads!r}")
     for section in ("highs", "cpsat"):
         if not isinstance(raw.get(section, {}), dict):
             raise r.fail(section, "must be a table")
+        for key, value in raw.get(section, {}).items():
+            _check_option(r, f"{section}.{key}", value, lists=section == "cpsat")
     return Profile(name=name, time_limit_s=None if limit is None else float(limit),
                    threads=threads, highs=dict(raw.get("highs", {})),
                    cpsat=dict(raw.get("cpsat", {})))
