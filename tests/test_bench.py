@@ -3,7 +3,9 @@ tables and plots."""
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +20,19 @@ from siftopt.experiments.bench.config import (
     load_bench_config,
     parse_bench_config,
 )
+from siftopt.experiments.bench.plots import energy_plot
+from siftopt.experiments.bench.report import record_runs, report_markdown
 from siftopt.experiments.bench.runner import RESULTS_FILE
-from siftopt.experiments.bench.tables import headline_table, to_latex, to_markdown, with_derived
+from siftopt.experiments.bench.tables import (
+    BelowOptimumError,
+    check_not_below_optimum,
+    headline_table,
+    sweep_stats,
+    sweep_table,
+    to_latex,
+    to_markdown,
+    with_derived,
+)
 from siftopt.experiments.generate import GeneratorConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -149,11 +162,110 @@ def test_gaps_savings_and_formats(tmp_path):
     assert sift.loc["a", "gap"] == pytest.approx(0.5) and math.isinf(sift.loc["b", "gap"])
     assert sift.loc["c", "gap"] == 0 and sift.loc["c", "optimal"] == 1.0
     assert sift.loc["a", "saved"] == pytest.approx(0.25)
+    assert sift.loc["a", "optimum_saved"] == pytest.approx(0.5)
     table = headline_table(derived, bench)
     md, tex = to_markdown(table), to_latex(table)
     assert "| sift-decode |" in md and r"\toprule" in tex and r"feasible \%" in tex
-    row = next(r for r in table.rows if r[0] == "sift-decode")
-    assert row[6] == "25" and row[7] == "inf"  # mean over finite gaps; the max is infinite
+    row = dict(zip(table.header, next(r for r in table.rows if r[0] == "sift-decode"),
+                   strict=True))
+    assert row["mean gap (%)"] == "25" and row["max gap (%)"] == "inf"  # mean of finite gaps
+
+
+# ------------------------------------------------------------------------------------------
+# Common ground (no cluster): synthetic results on the cells of TINY
+# ------------------------------------------------------------------------------------------
+
+
+def _synthetic(bench, outcome) -> pd.DataFrame:
+    """One row per cell x method of ``bench``; ``outcome(method, config, seed)`` gives
+    ``(status, feasible, energy_j)``."""
+    rows = []
+    for sweep in bench.sweeps:
+        for config in sweep.configs:
+            for seed in sweep.seeds:
+                ikey = instance_key(config, seed)
+                for method in sweep.methods:
+                    status, feasible, energy = outcome(method, config, seed)
+                    rows.append({**config.to_dict(), "seed": seed, "instance_key": ikey,
+                                 "key": f"{ikey}-{method}", "method": method,
+                                 "kind": "exact" if method == "highs" else "policy",
+                                 "status": status, "feasible": feasible, "energy_j": energy,
+                                 "time_s": 0.01, "slots": 2 * config.tokens})
+    return pd.DataFrame(rows).drop_duplicates("key").reset_index(drop=True)
+
+
+def _ground_outcome(method, config, seed):
+    """highs: 1 mJ everywhere, but proved infeasible on (0.3, rayleigh, seed 1) and unproved
+    (time limit) on (0.3, slow, seed 1); sift-decode: 1.2 mJ on seed 0, a cheap *infeasible*
+    0.1 mJ on seed 1; topk: 2 mJ and feasible only at accuracy 0.1."""
+    hard = config.accuracy == 0.3 and seed == 1
+    if method == "highs":
+        if hard and config.fading == "rayleigh":
+            return "infeasible", False, None
+        if hard:
+            return "time_limit", True, 0.9e-3
+        return "optimal", True, 1e-3
+    if method == "sift-decode":
+        return ("feasible", True, 1.2e-3) if seed == 0 else ("infeasible", False, 1e-4)
+    return ("feasible", True, 2e-3) if config.accuracy == 0.1 else ("infeasible", False, 5e-3)
+
+
+def test_comparisons_are_on_common_ground(tmp_path):
+    bench = load_bench_config(_write(tmp_path, TINY.replace("{seeds}", "2")))
+    derived = with_derived(_synthetic(bench, _ground_outcome), bench)
+    table = headline_table(derived, bench)
+    rows = {r[0]: dict(zip(table.header, r, strict=True)) for r in table.rows}
+    sift, top, exact = rows["sift-decode"], rows["topk"], rows["highs"]
+    # 8 cells: 1 proved infeasible, 1 unproved; the infeasible 0.1 mJ decisions are not averaged
+    assert (sift["cells"], sift["proved infeasible"], sift["unproved"]) == (8, 1, 1)
+    assert sift["compared"] == 4 and sift["energy (mJ)"] == "1.2"
+    assert sift["optimum (mJ)"] == "1" and sift["feasible %"] == "57.1"  # 4 of 7 open cells
+    assert exact["compared"] == 6 and exact["energy (mJ)"] == "1"
+    # saved vs topk: only where topk is feasible too (accuracy 0.1, seed 0 for sift-decode)
+    assert sift["saved vs topk (%)"] == "40" and sift["optimum saves (%)"] == "50"
+    assert top["compared"] == 4 and top["saved vs topk (%)"] == "0"
+    assert any("common ground" in note for note in table.notes)
+    stats = sweep_stats(derived, bench.sweeps[0], bench)
+    drawn = stats.dropna(subset=["energy_mj"])
+    assert len(drawn) == 10 and (drawn["energy_mj"] >= drawn["optimum_mj"] - 1e-12).all()
+    point = stats[(stats["method"] == "sift-decode") & (stats["accuracy"] == 0.3)
+                  & (stats["fading"] == "slow")].iloc[0]
+    assert point["compared"] == 1 and point["ratio"] == pytest.approx(1.2)
+    sweep = sweep_table(derived, bench.sweeps[0], bench)
+    assert "+20 [50%]" in [c for r in sweep.rows for c in r]
+    assert sweep.header[-2:] == ["topk", "sift-decode"] and "unproved" in sweep.header
+
+
+def test_plots_never_draw_a_method_below_the_optimum(tmp_path):
+    """A feasible decision cheaper than the proved optimum (a wrong exact answer) stops the
+    plot instead of being drawn below the optimum; on common ground nothing is below it."""
+    bench = load_bench_config(_write(tmp_path, TINY.replace("{seeds}", "2")))
+    derived = with_derived(_synthetic(bench, _ground_outcome), bench)
+    assert energy_plot(derived, bench.sweeps[0], bench, tmp_path)  # drawn, no error
+
+    def wrong(method, config, seed):
+        if method == "sift-decode":
+            return "feasible", True, 0.5e-3  # "better" than the proved optimum
+        return _ground_outcome(method, config, seed)
+
+    bad = with_derived(_synthetic(bench, wrong), bench)
+    with pytest.raises(BelowOptimumError, match="sift-decode"):
+        energy_plot(bad, bench.sweeps[0], bench, tmp_path)
+    with pytest.raises(BelowOptimumError):
+        check_not_below_optimum(sweep_stats(bad, bench.sweeps[0], bench), "test")
+
+
+def test_report_keeps_the_command_that_computed_the_results(tmp_path):
+    bench = load_bench_config(_write(tmp_path, TINY.replace("{seeds}", "1")))
+    first = {"computed": 12, "skipped": 0, "elapsed_s": 3.0}
+    runs = record_runs(tmp_path, bench, first, "siftopt bench first")
+    (tmp_path / "bench.json").write_text(json.dumps({"runs": runs}), encoding="utf-8")
+    again = {"computed": 0, "skipped": 12, "elapsed_s": 0.1}
+    runs = record_runs(tmp_path, bench, again, "siftopt bench again")
+    assert [r["command"] for r in runs] == ["siftopt bench first"]
+    text = report_markdown([], [], bench, tmp_path, again, "siftopt bench again", runs)
+    assert "`siftopt bench first`: computed 12" in text
+    assert "regenerated by `siftopt bench again` (nothing recomputed)" in text
 
 
 # ------------------------------------------------------------------------------------------
@@ -164,11 +276,21 @@ def test_gaps_savings_and_formats(tmp_path):
 def test_tiny_sweep_end_to_end_on_a_local_cluster(main, tmp_path, capsys):
     config = _write(tmp_path, TINY.replace("{seeds}", "2"))
     out = tmp_path / "out"
-    assert main(["bench", str(config), "--out", str(out), "--workers", "2", "--quiet"]) == 0
-    stdout = capsys.readouterr().out
+    assert main(["bench", str(config), "--out", str(out), "--workers", "2"]) == 0
+    captured = capsys.readouterr()
+    stdout = captured.out
     for method in ("highs", "topk", "sift-decode"):
         assert method in stdout
     assert "24 computed, 0 reused" in stdout
+    # the headline says what ran and the rule it follows
+    assert "ran bench.toml: 1 sweep(s) (acc); 8 cells: 8 decode (L = 1)" in stdout
+    assert "presets mixtral-8x7b; rayleigh and slow fading" in stdout
+    assert "common ground" in stdout and "compared" in stdout
+    # stderr is not a terminal here: plain progress lines
+    lines = [ln for ln in captured.err.splitlines() if ln.startswith("siftopt bench: ")]
+    assert lines and lines[-1].startswith("siftopt bench: 8/8 cells")
+    meta = json.loads((out / "bench.json").read_text())
+    assert meta["command"].startswith("siftopt bench ") and meta["computed"] == 24
     frame = pd.read_parquet(out / RESULTS_FILE)
     assert len(frame) == 24 and set(frame["status"]) <= {"optimal", "feasible", "infeasible"}
     assert (frame.loc[frame["method"] == "highs", "status"] == "optimal").all()
@@ -219,12 +341,39 @@ def test_error_rows_are_retried(main, tmp_path, capsys, scheduler):
     assert "1 computed, 11 reused" in capsys.readouterr().out
 
 
-def test_bad_scheduler_address_is_exit_2(main, tmp_path, capsys, monkeypatch):
-    import siftopt.experiments.bench.runner as runner
-    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 1)
+def _bench_argv(tmp_path: Path, scheduler: str) -> tuple[list[str], Path]:
     config = _write(tmp_path, TINY.replace("{seeds}", "1"))
-    argv = ["bench", str(config), "--out", str(tmp_path / "o"), "--scheduler",
-            "tcp://127.0.0.1:9", "--quiet"]
+    out = tmp_path / "new" / "out"
+    return ["bench", str(config), "--out", str(out), "--scheduler", scheduler, "--quiet"], out
+
+
+@pytest.mark.parametrize(("address", "expected"), [
+    ("tcp://127.0.0.1:9", "cannot reach the Dask scheduler"),
+    ("http://127.0.0.1:8787", "not a Dask scheduler address"),
+    ("tcp://127.0.0.1", "expected tcp://HOST:PORT"),
+])
+def test_bad_scheduler_address_is_exit_2_quickly(main, tmp_path, capsys, address, expected):
+    argv, out = _bench_argv(tmp_path, address)
+    started = time.monotonic()
     assert main(argv) == 2
+    assert time.monotonic() - started < 10
     err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "--scheduler" in err
+    assert "\n" not in err and "--scheduler" in err and expected in err
+    assert not (tmp_path / "new").exists()  # no empty --out folder left behind
+
+
+def test_scheduler_without_workers_is_exit_2(main, tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    import siftopt.experiments.bench.runner as runner
+    monkeypatch.setattr(runner, "WORKERS_TIMEOUT_S", 1.0)
+    with distributed.LocalCluster(n_workers=0, processes=False, dashboard_address=":0",
+                                  silence_logs=logging.ERROR) as cluster:
+        argv, out = _bench_argv(tmp_path, cluster.scheduler_address)
+        started = time.monotonic()
+        assert main(argv) == 2
+        assert time.monotonic() - started < 10
+    err = capsys.readouterr().err.strip()
+    assert "has no workers" in err and "dask worker" in err and "\n" not in err
+    assert not (tmp_path / "new").exists()

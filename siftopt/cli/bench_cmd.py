@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
+from typing import Any
 
 from siftopt.cli.common import emit, positive_int
 from siftopt.cli.progress import Progress
@@ -33,25 +34,35 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+#: Columns of the headline table printed on the terminal (the full table is in DIR/tables).
+TERMINAL_COLUMNS = ("method", "cells", "feasible %", "compared", "energy (mJ)", "optimum (mJ)",
+                    "optimal %", "mean gap (%)", "max gap (%)", "saved vs", "optimum saves (%)",
+                    "mean time (s)")
+
+
 def run(args: argparse.Namespace) -> int:
     from siftopt.cli.render import format_table
     from siftopt.experiments.bench.config import load_bench_config
     from siftopt.experiments.bench.report import write_report
-    from siftopt.experiments.bench.runner import run_bench
+    from siftopt.experiments.bench.runner import check_scheduler_address, run_bench
+    from siftopt.experiments.bench.tables import run_summary
 
     if args.scheduler and args.workers:
         raise InputError("--workers applies to the local cluster only; with --scheduler the "
                          "cluster's own workers are used", path="--workers")
+    if args.scheduler:
+        check_scheduler_address(args.scheduler)
     bench = load_bench_config(args.config)
     out = Path(args.out)
+    created = _make_folder(out)
     try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create the folder: {exc.strerror or exc}",
-                         file=str(out)) from None
-    run_info = run_bench(bench, out, scheduler=args.scheduler, workers=args.workers,
-                         progress=Progress("siftopt bench", unit="cells",
-                                           enabled=not args.quiet))
+        run_info = run_bench(bench, out, scheduler=args.scheduler, workers=args.workers,
+                             progress=Progress("siftopt bench", unit="cells",
+                                               enabled=not args.quiet))
+    except BaseException:
+        if created is not None:
+            _remove_if_empty(out, created)
+        raise
     frame = run_info["frame"]
     if frame.empty:
         emit("no results")
@@ -59,11 +70,57 @@ def run(args: argparse.Namespace) -> int:
     command = "siftopt bench " + " ".join(shlex.quote(a) for a in _argv(args))
     tables, _ = write_report(frame, bench, out, run_info, command)
     headline = tables[0]
-    emit(f"{headline.title} — {len(frame)} result(s): {run_info['computed']} computed, "
-         f"{run_info['skipped']} reused, {run_info['elapsed_s']:.1f} s")
-    emit(format_table(headline.rows, headline.header))
-    emit(f"tables, plots and report.md in {out}")
+    what = run_summary(bench)
+    emit(f"ran {what[0]}\n    {what[1]}\n    {what[2]} ({run_info['computed']} computed, "
+         f"{run_info['skipped']} reused, {run_info['elapsed_s']:.1f} s)")
+    emit(headline.title)
+    keep = [i for i, h in enumerate(headline.header) if h.startswith(TERMINAL_COLUMNS)]
+    emit(format_table([[row[i] for i in keep] for row in headline.rows],
+                      [headline.header[i] for i in keep]))
+    emit(f"* {headline.notes[0]}")
+    emit(f"* {_cell_counts(headline.csv, bench.reference)}")
+    emit(f"all columns and notes in {out / 'tables' / 'headline.md'}; tables, plots and "
+         f"report.md in {out}")
     return 0
+
+
+def _cell_counts(stats: Any, reference: str | None) -> str:
+    """One line: cells proved infeasible or unproved, which enter no energy."""
+    if reference is None or stats.empty or reference not in set(stats["method"]):
+        return "no exact reference: no optimum, no comparison"
+    row = stats.set_index("method").loc[reference]
+    return (f"compared = cells where {reference} proved the optimum and the method's decision "
+            f"is feasible; of {int(row['cells'])} cells, {int(row['proved_infeasible'])} "
+            f"proved infeasible and {int(row['unproved'])} unproved enter no energy; "
+            "feasible % is over the cells not proved infeasible")
+
+
+def _make_folder(out: Path) -> Path | None:
+    """Create the output folder (an error is exit 2); the topmost folder this call created,
+    or None when ``out`` existed."""
+    missing = None
+    for folder in (out, *out.parents):
+        if folder.exists():
+            break
+        missing = folder
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"cannot create the folder: {exc.strerror or exc}",
+                         file=str(out)) from None
+    return missing
+
+
+def _remove_if_empty(out: Path, top: Path) -> None:
+    """Remove the folders from ``out`` up to ``top`` that this run created, if still empty
+    (a failed start leaves nothing behind)."""
+    for folder in (out, *out.parents):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        if folder == top:
+            return
 
 
 def _argv(args: argparse.Namespace) -> list[str]:

@@ -7,6 +7,12 @@
   one thread each by default, or on an existing cluster (``scheduler`` address).
 * Results are written to the Parquet file as they arrive (atomically, at most every
   :data:`FLUSH_SECONDS`) and at the end, also when interrupted.
+* A scheduler address is checked before anything runs: its scheme (``tcp://``, ``tls://``,
+  ...; not the dashboard's ``http://``), that something listens there (within
+  :data:`PROBE_TIMEOUT_S`), that a Dask scheduler answers (:data:`CONNECT_TIMEOUT_S`) and that
+  it has at least one worker (:data:`WORKERS_TIMEOUT_S`); each failure is an input error.
+* While cells run, progress is reported as they finish and at least every
+  :data:`HEARTBEAT_S` seconds, so that a long cell never leaves the log silent.
 """
 
 from __future__ import annotations
@@ -28,8 +34,16 @@ from siftopt.experiments.bench.config import BenchConfig, Cell, cells, result_ke
 RESULTS_FILE = "results.parquet"
 #: Longest interval between two writes of the results file while a sweep runs (s).
 FLUSH_SECONDS = 10.0
-#: Seconds to wait for a scheduler given by address.
-CONNECT_TIMEOUT_S = 20
+#: Seconds to wait for a TCP connection to a scheduler address (the port must be open).
+PROBE_TIMEOUT_S = 3.0
+#: Seconds to wait for the Dask handshake with a scheduler given by address.
+CONNECT_TIMEOUT_S = 5.0
+#: Seconds to wait for a scheduler given by address to have a worker.
+WORKERS_TIMEOUT_S = 5.0
+#: Longest interval between two progress reports while cells run (s).
+HEARTBEAT_S = 10.0
+#: Address schemes of Dask schedulers (a bare ``host:port`` means ``tcp://``).
+SCHEDULER_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
 
 
 class ResultStore:
@@ -123,17 +137,72 @@ def current_keys(bench: BenchConfig) -> set[str]:
             for m in c.methods}
 
 
+def check_scheduler_address(address: str) -> tuple[str, str | None, int | None]:
+    """``(scheme, host, port)`` of a scheduler address; an :class:`InputError` (path
+    ``--scheduler``) when it is not a Dask scheduler address."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in SCHEDULER_SCHEMES:
+        hint = " (http:// is the dashboard; the scheduler listens on tcp://, port 8786 by " \
+            "default)" if scheme in ("http", "https") else ""
+        raise InputError(f"{address!r} is not a Dask scheduler address: the scheme must be "
+                         f"one of {', '.join(s + '://' for s in SCHEDULER_SCHEMES)}{hint}",
+                         path="--scheduler")
+    if scheme in ("inproc", "ucx"):
+        return scheme, None, None
+    host, colon, port = rest.rstrip("/").rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InputError(f"{address!r} is not a Dask scheduler address: expected "
+                         f"{scheme}://HOST:PORT, e.g. tcp://127.0.0.1:8786", path="--scheduler")
+    return scheme, host, int(port)
+
+
+def _probe(address: str, host: str, port: int) -> None:
+    """Fail fast when nothing listens at ``host:port``."""
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {reason} (is "
+                         "`dask scheduler` running there?)", path="--scheduler") from None
+
+
+def connect(address: str) -> Any:
+    """A client of the scheduler at ``address`` that has at least one worker, within a few
+    seconds, or an :class:`InputError`."""
+    from distributed import Client
+
+    _, host, port = check_scheduler_address(address)
+    if host is not None and port is not None:
+        _probe(address, host, port)
+    try:
+        client = Client(address, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot connect to the Dask scheduler at {address}: {exc}",
+                         path="--scheduler") from None
+    try:
+        client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
+    except (TimeoutError, OSError):
+        client.close()
+        raise InputError(f"the Dask scheduler at {address} has no workers (waited "
+                         f"{WORKERS_TIMEOUT_S:g} s); start some with `dask worker {address} "
+                         "--nthreads 1`", path="--scheduler") from None
+    return client
+
+
 @contextmanager
 def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
-    """A Dask client: on a new local cluster (processes, one thread each) or on ``scheduler``."""
+    """A Dask client: on a new local cluster (processes, one thread each) or on ``scheduler``
+    (checked by :func:`connect`)."""
     from distributed import Client, LocalCluster
 
     if scheduler:
-        try:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError) as exc:
-            raise InputError(f"cannot connect to the Dask scheduler {scheduler!r}: {exc}",
-                             path="--scheduler") from None
+        client = connect(scheduler)
         try:
             yield client
         finally:
@@ -149,24 +218,38 @@ def dask_client(scheduler: str | None, workers: int) -> Iterator[Any]:
         cluster.close()
 
 
-#: ``progress(done, total, note)``: called as cells finish.
+#: ``progress(done, total, note)``: called as cells finish and every :data:`HEARTBEAT_S`.
 ProgressCallback = Callable[[int, int, str], None]
 
 
 def run_specs(specs: list[dict[str, Any]], store: ResultStore, *, scheduler: str | None,
               workers: int, progress: ProgressCallback | None = None) -> None:
     """Run the tasks on Dask, adding each cell's rows to the store as it completes;
-    ``progress(done, total, note)`` after each cell."""
+    ``progress(done, total, note)`` after each cell and at least every :data:`HEARTBEAT_S`
+    seconds while none finishes."""
     from distributed import as_completed
 
+    total = len(specs)
     with dask_client(scheduler, workers) as client:
         futures = client.map(run_cell, specs, pure=False)
         spec_of = {f.key: spec for f, spec in zip(futures, specs, strict=True)}
+        pending = as_completed(futures)
+        done, last_report = 0, time.monotonic()
         try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                store.add(_rows_of(future, spec_of[future.key]))
-                if progress is not None:
-                    progress(done, len(specs), "cells")
+            while not pending.is_empty():
+                batch = pending.next_batch(block=False)
+                if not batch:
+                    time.sleep(0.1)
+                    if progress is not None and time.monotonic() - last_report >= HEARTBEAT_S:
+                        last_report = time.monotonic()
+                        progress(done, total, "running")
+                    continue
+                for future in batch:
+                    store.add(_rows_of(future, spec_of[future.key]))
+                    done += 1
+                    if progress is not None:
+                        last_report = time.monotonic()
+                        progress(done, total, "")
         finally:
             client.cancel(futures)
             store.flush()

@@ -1,16 +1,22 @@
-"""Tables of a benchmark run: headline, one per sweep, optimality gaps and solve times.
+"""Tables of a benchmark run: headline, one per sweep, optimality gaps, Monte Carlo and times.
 
-Every table is written as Markdown, LaTeX (booktabs) and CSV. Definitions (per cell, i.e. per
-generated instance, then averaged over cells):
+Every table is written as Markdown, LaTeX (booktabs) and CSV. **Common ground**: every number
+that compares methods is taken over the cells (generated instances) where each compared method's
+decision is feasible and the reference exact method proved the optimum; an infeasible decision
+is never averaged into an energy. For a method ``m`` the *compared cells* are those where the
+reference proved the optimum and ``m``'s decision is feasible; the optimum is averaged over the
+same cells, so that a mean of ``m`` is never set against a mean over other cells. Cells the
+reference proved infeasible, cells where it proved nothing (``unproved``: time limit, error)
+and infeasible decisions are counted in their own columns. Definitions:
 
-* energy: the evaluator's energy of the method's decision in mJ, whether or not the decision
-  is feasible (``feasible %`` says how often it is);
-* saved vs baseline: ``1 − E_method / E_baseline`` in %, over cells with ``E_baseline > 0``
-  where the method's decision is feasible (an infeasible decision saves nothing real);
-* gap: ``(E_method − E_opt) / E_opt`` in %, over cells where the reference exact method proved
-  the optimum and the method's decision is feasible (``inf`` when ``E_opt = 0 < E_method``);
-* optimal %: share of those cells where the method's energy equals the optimum
-  (docs/model.md §3.4 tolerance).
+* energy: the evaluator's energy of a feasible decision (mJ per layer);
+* gap: ``(E − E_opt)/E_opt`` per compared cell (a fraction in the CSV column ``gap`` of the
+  derived frame, displayed in %; ``inf`` when ``E_opt = 0 < E``);
+* energy above the optimum: ``mean E / mean E_opt − 1`` over the compared cells (%);
+* saved vs baseline: ``1 − E/E_baseline`` per cell (%), over the compared cells where the
+  baseline's decision is feasible too and ``E_baseline > 0``; the optimum's saving over the
+  same cells is shown beside it;
+* optimal %: share of compared cells with ``E = E_opt`` (docs/model.md §3.4 tolerance).
 """
 
 from __future__ import annotations
@@ -23,12 +29,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from siftopt.experiments.bench.config import BenchConfig, Sweep
+from siftopt.experiments.bench.config import BenchConfig, Sweep, cells
 
-#: Relative and absolute tolerance of "equal energies" (docs/model.md §3.4).
+#: Relative and absolute tolerance of "equal energies" (docs/model.md §3.4), energies in J.
 ENERGY_RTOL, ENERGY_ATOL = 1e-6, 1e-15
 #: Size buckets (slots = tokens × top-K) of the solve-time table.
 SIZE_BUCKETS = (1, 8, 64, 512, 4096, 32768)
+
+
+class BelowOptimumError(AssertionError):
+    """A method's mean energy on common cells is below the proved optimum's mean on the same
+    cells: the exact solver returned a wrong optimum (or the comparison is on unequal cells)."""
 
 
 @dataclass(frozen=True)
@@ -49,8 +60,12 @@ class Table:
 
 
 def with_derived(frame: pd.DataFrame, bench: BenchConfig) -> pd.DataFrame:
-    """Add ``energy_mj``, ``optimum_j``, ``gap`` (relative), ``optimal``, ``saved`` and
-    ``instance_infeasible`` (the reference exact method proved the instance infeasible)."""
+    """Add per-row columns: ``energy_mj``; ``ref_status`` (the reference's status on the
+    row's instance), ``optimum_j`` (its energy when it proved the optimum), ``proved``,
+    ``instance_infeasible`` (proved infeasible), ``unproved`` (neither); ``compared`` (optimum
+    proved and this decision feasible), ``optimal``, ``gap`` (a fraction); ``baseline_j`` (the
+    baseline's energy when its decision is feasible), ``saved`` and ``optimum_saved``
+    (fractions, on compared cells where the baseline is feasible and ``E_baseline > 0``)."""
     out = frame.copy()
     for column in ("energy_j", "time_s", "dual_bound_j"):
         if column not in out:
@@ -58,41 +73,182 @@ def with_derived(frame: pd.DataFrame, bench: BenchConfig) -> pd.DataFrame:
         out[column] = pd.to_numeric(out[column], errors="coerce")
     out["feasible"] = out["feasible"].fillna(False).astype(bool)
     out["energy_mj"] = out["energy_j"] * 1e3
-    out["optimum_j"] = _per_instance(out, bench.reference, optimal_only=True)
-    out["baseline_j"] = _per_instance(out, bench.baseline, optimal_only=False)
-    known = out["optimum_j"].notna() & out["feasible"] & out["energy_j"].notna()
-    diff = out["energy_j"] - out["optimum_j"]
-    tol = ENERGY_RTOL * np.maximum(out["energy_j"].abs(), out["optimum_j"].abs()) + ENERGY_ATOL
-    out["optimal"] = np.where(known, diff.abs() <= tol, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        gap = np.where(diff.abs() <= tol, 0.0, diff / out["optimum_j"])
-    out["gap"] = np.where(known, gap, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        saved = 1.0 - out["energy_j"] / out["baseline_j"]
-    out["saved"] = np.where((out["baseline_j"] > 0) & out["feasible"], saved, np.nan)
-    out["instance_infeasible"] = False
+    ref_status = pd.Series(np.nan, index=out.index, dtype=object)
     if bench.reference is not None:
         ref = out[out["method"] == bench.reference].drop_duplicates("instance_key", keep="last")
-        status = ref.set_index("instance_key")["status"]
-        out["instance_infeasible"] = out["instance_key"].map(status).eq("infeasible")
+        ref_status = out["instance_key"].map(ref.set_index("instance_key")["status"])
+    out["ref_status"] = ref_status
+    out["instance_infeasible"] = out["ref_status"].eq("infeasible")
+    out["optimum_j"] = _per_instance(out, bench.reference, optimal_only=True)
+    out["proved"] = out["optimum_j"].notna()
+    out["unproved"] = ~out["proved"] & ~out["instance_infeasible"]
+    out["compared"] = out["proved"] & out["feasible"] & out["energy_j"].notna()
+    diff = out["energy_j"] - out["optimum_j"]
+    tol = ENERGY_RTOL * np.maximum(out["energy_j"].abs(), out["optimum_j"].abs()) + ENERGY_ATOL
+    out["optimal"] = np.where(out["compared"], diff.abs() <= tol, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gap = np.where(diff.abs() <= tol, 0.0, diff / out["optimum_j"])
+    out["gap"] = np.where(out["compared"], gap, np.nan)
+    out["baseline_j"] = _per_instance(out, bench.baseline, optimal_only=False,
+                                      feasible_only=True)
+    with_base = out["compared"] & (out["baseline_j"] > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        saved = 1.0 - out["energy_j"] / out["baseline_j"]
+        optimum_saved = 1.0 - out["optimum_j"] / out["baseline_j"]
+    out["saved"] = np.where(with_base, saved, np.nan)
+    out["optimum_saved"] = np.where(with_base, optimum_saved, np.nan)
     return out
 
 
-def solvable(frame: pd.DataFrame) -> pd.DataFrame:
-    """Rows of instances not proved infeasible (the energy statistics are taken over these,
-    so that every method is averaged over the same instances)."""
-    return frame[~frame["instance_infeasible"].astype(bool)]
-
-
-def _per_instance(frame: pd.DataFrame, method: str | None, *, optimal_only: bool) -> pd.Series:
-    """The energy of ``method`` on each row's instance (NaN when unknown)."""
+def _per_instance(frame: pd.DataFrame, method: str | None, *, optimal_only: bool,
+                  feasible_only: bool = False) -> pd.Series:
+    """The energy (J) of ``method`` on each row's instance (NaN when unknown, or when the
+    method did not prove the optimum / its decision is infeasible, as asked)."""
     if method is None:
         return pd.Series(np.nan, index=frame.index)
     ref = frame[frame["method"] == method]
     if optimal_only:
         ref = ref[ref["status"] == "optimal"]
+    if feasible_only:
+        ref = ref[ref["feasible"]]
     energy = ref.drop_duplicates("instance_key", keep="last").set_index("instance_key")
     return frame["instance_key"].map(energy["energy_j"]).astype(float)
+
+
+def solvable(frame: pd.DataFrame) -> pd.DataFrame:
+    """Rows of instances not proved infeasible."""
+    return frame[~frame["instance_infeasible"].astype(bool)]
+
+
+# ------------------------------------------------------------------------------------------
+# Common-ground statistics
+# ------------------------------------------------------------------------------------------
+
+
+def _ratio(energy_j: float, optimum_j: float) -> float:
+    """``energy / optimum`` of two sums over the same cells (1 when both are 0 J within the
+    tolerance, ``inf`` when only the optimum is)."""
+    if abs(energy_j - optimum_j) <= ENERGY_RTOL * max(abs(energy_j), abs(optimum_j)) \
+            + ENERGY_ATOL:
+        return 1.0
+    if optimum_j <= 0:
+        return math.inf
+    return energy_j / optimum_j
+
+
+def method_stats(rows: pd.DataFrame) -> dict[str, Any]:
+    """Statistics of one method on a set of cells (rows of :func:`with_derived`, one per cell).
+
+    Counts: ``cells``, ``proved_infeasible``, ``unproved``, ``open`` (cells not proved
+    infeasible), ``feasible`` and ``infeasible`` decisions on the open cells (``refused``:
+    refusals and errors among the infeasible), ``compared``; on the compared cells: mean
+    ``energy_mj`` and ``optimum_mj``, ``ratio`` (energy / optimum), ``optimal_pct``, gap
+    statistics in %, ``below_optimum`` (cells with a negative gap: a wrong optimum);
+    ``saved_cells``, ``saved_pct`` and ``optimum_saved_pct``; mean and median time (s) over
+    every cell the method ran on."""
+    open_rows = rows[~rows["instance_infeasible"].astype(bool)]
+    comp = rows[rows["compared"].astype(bool)]
+    gaps = comp["gap"].astype(float)
+    finite = gaps[np.isfinite(gaps)]
+    saved = rows["saved"].dropna()
+    n_open = len(open_rows)
+    n_feasible = int(open_rows["feasible"].sum())
+    stats: dict[str, Any] = {
+        "cells": len(rows),
+        "proved_infeasible": int(rows["instance_infeasible"].sum()),
+        "unproved": int(rows["unproved"].sum()),
+        "open": n_open,
+        "feasible": n_feasible,
+        "feasible_pct": 100.0 * n_feasible / n_open if n_open else np.nan,
+        "infeasible": n_open - n_feasible,
+        "refused": int(open_rows["status"].isin(("refused", "error")).sum()),
+        "compared": len(comp),
+        "energy_mj": comp["energy_mj"].mean() if len(comp) else np.nan,
+        "optimum_mj": 1e3 * comp["optimum_j"].mean() if len(comp) else np.nan,
+        "ratio": _ratio(float(comp["energy_j"].sum()), float(comp["optimum_j"].sum()))
+        if len(comp) else np.nan,
+        "optimal_pct": 100.0 * pd.to_numeric(comp["optimal"]).mean() if len(comp) else np.nan,
+        "gap_mean_pct": 100.0 * finite.mean() if len(finite) else np.nan,
+        "gap_median_pct": 100.0 * quantile(gaps, 0.5) if len(gaps) else np.nan,
+        "gap_p95_pct": 100.0 * quantile(gaps, 0.95) if len(gaps) else np.nan,
+        "gap_max_pct": 100.0 * gaps.max() if len(gaps) else np.nan,
+        "infinite_gaps": int(np.isinf(gaps).sum()),
+        "below_optimum": int((gaps < 0).sum()),
+        "saved_cells": len(saved),
+        "saved_pct": 100.0 * saved.mean() if len(saved) else np.nan,
+        "optimum_saved_pct": 100.0 * rows["optimum_saved"].dropna().mean() if len(saved)
+        else np.nan,
+        "time_mean_s": rows["time_s"].mean(),
+        "time_median_s": rows["time_s"].median(),
+    }
+    stats["above_pct"] = 100.0 * (stats["ratio"] - 1.0) if len(comp) else np.nan
+    return stats
+
+
+def compare(frame: pd.DataFrame, groups: list[str], methods: list[str]) -> pd.DataFrame:
+    """:func:`method_stats` per group (values of ``groups``) and method, one row each, in the
+    order of the groups (sorted) and of ``methods``."""
+    records = []
+    parts = frame.groupby(groups, sort=True, dropna=False) if groups else [((), frame)]
+    for key, part in parts:
+        key = key if isinstance(key, tuple) else (key,)
+        for method in methods:
+            rows = part[part["method"] == method].drop_duplicates("instance_key", keep="last")
+            if rows.empty:
+                continue
+            records.append({**dict(zip(groups, key, strict=True)), "method": method,
+                            **method_stats(rows)})
+    return pd.DataFrame(records)
+
+
+def check_not_below_optimum(stats: pd.DataFrame, where: str) -> None:
+    """Raise :class:`BelowOptimumError` if a method's mean energy on its compared cells is
+    below the optimum's mean on the same cells beyond the energy tolerance."""
+    if stats.empty:
+        return
+    for _, row in stats.iterrows():
+        energy, optimum = row["energy_mj"], row["optimum_mj"]
+        if not (np.isfinite(energy) and np.isfinite(optimum)):
+            continue
+        if energy < optimum - (ENERGY_RTOL * abs(optimum) + 1e3 * ENERGY_ATOL):
+            raise BelowOptimumError(
+                f"{where}: {row['method']}'s mean energy {energy:.6g} mJ on its "
+                f"{row['compared']} compared cell(s) is below the optimum's {optimum:.6g} mJ "
+                "on the same cells (a wrong optimum: see the gaps table's 'below optimum')")
+
+
+def common_ground_rule(bench: BenchConfig) -> str:
+    """The rule that every comparison follows, one sentence (printed under each table)."""
+    ref = bench.reference or "the exact method"
+    base = f" ('saved vs {bench.baseline}': {bench.baseline}'s too)" if bench.baseline else ""
+    return (f"common ground: each method is compared with the optimum over the cells where "
+            f"{ref} proved it and the method's decision is feasible{base}, the optimum "
+            "averaged over the same cells; an infeasible decision is never averaged into an "
+            "energy")
+
+
+def run_summary(bench: BenchConfig) -> list[str]:
+    """What the configuration computes, as three lines: sweeps and cells by mode (decode
+    L = 1, prefill), presets with channel and power modes, methods and result count."""
+    found = cells(bench)
+    decode = sum(1 for c in found if c.config.tokens == 1)
+    prefill = sorted({c.config.tokens for c in found if c.config.tokens > 1})
+    modes = []
+    if decode:
+        modes.append(f"{decode} decode (L = 1)")
+    if prefill:
+        lengths = f"{prefill[0]}" if len(prefill) == 1 else f"{prefill[0]}-{prefill[-1]}"
+        modes.append(f"{len(found) - decode} prefill (L = {lengths})")
+    presets = sorted({c.config.preset for c in found})
+    fading = sorted({c.config.fading for c in found})
+    power = sorted({c.config.power_control for c in found})
+    results = sum(len(c.methods) for c in found)
+    return [f"{Path(bench.file).name}: {len(bench.sweeps)} sweep(s) "
+            f"({', '.join(s.name for s in bench.sweeps)}); {len(found)} cells: "
+            f"{', '.join(modes)}",
+            f"presets {', '.join(presets)}; {' and '.join(fading)} fading; "
+            f"{' and '.join(power)} power",
+            f"methods {', '.join(bench.methods)}: {results} results"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -110,13 +266,9 @@ def fmt(x: Any, digits: int = 4) -> str:
         return str(int(x))
     if isinstance(x, float | np.floating):
         if math.isinf(x):
-            return "inf"
+            return "inf" if x > 0 else "-inf"
         return f"{float(x):.{digits}g}"
     return str(x)
-
-
-def _pct(x: float) -> float:
-    return float(x) * 100.0
 
 
 def quantile(values: pd.Series, q: float) -> float:
@@ -135,39 +287,33 @@ def method_order(frame: pd.DataFrame, bench: BenchConfig) -> list[str]:
 
 
 def headline_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
-    """Energy per method over every cell, with feasibility, savings and gaps."""
+    """Per method, over every cell it ran on: counts (proved infeasible, unproved, feasible,
+    infeasible, compared) and, on its compared cells, energy against the optimum, gaps and
+    savings."""
     base = bench.baseline or "-"
-    header = ["method", "cells", "feasible %", "mean energy (mJ)", f"saved vs {base} (%)",
-              "optimal %", "mean gap (%)", "max gap (%)", "mean time (s)"]
-    rows, records = [], []
-    infeasible = frame.loc[frame["instance_infeasible"].astype(bool), "instance_key"].nunique()
-    for method in method_order(frame, bench):
-        sub = solvable(frame[frame["method"] == method])
-        gaps = sub["gap"].dropna()
-        finite = gaps[np.isfinite(gaps)]
-        rec = {"method": method, "cells": len(sub),
-               "feasible_pct": _pct(sub["feasible"].mean()),
-               "energy_mj": sub["energy_mj"].mean(), "saved_pct": _pct(sub["saved"].mean()),
-               "optimal_pct": _pct(pd.to_numeric(sub["optimal"]).mean()) if len(gaps)
-               else np.nan,
-               "gap_mean_pct": _pct(finite.mean()) if len(finite) else np.nan,
-               "gap_max_pct": _pct(gaps.max()) if len(gaps) else np.nan,
-               "time_mean_s": sub["time_s"].mean()}
-        records.append(rec)
-        rows.append([method, rec["cells"], fmt(rec["feasible_pct"], 3), fmt(rec["energy_mj"]),
-                     fmt(rec["saved_pct"], 3), fmt(rec["optimal_pct"], 3),
-                     fmt(rec["gap_mean_pct"], 3), fmt(rec["gap_max_pct"], 3),
-                     fmt(rec["time_mean_s"], 3)])
-    notes = ["energies include infeasible decisions; 'feasible %' says how often a method "
-             "met every constraint", f"gaps are relative to the optimum proved by "
-             f"{bench.reference or '(no exact method)'}, over cells where the method is "
-             "feasible; the mean is over finite gaps (a gap is infinite when the optimum is "
-             "0 J and the method's energy is not)"]
-    if infeasible:
-        notes.append(f"{infeasible} instance(s) proved infeasible by {bench.reference} are "
-                     "left out of every column")
-    return Table("headline", "Energy per method (all cells)", header, rows,
-                 pd.DataFrame(records), notes)
+    ref = bench.reference or "-"
+    header = ["method", "cells", "proved infeasible", "unproved", "feasible %", "infeasible",
+              "compared", "energy (mJ)", "optimum (mJ)", "optimal %", "mean gap (%)",
+              "max gap (%)", f"saved vs {base} (%)", "optimum saves (%)", "mean time (s)"]
+    stats = compare(frame, [], method_order(frame, bench))
+    rows = [[s["method"], s["cells"], s["proved_infeasible"], s["unproved"],
+             fmt(s["feasible_pct"], 3), s["infeasible"], s["compared"], fmt(s["energy_mj"]),
+             fmt(s["optimum_mj"]), fmt(s["optimal_pct"], 3), fmt(s["gap_mean_pct"], 3),
+             fmt(s["gap_max_pct"], 3), fmt(s["saved_pct"], 3), fmt(s["optimum_saved_pct"], 3),
+             fmt(s["time_mean_s"], 3)] for _, s in stats.iterrows()]
+    notes = [common_ground_rule(bench),
+             f"compared: cells where {ref} proved the optimum and the method's decision is "
+             f"feasible; energy and optimum (mJ per layer) are means over them; proved "
+             f"infeasible / unproved: cells where {ref} proved that no decision is feasible / "
+             "proved neither (time limit, error); feasible % and infeasible (decisions, "
+             "refusals and errors included) are over the cells not proved infeasible",
+             "gap = (E - E_opt) / E_opt per compared cell; the mean is over finite gaps (a gap "
+             "is infinite when the optimum is 0 J and the method's energy is not)",
+             f"saved vs {base}: mean of 1 - E/E_{base} over the compared cells where {base}'s "
+             f"decision is feasible too (with E_{base} > 0); optimum saves: the optimum's "
+             "saving over the same cells (cell counts in the CSV)"]
+    return Table("headline", f"Energy per method against the optimum ({ref}), on common "
+                 "ground", header, rows, stats, notes)
 
 
 def _group_columns(sweep: Sweep) -> list[str]:
@@ -175,98 +321,89 @@ def _group_columns(sweep: Sweep) -> list[str]:
 
 
 def sweep_frame(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig) -> pd.DataFrame:
-    """Rows of ``frame`` that belong to the sweep (its configs × its seeds)."""
+    """Rows of ``frame`` that belong to the sweep (its configs × its seeds × its methods)."""
     from siftopt.experiments.bench.config import instance_key
 
+    del bench
     keys = {instance_key(c, s) for c in sweep.configs for s in sweep.seeds}
-    sub = frame[frame["instance_key"].isin(keys) & frame["method"].isin(sweep.methods)]
-    return sub
+    return frame[frame["instance_key"].isin(keys) & frame["method"].isin(sweep.methods)]
 
 
-def sweep_summary(frame: pd.DataFrame, sweep: Sweep) -> pd.DataFrame:
-    """Mean energy (mJ), feasible share, saving and cell count per group × method, over the
-    instances not proved infeasible."""
-    groups = _group_columns(sweep)
-    agg = solvable(frame).groupby([*groups, "method"], sort=True, dropna=False).agg(
-        energy_mj=("energy_mj", "mean"), feasible=("feasible", "mean"),
-        saved=("saved", "mean"), gap=("gap", "mean"), cells=("energy_mj", "size"))
-    return agg.reset_index()
+def sweep_stats(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig) -> pd.DataFrame:
+    """:func:`compare` per grid point and method of the sweep."""
+    sub = sweep_frame(frame, sweep, bench)
+    if sub.empty:
+        return pd.DataFrame()
+    return compare(sub, _group_columns(sweep), [m for m in sweep.methods
+                                                 if m in set(sub["method"])])
+
+
+def _point_entry(s: pd.Series) -> str:
+    """A method's entry in a sweep table: energy above the optimum (%) on its compared cells,
+    with its feasible share in brackets when below 100 %."""
+    share = s["feasible_pct"]
+    partial = f" [{share:.0f}%]" if np.isfinite(share) and share < 100 else ""
+    if s["compared"] == 0:
+        return "infeasible" if s["feasible"] == 0 and s["open"] > 0 else "-" + partial
+    above = s["above_pct"]
+    text = "inf" if math.isinf(above) else f"+{above:.3g}" if above >= 0 else f"{above:.3g}"
+    return text + partial
 
 
 def sweep_table(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig) -> Table:
-    """Mean energy (mJ) per grid point (rows) and method (columns); the feasible share is
-    shown in parentheses when below 100 %."""
-    sub = sweep_frame(frame, sweep, bench)
-    summary = sweep_summary(sub, sweep) if not sub.empty else pd.DataFrame()
+    """Per grid point: cells, proved infeasible, unproved, the optimum (mJ) over the cells
+    where it is proved, and per method the energy above the optimum (%) on its compared
+    cells."""
+    stats = sweep_stats(frame, sweep, bench)
     groups = _group_columns(sweep)
-    methods = [m for m in sweep.methods if not summary.empty and m in set(summary["method"])]
-    share = _infeasible_share(sub, groups)
+    ref = bench.reference
+    methods = [m for m in sweep.methods if not stats.empty and m in set(stats["method"])
+               and m != ref]
     rows = []
-    if not summary.empty:
-        for key, part in summary.groupby(groups, sort=True, dropna=False):
+    if not stats.empty:
+        for key, part in stats.groupby(groups, sort=True, dropna=False):
             key = key if isinstance(key, tuple) else (key,)
-            by_method = part.set_index("method")
-            row = [fmt(k) for k in key]
-            for m in methods:
-                if m not in by_method.index:
-                    row.append("-")
-                    continue
-                e, f = by_method.loc[m, "energy_mj"], by_method.loc[m, "feasible"]
-                row.append(fmt(e) + ("" if f >= 1 else f" ({_pct(f):.0f}%)"))
-            if share is not None:
-                row.append(f"{_pct(share.get(key, 0.0)):.0f}")
+            by = part.set_index("method")
+            first = by.loc[ref] if ref in by.index else part.iloc[0]
+            optimum = by.loc[ref, "energy_mj"] if ref in by.index else np.nan
+            row = [*(fmt(k) for k in key), first["cells"], first["proved_infeasible"],
+                   first["unproved"], fmt(optimum)]
+            row += [_point_entry(by.loc[m]) if m in by.index else "-" for m in methods]
             rows.append(row)
-    extra = [] if share is None else ["infeasible instances %"]
-    title = f"Sweep {sweep.name}: mean energy (mJ) vs {sweep.x}"
+    title = f"Sweep {sweep.name}: energy above the optimum (%) vs {sweep.x}"
     notes = [sweep.description] if sweep.description else []
-    notes.append(f"{len(sweep.seeds)} seed(s) per point; (x%) = share of feasible decisions "
-                 "when below 100%")
-    if share is not None:
-        notes.append("energies are averaged over the instances not proved infeasible; the last "
-                     "column is the share proved infeasible")
-    return Table(f"sweep-{sweep.name}", title, [*groups, *methods, *extra], rows, summary,
-                 notes)
-
-
-def _infeasible_share(frame: pd.DataFrame, groups: list[str]) -> dict[tuple, float] | None:
-    """Share of instances proved infeasible per grid point, or None when there are none."""
-    if frame.empty or not frame["instance_infeasible"].astype(bool).any():
-        return None
-    per = frame.drop_duplicates("instance_key").groupby(groups, sort=True, dropna=False)
-    share = per["instance_infeasible"].mean()
-    return {(k if isinstance(k, tuple) else (k,)): float(v) for k, v in share.items()}
+    notes += [f"{len(sweep.seeds)} seed(s) per point; optimum (mJ per layer): mean energy of "
+              f"{ref} over the cells where it proved the optimum",
+              f"method columns: 100 (mean E / mean E_opt - 1) over the cells where {ref} "
+              "proved the optimum and the method's decision is feasible, the optimum averaged "
+              "over the same cells; [x%]: the method's decisions are feasible on x % of the cells "
+              "not proved infeasible (shown when below 100 %); infeasible: on none of them",
+              common_ground_rule(bench)]
+    header = [*groups, "cells", "proved infeasible", "unproved", "optimum (mJ)", *methods]
+    return Table(f"sweep-{sweep.name}", title, header, rows, stats, notes)
 
 
 def gap_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
-    """Optimality gaps per method against the reference exact method."""
-    header = ["method", "cells with optimum", "feasible", "optimal %", "median gap (%)",
-              "p95 gap (%)", "max gap (%)", "infeasible", "refused", "below optimum"]
-    rows, records = [], []
-    has_opt = frame["optimum_j"].notna()
-    for method in method_order(frame, bench):
-        if method == bench.reference:
-            continue
-        sub = frame[(frame["method"] == method) & has_opt]
-        gaps = sub["gap"].dropna()
-        rec = {"method": method, "cells": len(sub), "feasible": int(sub["feasible"].sum()),
-               "optimal_pct": _pct(pd.to_numeric(sub["optimal"]).mean()) if len(gaps)
-               else np.nan,
-               "gap_median_pct": _pct(quantile(gaps, 0.5)) if len(gaps) else np.nan,
-               "gap_p95_pct": _pct(quantile(gaps, 0.95)) if len(gaps) else np.nan,
-               "gap_max_pct": _pct(gaps.max()) if len(gaps) else np.nan,
-               "infeasible": int((~sub["feasible"] & (sub["status"] != "refused")).sum()),
-               "refused": int((sub["status"] == "refused").sum()),
-               "below_optimum": int((gaps < 0).sum())}
-        records.append(rec)
-        rows.append([method, rec["cells"], rec["feasible"], fmt(rec["optimal_pct"], 3),
-                     fmt(rec["gap_median_pct"], 3), fmt(rec["gap_p95_pct"], 3),
-                     fmt(rec["gap_max_pct"], 3), rec["infeasible"], rec["refused"],
-                     rec["below_optimum"]])
+    """Optimality gaps (%) per method against the reference exact method, over each method's
+    compared cells."""
+    header = ["method", "cells", "proved infeasible", "unproved", "compared", "optimal %",
+              "median gap (%)", "p95 gap (%)", "max gap (%)", "infinite gaps", "infeasible",
+              "refused or failed", "below optimum"]
+    methods = [m for m in method_order(frame, bench) if m != bench.reference]
+    stats = compare(frame, [], methods)
+    rows = [[s["method"], s["cells"], s["proved_infeasible"], s["unproved"], s["compared"],
+             fmt(s["optimal_pct"], 3), fmt(s["gap_median_pct"], 3), fmt(s["gap_p95_pct"], 3),
+             fmt(s["gap_max_pct"], 3), s["infinite_gaps"], s["infeasible"], s["refused"],
+             s["below_optimum"]] for _, s in stats.iterrows()]
     return Table("gaps", f"Optimality gaps against {bench.reference or '-'}", header, rows,
-                 pd.DataFrame(records),
-                 ["gap = (E - E_opt) / E_opt over cells where the method is feasible",
-                  "below optimum: feasible decisions cheaper than the proven optimum, i.e. "
-                  "a wrong optimum of the exact solver (should be 0)"])
+                 stats,
+                 [f"gap = (E - E_opt) / E_opt in %, over the compared cells ({bench.reference} "
+                  "proved the optimum, the method's decision is feasible); infinite when the "
+                  "optimum is 0 J and the method's energy is not",
+                  "infeasible: decisions that break a constraint on cells not proved "
+                  "infeasible (refusals and errors included, also counted on their own)",
+                  "below optimum: feasible decisions cheaper than the proved optimum, i.e. a "
+                  "wrong optimum of the exact solver (should be 0)"])
 
 
 def size_bucket(slots: float) -> str:
@@ -286,21 +423,26 @@ def time_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
     sub["size"] = sub["slots"].map(size_bucket)
     sub["size_order"] = sub["slots"].map(lambda s: next(
         (i for i, h in enumerate(SIZE_BUCKETS[1:]) if s <= h), len(SIZE_BUCKETS)))
-    med = sub.groupby(["size_order", "size", "method"])["time_s"].median().reset_index()
+    med = sub.groupby(["size_order", "size", "method"])["time_s"].agg(
+        time_s="median", cells="size").reset_index()
     rows = []
     for (_, size), part in med.groupby(["size_order", "size"], sort=True):
         by = part.set_index("method")["time_s"]
         rows.append([size, *[fmt(by.get(m, np.nan), 3) for m in methods]])
     return Table("times", "Median solve time (s) vs size (slots = tokens x top-K)",
-                 ["slots", *methods], rows, med.drop(columns="size_order"))
+                 ["slots", *methods], rows, med.drop(columns="size_order"),
+                 ["median over every cell the method ran on in the size range, feasible or "
+                  "not (cell counts in the CSV); methods that run in fewer sweeps (e.g. only "
+                  "the scaling sweep) have fewer cells per range"])
 
 
 def simulation_table(frame: pd.DataFrame, bench: BenchConfig) -> Table | None:
-    """Monte Carlo under Rayleigh fading, per method: planned (closed-form) vs simulated mean
-    energy (mJ), share of runs with an outage, realised degradation and budget violations."""
+    """Monte Carlo under Rayleigh fading, per method, over the cells where its decision is
+    feasible: planned (closed-form) vs simulated mean energy (mJ), share of runs with an
+    outage, realised degradation and budget violations."""
     if "sim_energy_j" not in frame:
         return None
-    sub = solvable(frame[frame["sim_energy_j"].notna()])
+    sub = frame[frame["sim_energy_j"].notna() & frame["feasible"]]
     if sub.empty:
         return None
     header = ["method", "cells", "planned energy (mJ)", "simulated energy (mJ)",
@@ -310,18 +452,20 @@ def simulation_table(frame: pd.DataFrame, bench: BenchConfig) -> Table | None:
         part = sub[sub["method"] == method]
         rec = {"method": method, "cells": len(part), "energy_mj": part["energy_mj"].mean(),
                "sim_energy_mj": 1e3 * part["sim_energy_j"].mean(),
-               "outage_pct": _pct(part["sim_outage_any"].mean()),
+               "outage_pct": 100.0 * part["sim_outage_any"].mean(),
                "degradation": part["sim_degradation_mean"].mean(),
-               "violation_pct": _pct(part["sim_violation_rate"].mean())}
+               "violation_pct": 100.0 * part["sim_violation_rate"].mean()}
         records.append(rec)
         rows.append([method, rec["cells"], fmt(rec["energy_mj"]), fmt(rec["sim_energy_mj"]),
                      fmt(rec["outage_pct"], 3), fmt(rec["degradation"]),
                      fmt(rec["violation_pct"], 3)])
     runs = int(sub["sim_runs"].max())
-    return Table("simulation", "Monte Carlo under Rayleigh fading (feasible-load decisions)",
+    return Table("simulation", "Monte Carlo under Rayleigh fading (feasible decisions)",
                  header, rows, pd.DataFrame(records),
-                 [f"{runs} channel realisations per cell; slots served by a node in outage "
-                  "fall back to skip (docs/model.md §5)"])
+                 [f"{runs} channel realisations per cell; each row is over the cells where "
+                  "the method's decision is feasible (closed form), planned and simulated "
+                  "energies of the same decisions; rows are not compared with each other",
+                  "slots served by a node in outage fall back to skip (docs/model.md §5)"])
 
 
 def all_tables(frame: pd.DataFrame, bench: BenchConfig) -> list[Table]:
@@ -355,7 +499,8 @@ def to_markdown(table: Table) -> str:
 
 
 def _numeric_column(table: Table, i: int) -> bool:
-    cells = [str(r[i]).split(" ")[0] for r in table.rows if str(r[i]) not in ("-", "")]
+    cells = [str(r[i]).split(" ")[0] for r in table.rows
+             if str(r[i]) not in ("-", "", "infeasible")]
     if not cells:
         return False
     try:
