@@ -114,6 +114,36 @@ def test_table_shows_rows_and_summary(capsys, folder: Path) -> None:
     assert "inst-1" in out and "summary" in out and "pct_optimal" in out
 
 
+def test_table_shows_gaps_in_percent_json_keeps_fractions(capsys, tmp_path: Path) -> None:
+    paths = write_folder(tmp_path / "in", [tiny(s, f"g{s}", eps_scale=0.6) for s in range(6)])
+    argv = ["verify", *map(str, paths), "--exact", "brute", "--methods", "topk"]
+    status, out, _ = run(capsys, *argv, "--format", "json")
+    assert status == 0
+    report = json.loads(out)
+    row = next(r for r in report["rows"] if r["gap"])
+    status, table, _ = run(capsys, *argv)
+    assert status == 0
+    lines = table.splitlines()
+    header = lines[0].split()
+    assert header[4] == "gap_pct" and "gap" not in header
+    shown = next(line.split() for line in lines if line.startswith(row["instance"] + " "))
+    assert float(shown[4]) == pytest.approx(100 * row["gap"], rel=1e-3)
+    summary = lines[lines.index(next(ln for ln in lines if ln.startswith("method "))):]
+    assert "mean_gap_pct" in summary[0] and "max_gap_pct" in summary[0]
+    max_gap = float(summary[1].split()[summary[0].split().index("max_gap_pct")])
+    assert max_gap == pytest.approx(100 * report["summary"][0]["max_gap"], rel=1e-3)
+
+
+def test_brute_force_refusal_shows_a_short_count(capsys) -> None:
+    path = Path(__file__).resolve().parent.parent / "instances" / "prefill-l128-n64-k6-m8.json"
+    status, out, _ = run(capsys, "verify", str(path), "--exact", "brute", "--methods", "topk",
+                         "--format", "json")
+    assert status == 0
+    note = json.loads(out)["rows"][0]["note"]
+    assert re.search(r"enumerate \d\.\de\+\d{3} assignments", note), note
+    assert not re.search(r"\d{12}", note)
+
+
 def test_counterexamples_are_saved_smallest_first(capsys, tmp_path: Path) -> None:
     instances = [tiny(s, f"c{s}", num_tokens=2 - s % 2, eps_scale=0.5) for s in range(6)]
     write_folder(tmp_path / "in", instances)

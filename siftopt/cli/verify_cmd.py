@@ -92,7 +92,8 @@ def run(args: argparse.Namespace) -> int:
         failures = expectation_failures(report, args.expect_optimal)
         if failures:
             shown = "; ".join(f"{r.instance} ({r.verdict}"
-                              + (f", gap {r.gap:.3g}" if r.gap is not None else "") + ")"
+                              + (f", gap {_percent(r.gap)} %" if r.gap is not None else "")
+                              + ")"
                               for r in failures[:5])
             more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
             print(f"siftopt verify: {args.expect_optimal} is not optimal on "
@@ -120,17 +121,46 @@ def _table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
     return "\n".join(s.rstrip() for s in out)
 
 
+def _pct(value: float | None) -> float | None:
+    """A fraction shown in percent (``None`` stays missing)."""
+    return None if value is None else 100.0 * value
+
+
+def _percent(value: float | None) -> str:
+    """A gap in percent for display (the JSON and CSV keep the fraction in ``gap``)."""
+    shown = _pct(value)
+    if shown is None:
+        return "-"
+    return "0" if shown == 0 else f"{shown:.4g}"
+
+
+#: Display columns of the rows: (header, field); ``gap_pct`` shows the fraction ``gap`` in %.
+ROW_COLUMNS = (("instance", "instance"), ("method", "method"), ("energy_j", "energy_j"),
+               ("optimum_j", "optimum_j"), ("gap_pct", "gap"), ("verdict", "verdict"),
+               ("time_s", "time_s"))
+#: Display columns of the summary: (header, field); ``*_gap_pct`` show fractions in %.
+SUMMARY_COLUMNS = (("method", "method"), ("instances", "instances"), ("optimal", "optimal"),
+                   ("pct_optimal", "pct_optimal"), ("mean_gap_pct", "mean_gap"),
+                   ("max_gap_pct", "max_gap"), ("pct_infeasible", "pct_infeasible"),
+                   ("refused", "refused"), ("inconsistent", "inconsistent"),
+                   ("mean_time_s", "mean_time_s"), ("speedup", "speedup"))
+
+
 def render_table(report: Report) -> str:
-    """Rows, then the per-method summary, as aligned text tables."""
-    header = ("instance", "method", "energy_j", "optimum_j", "gap", "verdict", "time_s")
-    lines = [[_fmt(getattr(r, h)) for h in header] for r in report.rows]
-    summary_header = ("method", "instances", "optimal", "pct_optimal", "mean_gap", "max_gap",
-                      "pct_infeasible", "refused", "inconsistent", "mean_time_s", "speedup")
-    summary = [[_fmt(s[h]) for h in summary_header] for s in report.summary]
+    """Rows, then the per-method summary, as aligned text tables (gaps in %, energies in J,
+    times in s)."""
+    def show(header: str, value: Any) -> str:
+        return _percent(value) if header.endswith("gap_pct") else _fmt(value)
+
+    header = [h for h, _ in ROW_COLUMNS]
+    lines = [[show(h, getattr(r, f)) for h, f in ROW_COLUMNS] for r in report.rows]
+    summary_header = [h for h, _ in SUMMARY_COLUMNS]
+    summary = [[show(h, s[f]) for h, f in SUMMARY_COLUMNS] for s in report.summary]
     notes = [f"  {r.instance} / {r.method}: {r.note}" for r in report.rows
              if r.note and r.verdict not in ("optimal", "both_infeasible")]
-    parts = [_table(header, lines), "", "summary (gaps relative; % infeasible of the "
-             "instances not proved infeasible; speed-up = exact time / method time)",
+    parts = [_table(header, lines), "", "summary (gaps in % of the optimum, over the instances "
+             "where the method is feasible; % infeasible of the instances not proved "
+             "infeasible; speed-up = exact time / method time)",
              _table(summary_header, summary)]
     if notes:
         parts += ["", "notes:", *notes]
