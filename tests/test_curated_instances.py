@@ -27,6 +27,14 @@ def test_manifest_lists_every_instance_file():
     assert listed == on_disk
 
 
+@pytest.mark.parametrize("entry", MANIFEST, ids=[e["file"] for e in MANIFEST])
+def test_instance_name_is_its_file_stem(entry):
+    """What verify and solve print (the instance's name) is the file name without .json."""
+    path = FOLDER / entry["file"]
+    assert entry["name"] == path.stem
+    assert json.loads(path.read_text())["name"] == path.stem
+
+
 @pytest.mark.parametrize(("method", "formulation"),
                          [("highs", "slots"), ("highs", "patterns"), ("cpsat", "slots"),
                           ("cpsat", "patterns"), ("brute", "auto")])
