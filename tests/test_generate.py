@@ -136,6 +136,43 @@ def test_large_arrays_go_to_an_npz_sidecar(main, tmp_path, capsys):
     assert load_instance(tmp_path / entry["file"]).num_tokens == 32
 
 
+def test_generating_into_a_folder_merges_its_manifest(main, tmp_path, capsys):
+    """A second run keeps the first run's instances listed; writing an instance again replaces
+    its entry; a manifest not written by the generator is refused before anything is
+    written."""
+    out = tmp_path / "gen"
+    base = ["generate", "--out", str(out), "--tokens", "1"]
+    assert main([*base, "--preset", "mixtral-8x7b", "--count", "2"]) == 0
+    assert main([*base, "--preset", "qwen3-30b-a3b"]) == 0
+    assert main([*base, "--preset", "mixtral-8x7b", "--seed", "1"]) == 0
+    assert "wrote 1 instance(s)" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    files = [e["file"] for e in manifest["instances"]]
+    on_disk = sorted(p.name for p in out.glob("*.json") if p.name != "manifest.json")
+    assert sorted(files) == on_disk and len(files) == 3  # every file listed, once
+    assert files[-1].startswith("mixtral-8x7b") and files[-1].endswith("-s1.json")
+    assert manifest["generator"]["config"]["preset"] == "mixtral-8x7b"
+    assert [r["config"]["preset"] for r in manifest["earlier_runs"]] == \
+        ["mixtral-8x7b", "qwen3-30b-a3b"]
+    foreign = tmp_path / "curated"
+    foreign.mkdir()
+    (foreign / "manifest.json").write_text('{"instances": []}', encoding="utf-8")
+    assert main(["generate", "--preset", "mixtral-8x7b", "--out", str(foreign)]) == 2
+    err = capsys.readouterr().err
+    assert "not written by `siftopt generate`" in err and err.count("\n") == 1
+    assert sorted(p.name for p in foreign.iterdir()) == ["manifest.json"]
+
+
+def test_an_instance_given_as_a_solution_is_named_as_such(main, tmp_path, capsys):
+    assert main(["generate", "--preset", "mixtral-8x7b", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    (entry,) = json.loads((tmp_path / "manifest.json").read_text())["instances"]
+    path = str(tmp_path / entry["file"])
+    assert main(["evaluate", path, path]) == 2
+    err = capsys.readouterr().err
+    assert "not a solution file: this is an instance" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize(("option", "value"), [
     ("--similarity", "1.5"), ("--router-entropy", "1"), ("--outage-max", "0"),
     ("--preset", "gpt-4"), ("--tokens", "0")])

@@ -57,11 +57,63 @@ def write_instance(item: Generated, out_dir: Path) -> dict[str, Any]:
     return entry
 
 
+MANIFEST_FILE = "manifest.json"
+
+
+def earlier_manifest(out: Path) -> dict[str, Any] | None:
+    """The manifest already in ``out`` (None when there is none), checked before anything is
+    written: a ``manifest.json`` that is unreadable or was not written by ``siftopt generate``
+    (no ``generator`` and ``instances``) is an :class:`InputError`, so that it is never
+    overwritten."""
+    path = out / MANIFEST_FILE
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the manifest already in the folder ({exc}); move it "
+                         "away or choose another folder", file=str(path)) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("generator"), dict) \
+            or not isinstance(doc.get("instances"), list):
+        raise InputError("the folder holds a manifest.json not written by `siftopt generate`; "
+                         "choose another folder (or move the file away)", file=str(path))
+    return doc
+
+
+def write_manifest(out: Path, description: str, generator: dict[str, Any],
+                   entries: list[dict[str, Any]], earlier: dict[str, Any] | None
+                   ) -> dict[str, Any]:
+    """Write ``out/manifest.json`` listing this run's ``entries`` and the entries of the
+    ``earlier`` manifest whose files are still in the folder and were not rewritten now (an
+    instance written again replaces its entry); earlier runs' ``generator`` blocks are kept in
+    ``earlier_runs``. Returns the manifest written."""
+    kept: list[dict[str, Any]] = []
+    runs: list[Any] = []
+    if earlier is not None:
+        written = {e["file"] for e in entries}
+        kept = [e for e in earlier["instances"] if isinstance(e, dict)
+                and isinstance(e.get("file"), str) and e["file"] not in written
+                and (out / e["file"]).is_file()]
+        runs = [*earlier.get("earlier_runs", []), earlier["generator"]]
+    manifest: dict[str, Any] = {"description": description, "generator": generator,
+                                "instances": kept + entries}
+    if runs:
+        manifest["earlier_runs"] = runs
+    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n",
+                                     encoding="utf-8")
+    return manifest
+
+
 def write_instances(config: GeneratorConfig, seeds: list[int], out_dir: str | Path
                     ) -> dict[str, Any]:
-    """Generate and write one instance per seed into ``out_dir`` with ``manifest.json``.
+    """Generate and write one instance per seed into ``out_dir`` and merge them into its
+    ``manifest.json`` (:func:`write_manifest`: entries of earlier runs whose files are still
+    there are kept).
 
-    Returns the manifest. An existing manifest in the folder is replaced.
+    Returns this run's manifest (its ``generator`` block and its ``instances``) with
+    ``listed``, the number of instances the merged file lists. A folder whose
+    ``manifest.json`` was not written by ``siftopt generate`` is refused before anything is
+    written (:func:`earlier_manifest`).
     """
     out = Path(out_dir)
     try:
@@ -69,17 +121,14 @@ def write_instances(config: GeneratorConfig, seeds: list[int], out_dir: str | Pa
     except OSError as exc:
         raise InputError(f"cannot create the folder: {exc.strerror or exc}",
                          file=str(out)) from None
+    earlier = earlier_manifest(out)
     started = time.perf_counter()
     entries = [write_instance(generate(config, seed), out) for seed in seeds]
-    manifest = {
-        "description": "Instances written by `siftopt generate`; every figure is in SI units "
-                       "(s, J, m, dB). Shared experts run at the source and are not in the "
-                       "problem.",
-        "generator": {"siftopt_version": __version__, "config": config.to_dict(),
-                      "seeds": list(seeds),
-                      "elapsed_s": round(time.perf_counter() - started, 3)},
-        "instances": entries,
-    }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n",
-                                       encoding="utf-8")
-    return manifest
+    description = ("Instances written by `siftopt generate`; every figure is in SI units "
+                   "(s, J, m, dB). Shared experts run at the source and are not in the "
+                   "problem.")
+    generator = {"siftopt_version": __version__, "config": config.to_dict(),
+                 "seeds": list(seeds), "elapsed_s": round(time.perf_counter() - started, 3)}
+    merged = write_manifest(out, description, generator, entries, earlier)
+    return {"description": description, "generator": generator, "instances": entries,
+            "listed": len(merged["instances"])}
