@@ -26,6 +26,18 @@ def count_assignments(data: ProblemData) -> int:
     return int(np.prod(sizes.astype(object))) if sizes.size else 1
 
 
+def _scientific(n: int) -> str:
+    """A count in scientific notation (``1.2e+600``): exact ints may exceed a float's range."""
+    digits = str(n)
+    if len(digits) <= 6:
+        return digits
+    mantissa = round(int(digits[:3]) / 100, 1)
+    exponent = len(digits) - 1
+    if mantissa >= 10:
+        mantissa, exponent = 1.0, exponent + 1
+    return f"{mantissa:.1f}e+{exponent:02d}"
+
+
 def solve_brute(data: ProblemData, profile: object = None, *, time_limit_s: float | None = None,
                 warm_start: np.ndarray | None = None, chunk: int = 65536) -> BackendOutcome:
     """The exact optimum by enumeration (ties: the first assignment in enumeration order).
@@ -36,8 +48,9 @@ def solve_brute(data: ProblemData, profile: object = None, *, time_limit_s: floa
     started = time.perf_counter()
     total = count_assignments(data)
     if total > MAX_ASSIGNMENTS:
-        raise InputError(f"brute force would enumerate {total} assignments (limit "
-                         f"{MAX_ASSIGNMENTS}); use --method highs or cpsat", path="--method")
+        raise InputError(f"brute force would enumerate {_scientific(total)} assignments "
+                         f"(limit {MAX_ASSIGNMENTS:.0e}); use --method highs or cpsat",
+                         path="--method")
     inst = data.inst
     n_slots, n_nodes = data.num_slots, inst.num_nodes
     sizes = [int(s) for s in np.diff(data.slot_start)]

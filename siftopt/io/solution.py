@@ -106,6 +106,10 @@ def read_solution(path: str | Path, inst: Instance) -> np.ndarray:
     """
     r = Reader(str(path))
     doc = r.load(path, "a solution .json file")
+    if isinstance(doc, dict) and "siftopt_version" in doc:
+        raise r.fail("", "not a solution file: this is an instance (it has siftopt_version); "
+                         "give a result of `siftopt solve FILE --out SOLUTION.json` or "
+                         "`--format json`")
     if not isinstance(doc, dict) or "tokens" not in doc:
         raise r.fail("tokens", "missing field 'tokens' (a solution object as printed by "
                                "`siftopt solve --format json`)")
