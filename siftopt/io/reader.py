@@ -208,6 +208,19 @@ def read_npz_headers(file: str | os.PathLike[str]) -> dict[str, NpyHeader | str]
     return out
 
 
+def check_npz_memory(file: str | os.PathLike[str], *, bytes_per_entry: int = 16) -> None:
+    """InputError when the shapes an ``.npz`` archive's headers declare would need more memory
+    than there is (``bytes_per_entry`` per entry: a double and a copy by default). Checked
+    before any array is read; an archive whose headers cannot be read is left to the loader."""
+    try:
+        headers = read_npz_headers(file)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError):
+        return
+    entries = sum(h.size for h in headers.values() if isinstance(h, NpyHeader))
+    check_memory(bytes_per_entry * entries, f"the arrays' declared shapes ({entries:,} entries "
+                                            f"of {bytes_per_entry} bytes)", file=str(file))
+
+
 class Sidecar:
     """An opened ``.npz`` sidecar: every member's header is known; arrays are read one at a
     time, when a field refers to them and after their header has been checked."""

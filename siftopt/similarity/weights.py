@@ -21,10 +21,13 @@ from typing import Any
 import numpy as np
 
 from siftopt.errors import InputError, UsageError
+from siftopt.io.reader import check_npz_memory
 
 KINDS: tuple[str, ...] = ("relu", "gelu", "silu", "swiglu")
 GATED_KINDS: frozenset[str] = frozenset({"swiglu"})
 WEIGHT_KEYS: tuple[str, ...] = ("w1", "w2", "w3", "b1", "b2")
+#: Largest magnitude of a weight or bias entry (norms and bounds then stay finite doubles).
+MAX_WEIGHT = 1e6
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,12 +97,13 @@ def load_expert_weights(path: str) -> ExpertWeights:
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise InputError("is a single .npy array, expected a .npz archive with arrays "
                          "w1, w2 (and optionally w3, b1, b2)", file=path)
+    check_npz_memory(path)  # the declared shapes, before any array is read
     arrays: dict[str, Any] = {}
     with archive:
         for key in archive.files:
             try:
                 arrays[key] = archive[key]
-            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
                 reason = "object arrays are not allowed" if "pickle" in str(exc) else str(exc)
                 raise InputError(f"cannot read array: {reason}", file=path, path=key) from None
     return _validate_arrays(arrays, path)
@@ -127,11 +131,11 @@ def _validate_arrays(arrays: Mapping[str, Any], source: str) -> ExpertWeights:
             raise InputError(f"must have shape {names[key]} = {shape} to match w1 {w1.shape}, "
                              f"got {checked[key].shape}", file=source, path=key)
     for key, arr in checked.items():
-        bad = ~np.isfinite(arr)
+        bad = ~np.isfinite(arr) | (arr > MAX_WEIGHT) | (arr < -MAX_WEIGHT)
         if bad.any():
             where = tuple(int(i) for i in np.argwhere(bad)[0])
             raise InputError(f"contains {arr[where]!r} at index {list(where)}; all entries "
-                             "must be finite", file=source, path=key)
+                             f"must be finite and within ±{MAX_WEIGHT:g}", file=source, path=key)
     return ExpertWeights(w1=w1, w2=checked["w2"], w3=checked.get("w3"), b1=checked.get("b1"),
                          b2=checked.get("b2"), source=source)
 
