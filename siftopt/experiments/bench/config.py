@@ -6,7 +6,7 @@ A configuration::
     seeds = 3                      # instances per grid point: seeds 0..2 (or a list)
     methods = ["highs", "topk", "sift-decode"]
     time_limit_s = 60              # per exact solve (s)
-    profile = "default"            # solver profile (siftopt/io/profiles.py)
+    profile = "default"            # solver profile (a name, or a .toml path in this folder)
     formulation = "auto"           # exact model: auto, slots or patterns (siftopt solve)
     baseline = "topk"              # "energy saved vs" this method
     reference = "highs"            # exact method whose optimum defines the gaps
@@ -55,6 +55,10 @@ TOP_KEYS = ("description", "seeds", "methods", "time_limit_s", "profile", "formu
             "baseline", "reference", "simulate_runs", "defaults", "sweep")
 SWEEP_KEYS = ("name", "x", "methods", "seeds", "description")
 DEFAULT_TIME_LIMIT_S = 60.0
+#: Accepted ranges: seeds (count, and each seed), the time limit (s), Monte Carlo runs.
+MAX_SEEDS, MAX_SEED = 100_000, 2**63 - 1
+MAX_TIME_LIMIT_S = 1e9
+MAX_SIMULATE_RUNS = 10**9
 
 
 @dataclass(frozen=True)
@@ -146,22 +150,23 @@ def _methods(r: Reader, value: Any, path: str) -> tuple[str, ...]:
 
 
 def _seeds(r: Reader, value: Any, path: str = "seeds") -> tuple[int, ...]:
-    if type(value) is int and value >= 1:
+    if type(value) is int and 1 <= value <= MAX_SEEDS:
         return tuple(range(value))
-    if isinstance(value, list) and value and all(type(s) is int and s >= 0 for s in value) \
+    if isinstance(value, list) and 0 < len(value) <= MAX_SEEDS \
+            and all(type(s) is int and 0 <= s <= MAX_SEED for s in value) \
             and len(set(value)) == len(value):
         return tuple(value)
-    raise r.fail(path, f"must be a count >= 1 or a list of distinct integers >= 0, "
-                       f"got {value!r}")
+    raise r.fail(path, f"must be a count in 1..{MAX_SEEDS} or a list of distinct integers in "
+                       f"0..{MAX_SEED}, got {r.describe(value)}")
 
 
 def _number(r: Reader, raw: dict[str, Any], key: str, default: float, *, integer: bool,
-            low: float) -> float:
+            low: float, high: float) -> float:
     value = raw.get(key, default)
     ok = type(value) is int or (not integer and type(value) is float)
-    if not ok or value < low or (not integer and value != value):
+    if not ok or not low <= value <= high:  # NaN fails both
         kind = "an integer" if integer else "a number"
-        raise r.fail(key, f"must be {kind} >= {low:g}, got {value!r}")
+        raise r.fail(key, f"must be {kind} in [{low:g}, {high:g}], got {r.describe(value)}")
     return value
 
 
@@ -220,7 +225,7 @@ def _sweep(r: Reader, raw: Any, index: int, defaults: dict[str, Any],
 
 def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
     """Validate a parsed TOML document (errors name ``file`` and the key)."""
-    r = Reader(file, syntax="TOML")
+    r = Reader(file, syntax="TOML", base_dir=Path(file).parent)
     r.obj(raw, "", (), TOP_KEYS)
     if "methods" not in raw:
         raise r.fail("methods", "missing required key (a list of methods)")
@@ -243,6 +248,8 @@ def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
     if profile is not None:
         if not isinstance(profile, str):
             raise r.fail("profile", f"must be a profile name or path, got {profile!r}")
+        if profile.endswith(".toml") or "/" in profile:  # a path: inside this file's folder
+            profile = str(r.confined(profile, "profile", what="profile").resolve())
         try:
             load_profile(profile)
         except InputError as exc:
@@ -256,13 +263,14 @@ def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
         file=file, description=str(raw.get("description", "")), seeds=seeds,
         methods=all_methods,
         time_limit_s=float(_number(r, raw, "time_limit_s", DEFAULT_TIME_LIMIT_S,
-                                   integer=False, low=1e-3)),
+                                   integer=False, low=1e-3, high=MAX_TIME_LIMIT_S)),
         profile=profile, formulation=formulation,
         baseline=_optional_method(r, raw, "baseline", "topk" if "topk" in all_methods
                                   else None, all_methods),
         reference=_optional_method(r, raw, "reference", exact[0] if exact else None,
                                    all_methods, exact=True),
-        simulate_runs=int(_number(r, raw, "simulate_runs", 0, integer=True, low=0)),
+        simulate_runs=int(_number(r, raw, "simulate_runs", 0, integer=True, low=0,
+                                  high=MAX_SIMULATE_RUNS)),
         sweeps=sweeps)
 
 
