@@ -34,7 +34,7 @@ class GeneratorConfig:
         fading: ``slow`` or ``rayleigh``; under Rayleigh fading the gains are mean gains.
         power_control: ``fixed`` or ``adaptive``.
         accuracy: accuracy budget as a fraction of the mean skip-everything degradation
-            ``mean_t Σ_k w[t,k]·β[k]`` (dimensionless, > 0).
+            ``mean_t Σ_k w[t,k]·β[k]`` (dimensionless, in [1e-9, 10)).
         raise_budgets: raise each budget, where needed, to the least degradation achievable on
             the nodes that can carry the whole batch, so that the instance is feasible
             (default). Off: the budgets are exactly ``accuracy`` and (P) may be infeasible.
@@ -42,8 +42,9 @@ class GeneratorConfig:
             (ε̄ at ``accuracy``, ε_t at twice that).
         latency_scale: per-layer latency budget T as a multiple of the time the median node
             needs to serve the whole batch at full power (within its outage cap under Rayleigh
-            fading). Dimensionless, > 0.
-        latency_s: an absolute per-layer budget T in s; overrides ``latency_scale``.
+            fading). Dimensionless, in [1e-9, 1000).
+        latency_s: an absolute per-layer budget T in s, in [1e-9, 10); overrides
+            ``latency_scale``.
         similarity: expert-similarity knob in [0, 1]: 0 = unrelated experts within a cluster
             (no useful replacement), 1 = identical experts within a cluster.
         placement: ``round-robin``, ``random``, ``cluster`` (each similarity cluster on one
@@ -52,8 +53,10 @@ class GeneratorConfig:
             softmax temperature is calibrated to it.
         token_correlation: AR(1) correlation of the router logits of neighbouring tokens, in
             [0, 1) (prefill only).
-        outage_max: chance-constraint level of Rayleigh instances, in (0, 1).
-        max_candidates: replacement candidates kept per expert (None = all useful ones).
+        outage_max: chance-constraint level of Rayleigh instances, in [1e-6, 1) (smaller
+            levels calibrate latency budgets beyond what an instance file accepts).
+        max_candidates: replacement candidates kept per expert, 1..65536 (None = all useful
+            ones).
         bits_per_element: bits b per element of the hidden state sent over the air.
     """
 
@@ -139,17 +142,17 @@ CHECKS: dict[str, Check] = {
     "nodes": _integer(1, 64),
     "fading": _choice(FADING_MODES),
     "power_control": _choice(POWER_MODES),
-    "accuracy": _real(0.0, 10.0),
+    "accuracy": _real(1e-9, 10.0, low_open=False),
     "raise_budgets": _boolean,
     "budget": _choice(BUDGETS),
-    "latency_scale": _real(0.0, 1e3),
-    "latency_s": _optional(_real(0.0, 10.0)),
+    "latency_scale": _real(1e-9, 1e3, low_open=False),
+    "latency_s": _optional(_real(1e-9, 10.0, low_open=False)),
     "similarity": _real(0.0, 1.0, low_open=False, high_open=False),
     "placement": _choice(PLACEMENTS),
     "router_entropy": _real(0.0, 1.0),
     "token_correlation": _real(0.0, 1.0, low_open=False),
-    "outage_max": _real(0.0, 1.0),
-    "max_candidates": _optional(_integer(1)),
+    "outage_max": _real(1e-6, 1.0, low_open=False),
+    "max_candidates": _optional(_integer(1, 65_536)),
     "bits_per_element": _integer(1, 64),
 }
 PARAMETERS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(GeneratorConfig))
