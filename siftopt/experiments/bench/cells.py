@@ -1,5 +1,8 @@
 """Running one benchmark cell on a worker: generate the instance, run every method on it.
 
+A cell whose configuration has a ``trace`` key is built from a real model's router trace
+(:func:`siftopt.experiments.generate.trace.generate_from_trace`), any other from the presets.
+
 :func:`run_cell` takes and returns plain data (dicts), so that it travels to any Dask worker
 that has siftopt installed. Every energy comes from the shared evaluator (through
 :func:`siftopt.solve.solve`). Units: J for energies, s for times.
@@ -16,6 +19,7 @@ import numpy as np
 from siftopt.errors import PolicyRefusal
 from siftopt.experiments.generate import GeneratorConfig, generate
 from siftopt.experiments.generate.output import quick_checks
+from siftopt.experiments.generate.trace import TraceConfig, generate_from_trace
 from siftopt.io.profiles import load_profile
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
@@ -105,11 +109,13 @@ def run_cell(spec: dict[str, Any]) -> list[dict[str, Any]]:
     ``simulate_runs``.
     A generation failure gives ``error`` rows for every method (with the message).
     """
-    config = GeneratorConfig(**spec["config"])
+    trace = "trace" in spec["config"]
+    config = TraceConfig(**spec["config"]) if trace else GeneratorConfig(**spec["config"])
     base = {**config.to_dict(), "seed": spec["seed"], "instance_key": spec["instance_key"]}
     started = time.perf_counter()
     try:
-        generated = generate(config, spec["seed"])
+        generated = (generate_from_trace(config, spec["seed"]) if trace  # type: ignore[arg-type]
+                     else generate(config, spec["seed"]))  # type: ignore[arg-type]
         inst = generated.instance
         base.update(cell_facts(inst, generated.facts))
     except Exception as exc:  # noqa: BLE001 - reported per row, the sweep goes on

@@ -22,9 +22,19 @@ A configuration::
     accuracy = [0.05, 0.1, 0.2]    # a list is a grid axis; a scalar a fixed value
     preset = ["mixtral-8x7b", "qwen3-30b-a3b"]
 
+A sweep (or ``[defaults]``) that sets ``trace = "TRACE.npz"`` and ``bounds = "BOUNDS.json"``
+builds its instances from a real model's router trace and bounds instead of a preset
+(:mod:`siftopt.experiments.generate.trace`; paths relative to the configuration file).
+``layer`` picks the model layer and ``start`` the first token; seed s takes the trace's s-th
+window of ``tokens`` tokens. ``trace``, ``bounds`` and ``layer`` may be lists (grid axes) like
+any parameter. Such a sweep takes the radio and budget parameters; the preset-only ones
+(``preset``, ``similarity``, ``router_entropy``, ``token_correlation``) are an error in the
+sweep and ignored from ``[defaults]``.
+
 A **cell** is one generated instance (parameters × seed); every method runs on it. Cells and
-results are keyed by hashes of their configuration, so that a sweep is resumable and a cell
-shared by two sweeps is computed once. Errors are one line naming the file and the key.
+results are keyed by hashes of their configuration (for traces: of the trace and bounds files'
+contents), so that a sweep is resumable and a cell shared by two sweeps is computed once.
+Errors are one line naming the file and the key.
 """
 
 from __future__ import annotations
@@ -43,12 +53,22 @@ from siftopt.experiments.generate.config import (
     check_parameter,
     config_from_mapping,
 )
+from siftopt.experiments.generate.trace import (
+    REPLACED_PARAMETERS,
+    TRACE_PARAMETERS,
+    TraceConfig,
+    trace_config_from_mapping,
+)
 from siftopt.io.profiles import load_profile
 from siftopt.io.reader import Reader
 from siftopt.solve import EXACT_METHODS, FORMULATIONS
 
 #: Bump when the generator's output for a given config and seed changes (invalidates cells).
 GENERATOR_VERSION = 1
+#: Bump when trace instances for a given config, seed and files change (invalidates cells).
+TRACE_VERSION = 1
+#: Every parameter a sweep or ``[defaults]`` may set: the generator's and the trace keys.
+ALL_PARAMETERS: tuple[str, ...] = PARAMETERS + TRACE_PARAMETERS
 #: Bump when the Monte Carlo of a cell changes (invalidates simulated results only).
 SIMULATION_VERSION = 2
 TOP_KEYS = ("description", "seeds", "methods", "time_limit_s", "profile", "formulation",
@@ -68,7 +88,7 @@ class Sweep:
     name: str
     x: str
     description: str
-    configs: tuple[GeneratorConfig, ...]
+    configs: tuple[GeneratorConfig | TraceConfig, ...]
     varying: tuple[str, ...]  # parameters with more than one value (x included)
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
@@ -95,7 +115,7 @@ class BenchConfig:
 class Cell:
     """One instance to generate (config and seed) and the methods to run on it."""
 
-    config: GeneratorConfig
+    config: GeneratorConfig | TraceConfig
     seed: int
     methods: tuple[str, ...]
 
@@ -109,8 +129,12 @@ def _digest(obj: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def instance_key(config: GeneratorConfig, seed: int) -> str:
-    """Hash of everything that determines a generated instance."""
+def instance_key(config: GeneratorConfig | TraceConfig, seed: int) -> str:
+    """Hash of everything that determines a generated instance (for a trace instance, the
+    contents of its trace and bounds files too)."""
+    if isinstance(config, TraceConfig):
+        return _digest({"trace": TRACE_VERSION, "config": config.to_dict(), "seed": seed,
+                        "files": config.fingerprint()})
     return _digest({"generator": GENERATOR_VERSION, "config": config.to_dict(), "seed": seed})
 
 
@@ -187,13 +211,13 @@ def _optional_method(r: Reader, raw: dict[str, Any], key: str, default: str | No
 def _sweep(r: Reader, raw: Any, index: int, defaults: dict[str, Any],
            methods: tuple[str, ...], seeds: tuple[int, ...]) -> Sweep:
     path = f"sweep[{index}]"
-    r.obj(raw, path, (), SWEEP_KEYS + PARAMETERS)
+    r.obj(raw, path, (), SWEEP_KEYS + ALL_PARAMETERS)
     name = raw.get("name", f"sweep{index}")
     if not isinstance(name, str) or not name.replace("-", "").replace("_", "").isalnum():
         raise r.fail(f"{path}.name", f"must be a name of letters, digits, - and _, "
                                      f"got {name!r}")
     axes: dict[str, list[Any]] = {}
-    for key in PARAMETERS:
+    for key in ALL_PARAMETERS:
         if key not in raw:
             continue
         values = raw[key] if isinstance(raw[key], list) else [raw[key]]
@@ -201,7 +225,8 @@ def _sweep(r: Reader, raw: Any, index: int, defaults: dict[str, Any],
             raise r.fail(f"{path}.{key}", "must not be an empty list")
         for k, v in enumerate(values):
             where = f"{path}.{key}[{k}]" if isinstance(raw[key], list) else f"{path}.{key}"
-            check_parameter(key, v, file=r.file, path=where)
+            if key not in TRACE_PARAMETERS:
+                check_parameter(key, v, file=r.file, path=where)
         axes[key] = values
     x = raw.get("x")
     if not isinstance(x, str) or x not in axes:
@@ -210,9 +235,17 @@ def _sweep(r: Reader, raw: Any, index: int, defaults: dict[str, Any],
     sweep_methods = _methods(r, raw["methods"], f"{path}.methods") if "methods" in raw \
         else methods
     grid = [dict(zip(axes, combo, strict=True)) for combo in itertools.product(*axes.values())]
-    configs = []
+    configs: list[GeneratorConfig | TraceConfig] = []
     for point in grid:
         values = {**defaults, **point}
+        if "trace" in values:
+            configs.append(_trace_config(r, raw, values, path))
+            continue
+        for key in TRACE_PARAMETERS:
+            if key in values:
+                where = f"{path}.{key}" if key in raw else f"defaults.{key}"
+                raise r.fail(where, "only with trace = \"TRACE.npz\" (a real model's router "
+                                    "trace)")
         if "preset" not in values:
             raise r.fail(f"{path}.preset", "missing: set preset in [defaults] or the sweep")
         configs.append(config_from_mapping(values, file=r.file, prefix=f"{path}."))
@@ -223,6 +256,19 @@ def _sweep(r: Reader, raw: Any, index: int, defaults: dict[str, Any],
                  seeds=sweep_seeds)
 
 
+def _trace_config(r: Reader, raw: dict[str, Any], values: dict[str, Any], path: str
+                  ) -> TraceConfig:
+    """A trace sweep's grid point: preset-only keys are an error in the sweep and dropped from
+    ``[defaults]``; file paths are relative to the configuration file."""
+    for key in REPLACED_PARAMETERS:
+        if key in raw:
+            raise r.fail(f"{path}.{key}", "not used with trace (the gates and the bounds come "
+                                          "from the real model)")
+    kept = {k: v for k, v in values.items() if k not in REPLACED_PARAMETERS}
+    return trace_config_from_mapping(kept, file=r.file, prefix=f"{path}.",
+                                     base_dir=Path(r.file).parent)
+
+
 def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
     """Validate a parsed TOML document (errors name ``file`` and the key)."""
     r = Reader(file, syntax="TOML", base_dir=Path(file).parent)
@@ -231,9 +277,10 @@ def parse_bench_config(raw: dict[str, Any], file: str) -> BenchConfig:
         raise r.fail("methods", "missing required key (a list of methods)")
     methods = _methods(r, raw["methods"], "methods")
     seeds = _seeds(r, raw.get("seeds", 1))
-    defaults = r.obj(raw.get("defaults", {}), "defaults", (), PARAMETERS)
+    defaults = r.obj(raw.get("defaults", {}), "defaults", (), ALL_PARAMETERS)
     for key, value in defaults.items():
-        check_parameter(key, value, file=file, path=f"defaults.{key}")
+        if key not in TRACE_PARAMETERS:
+            check_parameter(key, value, file=file, path=f"defaults.{key}")
     sweeps_raw = raw.get("sweep")
     if not isinstance(sweeps_raw, list) or not sweeps_raw:
         raise r.fail("sweep", "missing: give at least one [[sweep]] table")
@@ -284,7 +331,7 @@ def load_bench_config(path: str | Path) -> BenchConfig:
 def cells(bench: BenchConfig) -> list[Cell]:
     """The distinct cells of every sweep × seed, each with the union of its sweeps' methods
     (in configuration order)."""
-    found: dict[tuple[str, int], tuple[GeneratorConfig, list[str]]] = {}
+    found: dict[tuple[str, int], tuple[GeneratorConfig | TraceConfig, list[str]]] = {}
     for sweep in bench.sweeps:
         for config in sweep.configs:
             for seed in sweep.seeds:
