@@ -177,6 +177,9 @@ def test_bad_checkpoints_are_one_line_errors(tmp_path: Path,
     bad[0, 0] = np.nan
     save_file({**t, name: bad}, str(tmp_path / "nan.safetensors"))
     assert "nan" in _run(capsys, tmp_path / "nan.safetensors", "--layer", "0")
+    bad[0, 0] = 3e38  # finite in float32, but norms of such weights overflow
+    save_file({**t, name: bad}, str(tmp_path / "huge.safetensors"))
+    assert "within" in _run(capsys, tmp_path / "huge.safetensors", "--layer", "0")
     # an unsupported dtype
     save_file({**t, name: t[name].astype(np.float64)}, str(tmp_path / "f64.safetensors"))
     assert "F64" in _run(capsys, tmp_path / "f64.safetensors", "--layer", "0")

@@ -40,7 +40,8 @@ from typing import Any
 import numpy as np
 
 from siftopt.errors import InputError
-from siftopt.similarity.weights import ExpertWeights
+from siftopt.io.limits import check_memory
+from siftopt.similarity.weights import MAX_WEIGHT, ExpertWeights
 
 INDEX_FILE = "model.safetensors.index.json"
 SINGLE_FILE = "model.safetensors"
@@ -314,10 +315,11 @@ def _read_tensor(ckpt: Checkpoint, name: str, shape: tuple[int, ...] | None) -> 
         raise InputError(f"cannot read tensor: {_oneline(exc)}", file=file, path=name) \
             from None
     arr = np.asarray(raw).astype(np.float32, copy=False)
-    if not np.isfinite(arr).all():
-        where = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+    bad = ~np.isfinite(arr) | (np.abs(arr) > MAX_WEIGHT)
+    if bad.any():
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise InputError(f"contains {arr[where]!r} at index {list(where)}; all entries must "
-                         "be finite", file=file, path=name)
+                         f"be finite and within ±{MAX_WEIGHT:g}", file=file, path=name)
     return arr
 
 
@@ -341,6 +343,10 @@ def layer_weights(ckpt: Checkpoint, layer: int) -> ExpertWeights:
                          path=lay.tensor(layer, 0, lay.gate))
     h, d = first.shape
     _check_model_dim(ckpt, d, lay.tensor(layer, 0, lay.gate))
+    # float32 storage of the layer, plus float64 working copies of one expert's matrices
+    check_memory(4 * 3 * n * h * d + 8 * 3 * h * d * 4,
+                 f"layer {layer}'s {n} experts of {h}x{d} (float32, with float64 work copies)",
+                 file=ckpt.path, path=f"--layer {layer}")
     w1 = np.empty((n, h, d), dtype=np.float32)
     w3 = np.empty((n, h, d), dtype=np.float32)
     w2 = np.empty((n, d, h), dtype=np.float32)

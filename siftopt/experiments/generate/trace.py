@@ -197,10 +197,13 @@ def _load_trace_cached(file: str, _mtime: float, _size: int) -> Trace:
         raise InputError("not a NumPy .npz archive", file=file) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise InputError("is a single .npy array, expected a trace .npz archive", file=file)
+    from siftopt.io.reader import check_npz_memory
+
+    check_npz_memory(file)  # the declared shapes, before any array is read
     with archive:
         try:
             arrays = {k: archive[k] for k in archive.files}
-        except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        except (ValueError, OSError, zipfile.BadZipFile, MemoryError) as exc:
             raise InputError(f"cannot read an array: {exc}", file=file) from None
     unknown = sorted(set(arrays) - set(TRACE_KEYS))
     if unknown:
