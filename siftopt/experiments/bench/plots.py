@@ -87,6 +87,28 @@ def _plain_log_ticks(axis: Any, subs: tuple[float, ...] = (1.0, 2.0, 5.0)) -> No
     axis.set_minor_formatter(NullFormatter())
 
 
+#: Tick values of a log ratio axis, most important first (kept if not crowded).
+_RATIO_TICKS = (1, 10, 100, 1e3, 1e4, 1e5, 1e6, 2, 5, 20, 50, 200, 500, 2e3, 5e3, 3, 1.5,
+                1.2, 1.1, 30, 300)
+
+
+def _ratio_ticks(ax: Any) -> None:
+    """Plain-number ticks (1, 1.5, 2, 5, 10, ...) on a log ratio axis, each at least an
+    eighth of the axis (in log) away from the others."""
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator
+
+    lo, hi = ax.get_ylim()
+    span = math.log10(hi / lo)
+    ticks: list[float] = []
+    for t in _RATIO_TICKS:
+        if lo <= t <= hi and all(abs(math.log10(t / u)) >= span / 8 for u in ticks):
+            ticks.append(t)
+    ax.yaxis.set_major_locator(FixedLocator(sorted(ticks)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
 def _x_axis(ax: Any, values: list[float], label: str, *, show: bool) -> None:
     """The sweep's x values as ticks (log axis when they span a factor 8 or more)."""
     from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
@@ -98,6 +120,7 @@ def _x_axis(ax: Any, values: list[float], label: str, *, show: bool) -> None:
     ax.xaxis.set_minor_locator(NullLocator())
     ax.xaxis.set_minor_formatter(NullFormatter())
     if show:
+        ax.tick_params(labelbottom=True)
         ax.set_xticklabels([f"{v:g}" for v in numeric], fontsize=7)
         ax.set_xlabel(label, fontsize=7)
     else:
@@ -131,7 +154,7 @@ def energy_plot(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig, folder: P
     fig, axes = plt.subplots(3 * nrows, cols, figsize=(3.5 * cols + 2.6, 4.6 * nrows),
                              squeeze=False, sharex="col", layout="constrained",
                              gridspec_kw={"height_ratios": [1.0, 1.5, 0.9] * nrows})
-    style = _style(list(sweep.methods))
+    style = _style(list(bench.methods))
     x_values = sorted(stats[sweep.x].dropna().unique().tolist())
     flags = {"partial": False, "none": False, "inf": False, "ref_partial": False}
     ratios = stats.loc[(stats["method"] != ref) & np.isfinite(stats["ratio"]), "ratio"]
@@ -161,7 +184,11 @@ def energy_plot(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig, folder: P
             flags["none"] |= not none.empty
             positive = shown["energy_mj"][shown["energy_mj"] > 0]
             if len(positive) and positive.max() / positive.min() > 30:
-                top.set_yscale("symlog", linthresh=float(positive.min()))
+                if len(positive) == len(shown):
+                    top.set_yscale("log")
+                else:  # 0 mJ points stay visible on the linear part of a symlog axis
+                    top.set_yscale("symlog", linthresh=float(positive.min()))
+                _plain_log_ticks(top.yaxis)
             mid.axhline(1.0, color=colour, linewidth=2.5, alpha=0.5, zorder=1)
         top.set_ylabel("optimum\n(mJ)", fontsize=7)
         for method in methods:
@@ -191,9 +218,10 @@ def energy_plot(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig, folder: P
             flags["none"] |= bool(never.any())
         if log_ratio:
             mid.set_yscale("log")
-            _plain_log_ticks(mid.yaxis, (1.0, 2.0, 3.0, 5.0))
         lo, hi = mid.get_ylim()
         mid.set_ylim(min(lo, 0.98) if not log_ratio else 0.9, max(hi, 1.05))
+        if log_ratio:
+            _ratio_ticks(mid)
         mid.set_ylabel("energy / optimum\n(same cells)", fontsize=7)
         first = part.drop_duplicates(sweep.x).sort_values(sweep.x)
         infeasible = 100 * first["proved_infeasible"] / first["cells"]
@@ -203,7 +231,7 @@ def energy_plot(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig, folder: P
                    linewidth=7, alpha=0.8)
         low.set_ylim(-5, 108)
         low.set_yticks([0, 50, 100])
-        low.set_ylabel("feasible\n(%)", fontsize=7)
+        low.set_ylabel("feasible %\n(of the rest)", fontsize=7)
         for ax in (top, mid, low):
             ax.grid(alpha=0.3)
             ax.tick_params(labelsize=7)
@@ -228,8 +256,8 @@ def energy_plot(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig, folder: P
     if flags["inf"]:
         handles.append(Line2D([], [], linestyle="none", marker="^", color="0.3",
                               label="^ at top: optimum 0 J, method > 0 (ratio infinite)"))
-    handles += [Patch(color="0.55", alpha=0.6, label="cells proved infeasible (%)"),
-                Patch(color="0.8", alpha=0.8, label="cells unproved (%)")]
+    handles += [Patch(color="0.55", alpha=0.6, label="cells proved infeasible (% of all)"),
+                Patch(color="0.8", alpha=0.8, label="cells unproved (% of all)")]
     fig.legend(handles=handles, loc="outside lower center", ncols=min(4, len(handles)),
                fontsize=7, frameon=False)
     fig.suptitle(f"{sweep.name}: energy vs {sweep.x} — each method over the cells where "
