@@ -205,6 +205,8 @@ def test_bench_sweeps_over_trace_instances(files, tmp_path) -> None:
     assert [c.layer for c in real.configs] == [3, 5]
     assert all(isinstance(c, TraceConfig) and Path(c.trace).is_absolute() for c in real.configs)
     assert len(cells(bench)) == 6
+    from siftopt.experiments.bench.tables import run_summary
+    assert "trace:trace/layer 3" in "\n".join(run_summary(bench))
     key = instance_key(real.configs[0], 0)
     cell = next(c for c in cells(bench) if c.key == key)
     spec = {"config": cell.config.to_dict(), "seed": 1, "instance_key": key,

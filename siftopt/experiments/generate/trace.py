@@ -102,6 +102,12 @@ class TraceConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @property
+    def preset(self) -> str:
+        """A label in place of a preset name (for summaries): ``trace:<file stem>[/layer L]``."""
+        layer = "" if self.layer is None else f"/layer {self.layer}"
+        return f"trace:{Path(self.trace).stem}{layer}"
+
     def fingerprint(self) -> str:
         """SHA-256 of the trace and bounds files' contents (so results follow the data)."""
         return _digest(self.trace) + _digest(self.bounds)
