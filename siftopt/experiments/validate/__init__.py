@@ -30,6 +30,20 @@ Modules, from the bottom up (each imports only those above it):
   check, the certified accuracy);
 * :mod:`.run` — the whole run and the summary rows;
 * :mod:`.output` — results.csv, results.md, summary.json and the plot.
+
+``siftopt validate-accuracy --model lm`` runs the same check on a byte-level MoE language
+model trained on real text (:func:`.lm_run.run_lm_validation`, docs/accuracy.md), in modules
+that the digits run does not import:
+
+* :mod:`.lm` — the model (attention, two MoE layers of SwiGLU experts), manual gradients,
+  AdamW, training with upcycling;
+* :mod:`.lm_data` — the text (Python's help topics), the held-out split, the weight cache as a
+  ``.safetensors`` checkpoint;
+* :mod:`.lm_serve` — float64 inference with every MoE layer served through a hook, in prefill
+  (a sequence per batch) and decode (a token per batch, key/value cache);
+* :mod:`.lm_run` — the run: bounds read back from the checkpoint, budgets, the sweep over modes,
+  budgets and methods, the bound check on every token of every layer, summary rows;
+* :mod:`.lm_output` — results, plot, and the router trace with its bounds.
 """
 
 from siftopt.experiments.validate.config import (
