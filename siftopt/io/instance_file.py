@@ -61,10 +61,14 @@ MAX_COMPUTE_S_PER_TOKEN = 1e6
 MAX_COMPUTE_J_PER_TOKEN = 1e6
 MAX_LATENCY_S = 1e6
 MAX_ENERGY_WEIGHT = 1e6
-#: β, δ, gate values and top-K weights (dimensionless).
-MAX_CONSTANT = 1e15
+#: β and δ (dimensionless; analytic bounds of real experts are O(1)..O(100)).
+MAX_CONSTANT = 1e6
+#: Gate values and top-K weights (dimensionless; softmax or scaled sigmoid scores are O(1)).
+#: With MAX_CONSTANT, a slot's degradation w·c stays below 1e9, well inside what the exact
+#: backends accept as a coefficient (HiGHS refuses matrix values above 1e15).
+MAX_GATE = 1e3
 #: Accuracy budgets ε_t, ε̄ (dimensionless). Far above any reachable degradation (at most
-#: K·MAX_CONSTANT²); the generator writes 1e300 as "no budget" into its draft instances.
+#: K·MAX_GATE·MAX_CONSTANT); the generator writes 1e300 as "no budget" into its drafts.
 MAX_BUDGET = 1e300
 
 
@@ -359,7 +363,7 @@ def _read_tokens(r: Reader, value: Any, n: int, k: int, renormalize: bool
         gates = r.array(obj["gates"], "tokens.gates", (None, n))
         if gates.shape[0] == 0:
             raise r.fail("tokens.gates", "must hold at least one token")
-        r.within(gates, "tokens.gates", ge=0, le=MAX_CONSTANT)
+        r.within(gates, "tokens.gates", ge=0, le=MAX_GATE)
         experts, weights = topk_from_gates(gates, k, renormalize)
         if renormalize and not np.isfinite(weights).all():
             t = int(np.flatnonzero(~np.isfinite(weights).all(axis=1))[0])
@@ -385,7 +389,7 @@ def _read_tokens(r: Reader, value: Any, n: int, k: int, renormalize: bool
         raise r.fail(f"tokens.topk_experts[{t}]", f"duplicate expert indices in "
                                                   f"{experts[t].tolist()}")
     weights = r.array(obj["topk_weights"], "tokens.topk_weights", (experts.shape[0], k))
-    r.within(weights, "tokens.topk_weights", ge=0, le=MAX_CONSTANT)
+    r.within(weights, "tokens.topk_weights", ge=0, le=MAX_GATE)
     return experts, weights, None
 
 
