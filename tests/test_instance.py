@@ -131,6 +131,31 @@ BAD_CASES = [
     (_both(_topk_form, _set("tokens.gates", [[0.1] * 6])), "tokens.topk_experts"),
     (_set("bounds.delta", {"npz": "delta"}), "bounds.delta"),
     (_set("arrays", "missing.npz"), "arrays"),
+    # hostile values (issue 17): each once ended in an internal error or was accepted
+    (_set("nodes.2.gain_down_db", 1e30), "nodes[2].gain_down_db"),
+    (_set("channel.noise_psd_dbm_per_hz", 1e308), "channel.noise_psd_dbm_per_hz"),
+    (_set("latency_s", 1e308), "latency_s"),
+    (_set("placement.1", 10**30), "placement[1]"),
+    (_set("placement.1", -(2**63) - 1), "placement[1]"),
+    (_set("bounds.beta.1", 10**400), "bounds.beta[1]"),
+    (_set("bounds.delta", [[]]), "bounds.delta"),
+    (_set("bounds.delta", []), "bounds.delta"),
+    (_both(_topk_form, _set("tokens.topk_weights", [[]])), "tokens.topk_weights[0]"),
+    (_both(_topk_form, _set("tokens.topk_experts", [[]])), "tokens.topk_experts[0]"),
+    (_set("model.hidden_dim", 10**30), "model.hidden_dim"),
+    (_set("model.num_experts", 2**40), "model.num_experts"),
+    (_set("nodes.0.bandwidth_hz", 1e-3), "nodes[0].bandwidth_hz"),
+    (_set("nodes.0.power_up_w", 1e308), "nodes[0].power_up_w"),
+    (_set("nodes.1.power_down_w", 5e-324), "nodes[1].power_down_w"),
+    (_set("nodes.1.compute_s_per_token", 1e300), "nodes[1].compute_s_per_token"),
+    (_set("bounds.beta.0", 1e7), "bounds.beta[0]"),
+    (_set("bounds.delta.1.2", 1e300), "bounds.delta[1][2]"),
+    (_set("tokens.gates.0.1", 1e4), "tokens.gates[0][1]"),
+    (_set("energy_weights", {"up": 1e300, "down": 1.0}), "energy_weights.up"),
+    (_set("bounds.max_candidates", 10**30), "bounds.max_candidates"),
+    (_set("accuracy.eps_token", 10**400), "accuracy.eps_token"),
+    (_set("arrays", "/etc/hostname"), "arrays"),
+    (_set("arrays", "../x.npz"), "arrays"),
 ]
 
 
@@ -156,7 +181,10 @@ def test_invalid_instance_names_file_and_field(tmp_path, capsys, mutate, field):
 
 
 @pytest.mark.parametrize("text", ['{"siftopt_version": NaN}', '{"latency_s": Infinity}',
-                                  '{"a": 1, "a": 2}', '{"siftopt_version": 1,', "[1, 2"])
+                                  '{"a": 1, "a": 2}', '{"siftopt_version": 1,', "[1, 2",
+                                  '{"latency_s": 1e400}', '{"latency_s": -1E+400}',
+                                  "[" * 100_000 + "]" * 100_000,
+                                  '{"latency_s": 1' + "0" * 5000 + "}", "\ufeff{}"])
 def test_non_json_constructs_are_rejected(tmp_path, capsys, text):
     path = tmp_path / "bad.json"
     path.write_text(text)
