@@ -145,7 +145,9 @@ def test_generating_into_a_folder_merges_its_manifest(main, tmp_path, capsys):
     assert main([*base, "--preset", "mixtral-8x7b", "--count", "2"]) == 0
     assert main([*base, "--preset", "qwen3-30b-a3b"]) == 0
     assert main([*base, "--preset", "mixtral-8x7b", "--seed", "1"]) == 0
-    assert "wrote 1 instance(s)" in capsys.readouterr().out
+    assert "wrote 1 instance(s) and manifest.json to" in capsys.readouterr().out
+    assert main([*base, "--preset", "mixtral-8x7b", "--seed", "1"]) == 0  # again: no duplicate
+    assert "(it lists 3, earlier runs' included)" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())
     files = [e["file"] for e in manifest["instances"]]
     on_disk = sorted(p.name for p in out.glob("*.json") if p.name != "manifest.json")
@@ -153,7 +155,7 @@ def test_generating_into_a_folder_merges_its_manifest(main, tmp_path, capsys):
     assert files[-1].startswith("mixtral-8x7b") and files[-1].endswith("-s1.json")
     assert manifest["generator"]["config"]["preset"] == "mixtral-8x7b"
     assert [r["config"]["preset"] for r in manifest["earlier_runs"]] == \
-        ["mixtral-8x7b", "qwen3-30b-a3b"]
+        ["mixtral-8x7b", "qwen3-30b-a3b", "mixtral-8x7b"]
     foreign = tmp_path / "curated"
     foreign.mkdir()
     (foreign / "manifest.json").write_text('{"instances": []}', encoding="utf-8")

@@ -143,5 +143,7 @@ def run(args: argparse.Namespace) -> int:
              e["trivial"], e["budgets_raised"]] for e in manifest["instances"]]
     emit(format_table(rows, ["file", "latency_s", "reachable", "topk_energy_j", "trivial",
                              "budgets_raised"]))
-    emit(f"wrote {len(rows)} instance(s) and manifest.json to {args.out}")
+    listed = manifest.get("listed", len(rows))  # earlier runs' instances are kept listed
+    merged = f" (it lists {listed}, earlier runs' included)" if listed != len(rows) else ""
+    emit(f"wrote {len(rows)} instance(s) and manifest.json to {args.out}{merged}")
     return 0
