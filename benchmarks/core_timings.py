@@ -22,10 +22,10 @@ import time
 
 import numpy as np
 
+from siftopt.facade import EXACT_METHODS, solve
 from siftopt.io.instance_file import instance_from_document
 from siftopt.model.physics import energy_tables
 from siftopt.model.problem import problem_data
-from siftopt.solve import EXACT_METHODS, solve
 
 SIZES = {
     "decode": dict(num_tokens=1, num_experts=64, top_k=8, num_nodes=8),

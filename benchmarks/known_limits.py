@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve_exact
 from siftopt.formulations import patterns as P
 from siftopt.model.problem import problem_data
-from siftopt.solve import solve_exact
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scale import make  # noqa: E402  (the scale benchmark's instances)

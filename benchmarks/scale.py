@@ -38,11 +38,11 @@ import numpy as np
 
 from siftopt.errors import InputError
 from siftopt.experiments.synthetic import random_document
+from siftopt.facade import solve, solve_policy
 from siftopt.io.instance_file import instance_from_document
 from siftopt.model.instance import Instance
 from siftopt.model.physics import energy_tables
 from siftopt.model.problem import problem_data
-from siftopt.solve import solve, solve_policy
 
 #: Policies whose best feasible answer starts a ``+warm`` method (its time counts as build).
 WARM_POLICIES = ("sift-decode", "sift-ratio", "sift-price")

@@ -34,10 +34,10 @@ import time
 import numpy as np
 
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve_exact
 from siftopt.model.evaluate import energies_equal
 from siftopt.model.instance import Instance
 from siftopt.result import SolveResult
-from siftopt.solve import solve_exact
 
 PRESETS = ("mixtral-8x7b", "deepseek-moe-16b", "qwen1.5-moe-a2.7b", "qwen3-30b-a3b",
            "olmoe-1b-7b", "deepseek-v3")

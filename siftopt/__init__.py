@@ -27,8 +27,8 @@ _EXPORTS: dict[str, str] = {
     "methods": "siftopt.api",
     "verify": "siftopt.api",
     "generate": "siftopt.api",
-    "build_model": "siftopt.formulations.declarative",
-    "solve_model": "siftopt.formulations.declarative",
+    "build_model": "siftopt.modeling",
+    "solve_model": "siftopt.modeling",
     "Status": "siftopt.result",
     "SolveResult": "siftopt.result",
     "InputError": "siftopt.errors",
@@ -61,9 +61,9 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:
     from siftopt.api import evaluate, generate, load, methods, save, solve, verify
     from siftopt.errors import InputError
-    from siftopt.formulations.declarative import build_model, solve_model
     from siftopt.model.decision import Action, Decision
     from siftopt.model.evaluate import Evaluation
     from siftopt.model.instance import Instance
+    from siftopt.modeling import build_model, solve_model
     from siftopt.policies.interface import PolicyInput, policy
     from siftopt.result import SolveResult, Status

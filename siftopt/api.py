@@ -70,7 +70,7 @@ def solve(instance: InstanceLike, method: str = "highs", *, time_limit: float | 
     best feasible answer starts the exact search. The result's energy was computed by the
     evaluator; ``res.status`` is a :class:`siftopt.Status`.
     """
-    from siftopt.solve import solve as run
+    from siftopt.facade import solve as run
 
     inst = load(instance)
     if time_limit is not None and not (float(time_limit) > 0 and np.isfinite(time_limit)):

@@ -4,7 +4,7 @@ An **exact backend** is one (method, formulation, interface) triple — e.g. ``h
 the ``patterns`` formulation assembled ``direct``\\ ly with highspy — with the function that
 solves a :class:`~siftopt.model.problem.ProblemData` (imported only when it runs, so listing
 methods stays cheap). A **policy** is a function from an instance to actions. Both carry
-:class:`Capabilities`; :func:`siftopt.solve.solve` picks the entry through :func:`exact_backend`
+:class:`Capabilities`; :func:`siftopt.facade.solve` picks the entry through :func:`exact_backend`
 and :func:`policy`, ``siftopt methods`` lists :func:`methods`, and the tests are parametrised
 from :func:`exact_backends` (one list, with a test that it covers the registry).
 

@@ -296,7 +296,7 @@ def test_tiny_sweep_end_to_end_on_a_local_cluster(main, tmp_path, capsys):
     assert (frame.loc[frame["method"] == "highs", "status"] == "optimal").all()
     rayleigh = frame[(frame["fading"] == "rayleigh") & frame["feasible"].astype(bool)]
     assert rayleigh["sim_energy_j"].notna().any()
-    for name in ("headline", "sweep-acc", "gaps", "times", "simulation"):
+    for name in ("headline", "modes", "sweep-acc", "gaps", "times", "simulation"):
         for suffix in (".md", ".tex", ".csv"):
             assert (out / "tables" / f"{name}{suffix}").stat().st_size > 0
     for name in ("energy-vs-accuracy-acc", "saved-vs-topk", "gap-distribution",

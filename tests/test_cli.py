@@ -142,9 +142,9 @@ def test_shipped_profiles_load_and_solve(capsys, name):
 def test_internal_error_exits_1(capsys, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("kaput")
-    import siftopt.solve
+    import siftopt.facade
 
-    monkeypatch.setattr(siftopt.solve, "solve", boom)  # solve_cmd imports it when it runs
+    monkeypatch.setattr(siftopt.facade, "solve", boom)  # solve_cmd imports it when it runs
     assert main(["solve", str(DECODE)]) == 1
     err = capsys.readouterr().err
     assert "internal error" in err and "kaput" in err and err.count("\n") == 1

@@ -21,12 +21,12 @@ from siftopt.backends.cpsat.common import INT32_MAX
 from siftopt.backends.cpsat.slots import solve_cpsat
 from siftopt.errors import InputError
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve_exact
 from siftopt.io.instance_file import instance_from_document
 from siftopt.io.profiles import Profile, load_profile
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import SKIP, problem_data
-from siftopt.solve import solve_exact
 
 BRUTE_LIMIT = 200_000
 NODE = {"bandwidth_hz": 5e6, "gain_up_db": -100.0, "gain_down_db": -100.0, "power_up_w": 0.2,

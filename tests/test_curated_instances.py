@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from siftopt.backends.brute import count_assignments
+from siftopt.facade import solve_exact
 from siftopt.io.instance_file import load_instance
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.problem import problem_data
-from siftopt.solve import solve_exact
 
 FOLDER = Path(__file__).resolve().parent.parent / "instances"
 MANIFEST = json.loads((FOLDER / "manifest.json").read_text())["instances"]

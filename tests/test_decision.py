@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from siftopt import registry
 from siftopt.errors import InputError
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve
 from siftopt.model.decision import SKIP, Decision
 from siftopt.model.problem import problem_data
 from siftopt.policies.interface import PolicyInput, policy
-from siftopt.solve import solve
 
 
 def _inst(seed: int = 3):

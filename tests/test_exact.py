@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from siftopt.backends.brute import count_assignments
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve_exact
 from siftopt.io.profiles import load_profile
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.problem import problem_data
-from siftopt.solve import solve_exact
 
 BRUTE_LIMIT = 60_000
 

@@ -25,6 +25,7 @@ from siftopt.analysis.simulate import (
     sample_link_success,
 )
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve
 from siftopt.model.evaluate import energies_equal
 from siftopt.model.fading import (
     FIXED_INTEGRAL_RTOL,
@@ -38,7 +39,6 @@ from siftopt.model.fading import (
 )
 from siftopt.model.physics import energy_tables, shannon_rate_bps
 from siftopt.model.physics import is_convex as is_convex_array
-from siftopt.solve import solve
 
 LN2 = math.log(2.0)
 N0 = 10 ** (-17.4) * 1e-3  # -174 dBm/Hz in W/Hz

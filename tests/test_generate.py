@@ -20,11 +20,11 @@ from siftopt.experiments.generate import (
     wireless,
 )
 from siftopt.experiments.generate.build import instance_name
+from siftopt.facade import solve
 from siftopt.io.instance_file import instance_to_document, load_instance
 from siftopt.io.solution import read_solution
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.problem import problem_data
-from siftopt.solve import solve
 
 OUR_COMMANDS = ("siftopt.cli.generate_cmd", "siftopt.cli.bench_cmd")
 

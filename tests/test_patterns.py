@@ -29,6 +29,7 @@ from siftopt.backends.highs.pyomo_patterns import solve_highs_pyomo_patterns
 from siftopt.backends.options import ColumnGenerationOptions, ExactOptions
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import infeasibility_reason, solve_exact
 from siftopt.formulations import patterns as P
 from siftopt.io.instance_file import save_instance
 from siftopt.io.profiles import Profile, load_profile
@@ -36,7 +37,6 @@ from siftopt.model.budgets import token_degradation
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import ProblemData, problem_data
-from siftopt.solve import infeasibility_reason, solve_exact
 
 BRUTE_LIMIT = 40_000
 PROFILE = load_profile(None)

@@ -19,6 +19,7 @@ from scipy.optimize import linprog
 
 from siftopt.errors import PolicyRefusal
 from siftopt.experiments.synthetic import random_document
+from siftopt.facade import solve_exact, solve_policy
 from siftopt.io.instance_file import instance_from_document
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
@@ -27,7 +28,6 @@ from siftopt.policies import MAX_DECODE_NODES, POLICIES, sift_price_run
 from siftopt.policies.common import policy_data, token_budgets
 from siftopt.policies.decode import decode_all, decode_with_mean, unit_prices
 from siftopt.result import SolveResult
-from siftopt.solve import solve_exact, solve_policy
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])

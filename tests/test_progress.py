@@ -10,9 +10,9 @@ import pytest
 from siftopt.backends.progress import gap, progress_lines
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import best_policy_start, solve, solve_exact, solve_policy
 from siftopt.io.instance_file import save_instance
 from siftopt.model.evaluate import energies_equal
-from siftopt.solve import best_policy_start, solve, solve_exact, solve_policy
 
 PREFILL = dict(num_tokens=40, num_experts=16, top_k=4, num_nodes=6, budgets="both",
                power_control="adaptive", max_candidates=3)

@@ -11,8 +11,8 @@ from siftopt import registry
 from siftopt.cli import main
 from siftopt.errors import InputError
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve
 from siftopt.model.evaluate import energies_equal
-from siftopt.solve import solve
 
 
 def test_the_test_list_covers_the_registry_exactly() -> None:

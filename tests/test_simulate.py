@@ -36,11 +36,11 @@ from siftopt.analysis.simulate import (
 )
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve
 from siftopt.io.instance_file import load_instance
 from siftopt.model.decision import SKIP
 from siftopt.model.evaluate import evaluate
 from siftopt.model.physics import energy_tables
-from siftopt.solve import solve
 
 ROOT = Path(__file__).resolve().parent.parent
 RAYLEIGH = ROOT / "instances" / "example-decode-rayleigh.json"

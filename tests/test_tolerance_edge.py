@@ -21,12 +21,12 @@ from methods_under_test import SEARCH_BACKENDS, backend_id
 from siftopt.backends.highs.direct_slots import solve_highs_slots
 from siftopt.backends.options import ExactOptions
 from siftopt.experiments.synthetic import random_document
+from siftopt.facade import solve
 from siftopt.io.instance_file import instance_from_document
 from siftopt.io.profiles import load_profile
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
-from siftopt.solve import solve
 
 #: Every exact backend but brute force: (method, formulation, interface).
 BACKENDS = SEARCH_BACKENDS

@@ -21,9 +21,9 @@ from siftopt.experiments.generate.trace import (
     load_trace,
     write_trace,
 )
+from siftopt.facade import solve
 from siftopt.io.instance_file import load_instance
 from siftopt.model.instance import topk_from_gates
-from siftopt.solve import solve
 
 N, K, T, D, H = 6, 2, 40, 32, 48
 OUR_COMMANDS = ("siftopt.cli.generate_cmd", "siftopt.cli.bench_cmd")

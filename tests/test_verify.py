@@ -14,10 +14,10 @@ import pytest
 
 from siftopt.cli import main
 from siftopt.experiments.synthetic import random_instance
+from siftopt.facade import solve_exact, solve_policy
 from siftopt.io.instance_file import load_instance, save_instance
 from siftopt.model.evaluate import energies_equal
 from siftopt.model.instance import Instance
-from siftopt.solve import solve_exact, solve_policy
 
 ROW_KEYS = {"instance", "method", "energy_j", "optimum_j", "gap", "optimal", "feasible",
             "time_s", "exact_status", "verdict", "note"}

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from siftopt.facade import infeasibility_reason
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
-from siftopt.solve import infeasibility_reason
 
 
 def _db(x: float) -> float:

@@ -2,7 +2,7 @@
 
 For every instance, solve it exactly once, run each method, and compare: one :class:`Row` per
 instance × method, then a summary per method. Every energy comes from the shared evaluator
-(through :func:`siftopt.solve.solve_exact` and :func:`siftopt.solve.solve_policy`).
+(through :func:`siftopt.facade.solve_exact` and :func:`siftopt.facade.solve_policy`).
 
 Verdicts of a row (``verdict``):
 
@@ -30,13 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from siftopt.errors import InputError, PolicyRefusal
+from siftopt.facade import EXACT_METHODS, resolve_policy, solve_exact, solve_policy
 from siftopt.io.instance_file import load_instance, save_instance
 from siftopt.io.profiles import Profile
 from siftopt.io.reader import parse_json_text
 from siftopt.model.evaluate import energies_equal
 from siftopt.model.instance import Instance
 from siftopt.result import INFEASIBLE, OPTIMAL, SolveResult
-from siftopt.solve import EXACT_METHODS, resolve_policy, solve_exact, solve_policy
 
 #: Files skipped when a folder is searched (they describe instances, they are not instances).
 SKIPPED_NAMES = ("manifest.json",)

@@ -24,10 +24,10 @@ from siftopt.cli.common import (
     positive_int,
 )
 from siftopt.cli.render import format_table
+from siftopt.facade import EXACT_METHODS
 from siftopt.io.instance_file import load_instance
 from siftopt.io.solution import dumps
 from siftopt.model.instance import CSI_MODES, Instance
-from siftopt.solve import EXACT_METHODS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -48,10 +48,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from siftopt.cli.render import result_table
+    from siftopt.facade import solve
     from siftopt.io.instance_file import load_instance
     from siftopt.io.profiles import load_profile
     from siftopt.io.solution import dumps, result_json
-    from siftopt.solve import solve
 
     inst = load_instance(args.file)
     profile = load_profile(args.profile)
@@ -73,8 +73,8 @@ def warm_start_policies(text: str | None) -> list[str] | None:
     (checked: unknown names are an InputError naming ``--warm-start``)."""
     if text is None:
         return None
+    from siftopt.facade import resolve_policy
     from siftopt.policies import POLICIES
-    from siftopt.solve import resolve_policy
 
     names = list(POLICIES) if text == "all" else [n.strip() for n in text.split(",") if n.strip()]
     for name in names:

@@ -16,7 +16,8 @@ pattern formulation is in :mod:`siftopt.formulations.patterns`):
   (:func:`~siftopt.model.budgets.token_degradation`), the same float the evaluator computes
   for the actions a pattern is recovered to;
 * **the mean row** (:attr:`PatternSpace.mean_row`): the mean budget binds
-  (:attr:`~siftopt.model.budgets.Budgets.mean_binds`) and L > 1;
+  (:attr:`~siftopt.model.budgets.Budgets.mean_binds`); then dominance compares degradations
+  (for L = 1 the decode rule needs no row, but the enumeration mode is the same);
 * per class and slot the best local action and the best action on each remote node
   (:class:`SlotTable`), the nodes relevant to the class, and for classes that can reach a
   node with a non-monotone energy table every non-dominated pattern at once (the exact-use
@@ -122,7 +123,7 @@ class PatternSpace:
     token_class: np.ndarray  # (L,)
     class_rep: np.ndarray  # (G,) a representative token per class
     class_count: np.ndarray  # (G,)
-    eps: np.ndarray  # (G,) per-token budget the rule checks exactly (inf: none)
+    eps: np.ndarray  # (G,) per-token budget the rule checks exactly (largest float: none)
     room: np.ndarray  # (G,) largest D any accepted decision leaves the class (relaxation)
     mean_row: bool  # the mean budget needs a row of its own
     monotone_nodes: np.ndarray  # (M + 1,) bool
@@ -149,12 +150,13 @@ class PatternSpace:
 
 def fits(degradation: np.ndarray, eps: np.ndarray | float, room: np.ndarray | float
          ) -> np.ndarray:
-    """``Budgets.token_ok(D)`` against ``eps`` and ``D ≤ room``, elementwise (False for
-    ``D = inf``)."""
+    """``Budgets.token_ok(D)`` against ``eps`` and ``D ≤ room``, elementwise (``eps`` finite,
+    see :func:`class_budgets`, so ``D = inf`` is never kept)."""
     d = np.asarray(degradation, dtype=float)
-    eps = np.broadcast_to(np.asarray(eps, dtype=float), d.shape)
-    with np.errstate(invalid="ignore"):  # D = inf (no such pattern) against ε = inf: not kept
-        rule = Budgets(eps_token=eps, eps_mean=None, num_tokens=d.size).token_ok(d)
+    eps = np.asarray(eps, dtype=float)
+    if eps.shape != d.shape:
+        eps = np.broadcast_to(eps, d.shape)
+    rule = Budgets(eps_token=eps, eps_mean=None, num_tokens=d.size).token_ok(d)
     return rule & (d <= room)
 
 
@@ -208,16 +210,16 @@ def token_classes(data: ProblemData) -> tuple[np.ndarray, np.ndarray, np.ndarray
 def class_budgets(data: ProblemData, rep: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     """``(eps, room, mean_row)`` of the classes with representatives ``rep``.
 
-    ``eps``: the per-token budget the rule checks exactly (``inf`` without one); for one
-    token the mean budget is that token's budget too, and ``D − min(ε_t, ε̄) ≤ TOL`` is
-    exactly ``Budgets.accepts([D])`` (floating-point subtraction is monotone). ``room``:
-    :meth:`Budgets.token_caps` with the least degradation each token can reach.
-    ``mean_row``: the mean budget binds and L > 1.
+    ``eps``: the per-token budget the rule checks exactly (the largest float without one,
+    which accepts every finite D); for one token the mean budget is that token's budget too,
+    and ``D − min(ε_t, ε̄) ≤ TOL`` is exactly ``Budgets.accepts([D])`` (floating-point
+    subtraction is monotone). ``room``: :meth:`Budgets.token_caps` with the least
+    degradation each token can reach. ``mean_row``: :attr:`Budgets.mean_binds`.
     """
     budgets = data.budgets
-    eps = (np.full(rep.size, np.inf) if budgets.eps_token is None
+    eps = (np.full(rep.size, np.finfo(float).max) if budgets.eps_token is None
            else np.asarray(budgets.eps_token, dtype=float)[rep])
-    mean_row = budgets.mean_binds and data.num_tokens > 1
+    mean_row = budgets.mean_binds
     if budgets.eps_mean is not None and data.num_tokens == 1:
         eps = np.minimum(eps, budgets.eps_mean)
     room = budgets.token_caps(data.least_degradation())[rep]

@@ -125,3 +125,29 @@ def fits(value: float | np.ndarray, budget: float | np.ndarray) -> bool | np.nda
     """``value − budget ≤ TOL``: the rule of :mod:`siftopt.model.budgets` (docs/model.md §3.4)
     for a degradation and its budget (elementwise for arrays)."""
     return value - budget <= TOL
+
+
+@dataclass(frozen=True, eq=False)
+class PolicyAnswer:
+    """What a policy may return instead of a bare ``(L, K)`` targets array: the targets and
+    a lower bound on the optimum energy of (P) that the policy proved, in J (None: none).
+
+    ``dual_bound_j`` must be valid for every instance the policy is run on: no feasible
+    decision has a lower energy. A caller that finds the evaluated energy ``E`` of
+    ``targets`` within the equality of docs/model.md §3.4 of the bound
+    (``E − dual_bound_j ≤ 1e-6·E + 1e-15``) may report the answer as optimal.
+    """
+
+    targets: np.ndarray  # (L, K) targets: the expert (keep), another expert, or SKIP
+    dual_bound_j: float | None = None
+
+    def __array__(self, dtype: object = None, copy: bool | None = None) -> np.ndarray:
+        """``np.asarray(answer)`` is the targets, so a caller that expects an array (and
+        ignores the bound) keeps working."""
+        out = np.asarray(self.targets, dtype=dtype)
+        return out.copy() if copy else out
+
+
+def policy_targets(answer: np.ndarray | PolicyAnswer) -> np.ndarray:
+    """The ``(L, K)`` targets of a policy's return value (an array or a :class:`PolicyAnswer`)."""
+    return answer.targets if isinstance(answer, PolicyAnswer) else np.asarray(answer)

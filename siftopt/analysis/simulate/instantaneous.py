@@ -15,8 +15,8 @@ import numpy.typing as npt
 from siftopt.analysis.simulate.plan import Plan, summarise_degradation
 from siftopt.analysis.simulate.report import CsiReport, InstantaneousExtras
 from siftopt.analysis.simulate.stats import Estimate, mean_estimate, proportion_estimate
+from siftopt.facade import solve
 from siftopt.model.instance import Instance
-from siftopt.solve import solve
 
 FloatArray = npt.NDArray[np.float64]
 

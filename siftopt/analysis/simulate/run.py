@@ -33,9 +33,9 @@ from siftopt.analysis.simulate.report import (
 )
 from siftopt.analysis.simulate.stats import Estimate
 from siftopt.errors import InputError
+from siftopt.facade import solve
 from siftopt.model.instance import CSI_MODES, Instance
 from siftopt.result import SolveResult
-from siftopt.solve import solve
 
 #: Default number of realisations per CSI mode (instantaneous CSI solves one instance per run).
 DEFAULT_RUNS = {"statistical": 10_000, "instantaneous": 200}

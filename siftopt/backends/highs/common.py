@@ -50,9 +50,21 @@ def _silent_highs() -> highspy.Highs:
     return highs
 
 
+#: Option tables HiGHS accepted (checking one constructs a HiGHS object, about 1 ms).
+_accepted_options: set[tuple[tuple[str, Any], ...]] = set()
+
+
 def check_highs_options(options: dict[str, Any]) -> None:
     """InputError naming the first option of a profile's ``[highs]`` table HiGHS rejects
-    (also where no HiGHS run follows, e.g. the decode rule)."""
+    (also where no HiGHS run follows, e.g. the decode rule). A table accepted once is not
+    checked again in the same process."""
+    try:
+        key = tuple(sorted(options.items()))
+        hash(key)
+    except TypeError:  # an unhashable value: check every time
+        key = None
+    if key is not None and key in _accepted_options:
+        return
     with capture_output(capture_fd=True):  # and any complaint about an option
         probe = highspy.Highs()
         probe.setOptionValue("output_flag", False)

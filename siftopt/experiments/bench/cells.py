@@ -5,7 +5,7 @@ A cell whose configuration has a ``trace`` key is built from a real model's rout
 
 :func:`run_cell` takes and returns plain data (dicts), so that it travels to any Dask worker
 that has siftopt installed. Every energy comes from the shared evaluator (through
-:func:`siftopt.solve.solve`). Units: J for energies, s for times.
+:func:`siftopt.facade.solve`). Units: J for energies, s for times.
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ from siftopt.errors import PolicyRefusal
 from siftopt.experiments.generate import GeneratorConfig, generate
 from siftopt.experiments.generate.output import quick_checks
 from siftopt.experiments.generate.trace import TraceConfig, generate_from_trace
+from siftopt.facade import EXACT_METHODS, solve
 from siftopt.io.profiles import load_profile
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
 from siftopt.result import SolveResult
-from siftopt.solve import EXACT_METHODS, solve
 
 
 def simulation_seed(instance_key: str) -> int:

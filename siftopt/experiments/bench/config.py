@@ -59,9 +59,9 @@ from siftopt.experiments.generate.trace import (
     TraceConfig,
     trace_config_from_mapping,
 )
+from siftopt.facade import EXACT_METHODS, FORMULATIONS
 from siftopt.io.profiles import load_profile
 from siftopt.io.reader import Reader
-from siftopt.solve import EXACT_METHODS, FORMULATIONS
 
 #: Bump when the generator's output for a given config and seed changes (invalidates cells).
 GENERATOR_VERSION = 1

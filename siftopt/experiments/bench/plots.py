@@ -35,7 +35,7 @@ from siftopt.experiments.bench.tables import (
     sweep_frame,
     sweep_stats,
 )
-from siftopt.solve import EXACT_METHODS
+from siftopt.facade import EXACT_METHODS
 
 #: Axis labels of the generator parameters commonly swept.
 AXIS_LABELS = {

@@ -296,8 +296,9 @@ def headline_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
               "compared", "energy (mJ)", "optimum (mJ)", "optimal %", "mean gap (%)",
               "max gap (%)", f"saved vs {base} (%)", "optimum saves (%)", "mean time (s)"]
     stats = compare(frame, [], method_order(frame, bench))
-    rows = [[s["method"], s["cells"], s["proved_infeasible"], s["unproved"],
-             fmt(s["feasible_pct"], 3), s["infeasible"], s["compared"], fmt(s["energy_mj"]),
+    rows = [[s["method"], int(s["cells"]), int(s["proved_infeasible"]), int(s["unproved"]),
+             fmt(s["feasible_pct"], 3), int(s["infeasible"]), int(s["compared"]),
+             fmt(s["energy_mj"]),
              fmt(s["optimum_mj"]), fmt(s["optimal_pct"], 3), fmt(s["gap_mean_pct"], 3),
              fmt(s["gap_max_pct"], 3), fmt(s["saved_pct"], 3), fmt(s["optimum_saved_pct"], 3),
              fmt(s["time_mean_s"], 3)] for _, s in stats.iterrows()]
@@ -314,6 +315,25 @@ def headline_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
              "saving over the same cells (cell counts in the CSV)"]
     return Table("headline", f"Energy per method against the optimum ({ref}), on common "
                  "ground", header, rows, stats, notes)
+
+
+def mode_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
+    """The headline's comparison split by mode: decoding (L = 1) and prefilling (L > 1)."""
+    base = bench.baseline or "-"
+    sub = frame.assign(mode=np.where(pd.to_numeric(frame["tokens"]) > 1, "prefill", "decode"))
+    stats = compare(sub, ["mode"], method_order(frame, bench))
+    header = ["mode", "method", "cells", "proved infeasible", "unproved", "feasible %",
+              "compared", "energy (mJ)", "optimum (mJ)", "optimal %", "mean gap (%)",
+              "max gap (%)", f"saved vs {base} (%)", "optimum saves (%)"]
+    rows = [[s["mode"], s["method"], int(s["cells"]), int(s["proved_infeasible"]),
+             int(s["unproved"]), fmt(s["feasible_pct"], 3), int(s["compared"]),
+             fmt(s["energy_mj"]),
+             fmt(s["optimum_mj"]), fmt(s["optimal_pct"], 3), fmt(s["gap_mean_pct"], 3),
+             fmt(s["gap_max_pct"], 3), fmt(s["saved_pct"], 3), fmt(s["optimum_saved_pct"], 3)]
+            for _, s in stats.iterrows()]
+    return Table("modes", "Decoding (L = 1) and prefilling (L > 1), on common ground", header,
+                 rows, stats, [common_ground_rule(bench),
+                               "columns as in the headline table, per mode"])
 
 
 def _group_columns(sweep: Sweep) -> list[str]:
@@ -366,8 +386,8 @@ def sweep_table(frame: pd.DataFrame, sweep: Sweep, bench: BenchConfig) -> Table:
             by = part.set_index("method")
             first = by.loc[ref] if ref in by.index else part.iloc[0]
             optimum = by.loc[ref, "energy_mj"] if ref in by.index else np.nan
-            row = [*(fmt(k) for k in key), first["cells"], first["proved_infeasible"],
-                   first["unproved"], fmt(optimum)]
+            row = [*(fmt(k) for k in key), int(first["cells"]),
+                   int(first["proved_infeasible"]), int(first["unproved"]), fmt(optimum)]
             row += [_point_entry(by.loc[m]) if m in by.index else "-" for m in methods]
             rows.append(row)
     title = f"Sweep {sweep.name}: energy above the optimum (%) vs {sweep.x}"
@@ -391,10 +411,11 @@ def gap_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
               "refused or failed", "below optimum"]
     methods = [m for m in method_order(frame, bench) if m != bench.reference]
     stats = compare(frame, [], methods)
-    rows = [[s["method"], s["cells"], s["proved_infeasible"], s["unproved"], s["compared"],
-             fmt(s["optimal_pct"], 3), fmt(s["gap_median_pct"], 3), fmt(s["gap_p95_pct"], 3),
-             fmt(s["gap_max_pct"], 3), s["infinite_gaps"], s["infeasible"], s["refused"],
-             s["below_optimum"]] for _, s in stats.iterrows()]
+    counts = ("cells", "proved_infeasible", "unproved", "compared")
+    rows = [[s["method"], *(int(s[c]) for c in counts), fmt(s["optimal_pct"], 3),
+             fmt(s["gap_median_pct"], 3), fmt(s["gap_p95_pct"], 3), fmt(s["gap_max_pct"], 3),
+             *(int(s[c]) for c in ("infinite_gaps", "infeasible", "refused", "below_optimum"))]
+            for _, s in stats.iterrows()]
     return Table("gaps", f"Optimality gaps against {bench.reference or '-'}", header, rows,
                  stats,
                  [f"gap = (E - E_opt) / E_opt in %, over the compared cells ({bench.reference} "
@@ -469,9 +490,11 @@ def simulation_table(frame: pd.DataFrame, bench: BenchConfig) -> Table | None:
 
 
 def all_tables(frame: pd.DataFrame, bench: BenchConfig) -> list[Table]:
-    """Headline, one table per sweep, gaps (when an exact reference ran), Monte Carlo (when
-    simulated) and times."""
+    """Headline, per mode (decode, prefill), one table per sweep, gaps (when an exact reference
+    ran), Monte Carlo (when simulated) and times."""
     tables = [headline_table(frame, bench)]
+    if "tokens" in frame and frame["tokens"].notna().any():
+        tables.append(mode_table(frame, bench))
     tables += [sweep_table(frame, s, bench) for s in bench.sweeps]
     if bench.reference is not None:
         tables.append(gap_table(frame, bench))

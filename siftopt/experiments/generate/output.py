@@ -12,12 +12,12 @@ from siftopt.errors import InputError
 from siftopt.experiments.generate.build import Generated, generate
 from siftopt.experiments.generate.config import GeneratorConfig
 from siftopt.experiments.generate.presets import ARCHITECTURES
+from siftopt.facade import infeasibility_reason
 from siftopt.io.instance_file import large_array_fields, save_instance
 from siftopt.model.evaluate import evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
 from siftopt.policies import local, topk
-from siftopt.solve import infeasibility_reason
 from siftopt.version import __version__
 
 #: Arrays with more entries than this go to the ``.npz`` sidecar.

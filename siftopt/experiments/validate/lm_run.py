@@ -129,7 +129,7 @@ class SolveHook:
 
     def __init__(self, scenarios: list[Scenario], eps: list[float], method: str, tag: str
                  ) -> None:
-        from siftopt.solve import solve
+        from siftopt.facade import solve
 
         self._solve = solve
         self.scenarios, self.eps, self.method, self.tag = scenarios, eps, method, tag
