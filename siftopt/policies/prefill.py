@@ -1,0 +1,344 @@
+"""``sift-prefill``: a Lagrangian prefill policy that certifies its own gap (docs/policies.md §6).
+
+1. **Patterns.** Tokens are grouped into classes of identical tokens and described by their
+   non-dominated patterns (:mod:`siftopt.formulations.patterns`); the pool starts with each
+   class's least-degradation pattern (:mod:`siftopt.policies.prefill_pool`).
+2. **Dual.** The Lagrangian dual ``g(p, ν)`` of the node loads and of a binding mean budget
+   (:mod:`siftopt.policies.prefill_dual`) is maximised over the pool by smoothed Newton steps;
+   at the maximiser every class is **priced exactly** (pruned enumeration below the pool's
+   best cost) and cheaper patterns join the pool, until a pricing finds none or after
+   :data:`MAX_ROUNDS`. Large batches first run the same loop on an evenly spaced sample of
+   :data:`SAMPLE_CLASSES` classes with the fluid-scaled node tables, whose prices start the
+   batch (a pricing at good prices prunes far more). ``g`` at every exactly priced point is a
+   lower bound on (P); the best one is returned (in J, rounded down by
+   :data:`BOUND_RTOL`).
+3. **Primal.** The fractional choice of the last dual point is rounded and improved by a
+   local search on the exact tables that also restores the caps and the mean budget
+   (:mod:`siftopt.policies.prefill_primal`).
+
+No MILP or LP solver runs. The answer is a :class:`~siftopt.policies.common.PolicyAnswer`;
+:func:`sift_prefill_run` also returns the run's details (bound, rounds, times, certificate).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from siftopt.formulations.enumerate import enumerate_patterns
+from siftopt.formulations.recover import options_for_patterns
+from siftopt.formulations.space import PatternLimitError, PatternSpace, pattern_space
+from siftopt.model.budgets import TOL
+from siftopt.model.instance import Instance
+from siftopt.model.problem import ProblemData, problem_data
+from siftopt.policies.common import PolicyAnswer, options_to_actions
+from siftopt.policies.prefill_dual import (
+    DUAL_RTOL,
+    DualSolution,
+    NodeTerms,
+    PoolDual,
+    maximise,
+)
+from siftopt.policies.prefill_lp import solve_pool_lp
+from siftopt.policies.prefill_pool import PatternPool, least_degradation_patterns, price
+from siftopt.policies.prefill_primal import (
+    MOVES_PER_TOKEN,
+    Pool,
+    candidates,
+    recover,
+    round_weights,
+)
+
+#: Exact pricing rounds of the whole batch (each followed by a dual maximisation).
+MAX_ROUNDS = 8
+#: Up to this many patterns (an upper bound: ``Σ_g 2^{relevant nodes of g}``) every pattern is
+#: enumerated at once: the pool is complete, no pricing round is needed, and the primal
+#: search may use any pattern.
+FULL_POOL = 30_000
+#: Classes of the sample that sets the starting prices of large batches (0: no sample).
+SAMPLE_CLASSES = 128
+#: Pricing rounds of the sample.
+SAMPLE_ROUNDS = 4
+#: Accuracy (relative to |g|) of the pool dual in the sample, in the rounds of the batch, and
+#: of the last polish before the final pricing (prefill_dual.DUAL_RTOL).
+SAMPLE_RTOL = 1e-3
+ROUND_RTOL = 1e-8
+#: The first pricing of a loop also adds every pattern within this fraction of each class's
+#: least cost (prices still move; near patterns spare pricing rounds).
+FIRST_MARGIN = 0.1
+#: Up to this many (token, pattern) moves the search may move a token to any pool pattern of
+#: its class; beyond, to its MOVES_PER_TOKEN cheapest at the final prices.
+ALL_MOVES = 50_000
+#: Relative amount by which the reported bound is rounded down (sums over many classes).
+BOUND_RTOL = 1e-11
+#: Prices are at most this multiple of the largest marginal energy of any node (a box that
+#: keeps the pool dual bounded while the pool cannot meet the caps).
+PRICE_CAP = 100.0
+#: Relative smoothing error of the first Newton stage (cold start) and of a warm restart.
+COLD_START = 0.1
+WARM_START = 1e-4
+
+
+@dataclass(frozen=True)
+class PrefillRun:
+    """One run of ``sift-prefill``: the answer, the energy of its loads (J), the bound (J),
+    whether the bound closes the gap (docs/model.md §3.4), and how the run went."""
+
+    answer: PolicyAnswer
+    energy_j: float
+    feasible: bool
+    certified: bool
+    rounds: int = 0
+    sample_rounds: int = 0
+    newton_iterations: int = 0
+    patterns: int = 0
+    note: str = ""
+    times_s: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def dual_bound_j(self) -> float | None:
+        return self.answer.dual_bound_j
+
+
+class _Model:
+    """Everything the loop shares: pattern space, pool, node terms, box, energy unit."""
+
+    def __init__(self, data: ProblemData, space: PatternSpace) -> None:
+        self.data, self.space = data, space
+        self.unit = data.energy_scale_j()
+        self.nodes = NodeTerms.from_tables(
+            [t.energy_j[: t.cap + 1] / self.unit for t in data.tables])
+        self.mean_rhs = data.budgets.mean_row_upper() if space.mean_row else None
+        self.pool = PatternPool(space.num_classes, data.num_nodes)
+        m = data.num_nodes
+        first = np.array([t.energy_j[1] / self.unit if t.cap >= 1 else 0.0
+                          for t in data.tables])
+        slopes = [float(np.max(np.diff(t.energy_j[: t.cap + 1]), initial=0.0)) / self.unit
+                  for t in data.tables]
+        price_cap = PRICE_CAP * max(max(slopes, default=0.0), float(first.max(initial=0.0)), 1e-12)
+        self.start = first.copy()
+        self.upper = np.full(m, price_cap)
+        self.coord_unit = np.ones(m)
+        if self.mean_rhs is not None:
+            gain = space.slots.local[:, :, None] - space.slots.remote
+            gain = gain[np.isfinite(gain) & (gain > 0)]
+            step = float(np.median(gain)) if gain.size else 1.0
+            positive = first[first > 0]
+            self.start = np.append(first, (float(np.median(positive)) if positive.size
+                                           else 1.0) / step)
+            self.upper = np.append(self.upper, price_cap * max(m, 1) / max(
+                float(gain.min()) if gain.size else 1.0, 1e-12))
+            self.coord_unit = np.append(self.coord_unit, step)
+
+    def split(self, y: np.ndarray) -> tuple[np.ndarray, float]:
+        m = self.data.num_nodes
+        return y[:m], (float(y[m]) if self.mean_rhs is not None else 0.0)
+
+    def dual(self, classes: np.ndarray | None = None) -> tuple[PoolDual, np.ndarray]:
+        """The pool dual of all classes, or of a sample (fluid-scaled); and the pool rows."""
+        cls, _, deg, inc, start = self.pool.arrays
+        counts = self.space.class_count.astype(float)
+        if classes is None:
+            dual = PoolDual(self.nodes, counts, self.mean_rhs)
+            dual.set_pool(cls, inc, deg, start)
+            return dual, np.arange(cls.size)
+        rows = np.concatenate([np.arange(start[g], start[g + 1]) for g in classes])
+        local = np.repeat(np.arange(classes.size), start[classes + 1] - start[classes])
+        fraction = float(counts[classes].sum()) / float(counts.sum())
+        dual = PoolDual(self.nodes.scaled(fraction), counts[classes],
+                        None if self.mean_rhs is None else self.mean_rhs * fraction)
+        dual.set_pool(local, inc[rows], deg[rows],
+                      np.searchsorted(local, np.arange(classes.size + 1)).astype(np.int64))
+        return dual, rows
+
+
+def _tau(dual: PoolDual, y: np.ndarray, relative: float, change: float = 0.0) -> float:
+    """The temperature whose smoothing error is ``relative`` of ``|g(y)|``, or a tenth of
+    ``change`` (how much the last pricing lowered the pool dual) if that is larger."""
+    scale = max(abs(dual.value(y)), float(dual.counts.sum()) * 1e-12, 1e-300)
+    error = max(relative * scale, 0.1 * change)
+    return error / max(float(dual.counts @ np.log(np.maximum(np.diff(dual.start), 2))),
+                       1e-300)
+
+
+def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
+          record: list[float], rtol: float, final_rtol: float | None
+          ) -> tuple[np.ndarray, DualSolution | None, int, int]:
+    """Price, then maximise the pool dual to ``rtol``, while pricing finds new patterns (at
+    most ``rounds`` pricings). When a pricing finds none and ``final_rtol`` is tighter, the
+    dual is polished to it and priced once more. Returns the last point, its dual solution,
+    pricings and Newton iterations. ``record`` gets the certified bound of every pricing of
+    all classes (energy units)."""
+    solution = None
+    iterations = 0
+    done = 0
+    reached = None  # the pool dual's value at the last maximiser
+    tolerance = rtol
+    for done in range(1, rounds + 1):
+        prices, nu = model.split(y)
+        priced = price(model.space, model.pool, prices, nu, classes,
+                       margin=FIRST_MARGIN if (done == 1 or classes is not None) else 0.0)
+        if classes is None:
+            full, _ = model.dual()
+            record.append(full.value(y, priced.phi))
+        if priced.new == 0 and solution is not None:
+            if final_rtol is None or tolerance <= final_rtol:
+                break
+            tolerance = final_rtol
+        dual, _ = model.dual(classes)
+        if solution is None or reached is None:
+            tau0 = _tau(dual, y, COLD_START)
+        else:
+            change = max(reached - dual.value(y), 0.0)
+            tau0 = min(_tau(dual, y, WARM_START, change),
+                       max(solution.tau, _tau(dual, y, 0.0, change)))
+        solution = maximise(dual, y, model.upper, tau0, tolerance, model.coord_unit)
+        iterations += solution.iterations
+        y = solution.y
+        reached = dual.value(y)
+    return y, solution, done, iterations
+
+
+def _pattern_estimate(space: PatternSpace) -> int:
+    """An upper bound on the number of patterns: ``2^r`` per class with r relevant nodes."""
+    bits = space.relevant.sum(axis=1)
+    return int(np.sum(np.power(2.0, np.minimum(bits, 60))))
+
+
+def _sample(num_classes: int) -> np.ndarray | None:
+    if SAMPLE_CLASSES <= 0 or num_classes <= 2 * SAMPLE_CLASSES:
+        return None
+    return np.unique(np.linspace(0, num_classes - 1, SAMPLE_CLASSES).round().astype(np.int64))
+
+
+def _mean_limit(data: ProblemData) -> float | None:
+    """The largest Σ_t D_t the primal search allows: a little inside the rule."""
+    if not (data.budgets.mean_binds and data.num_tokens > 1):
+        return None
+    eps = float(data.budgets.eps_mean)  # type: ignore[arg-type]
+    n = data.num_tokens
+    return n * (eps + TOL) - 1e-12 * n * max(1.0, abs(eps))
+
+
+def _primal(model: _Model, y: np.ndarray, tau: float, weights: np.ndarray | None = None
+            ) -> tuple[np.ndarray, bool, float]:
+    """Round (the LP's amounts, or the softmax weights at ``(y, τ)``) and search; returns
+    per-token masks, feasibility, energy (J)."""
+    cls, mask, deg, inc, start = model.pool.arrays
+    dual, _ = model.dual()
+    pool = Pool(cls=cls, inc=inc, deg=deg, start=start)
+    if weights is None:
+        weights = dual.weights(y, tau)
+    token_class = model.space.token_class
+    counts = model.space.class_count
+    first = round_weights(pool, weights, counts, token_class)
+    limit = _mean_limit(model.data)
+    costs = dual.pattern_costs(y)
+    per_token = int(np.diff(start).max())
+    if float(np.diff(start) @ counts) > ALL_MOVES:
+        per_token = MOVES_PER_TOKEN
+    outcome = recover(pool, model.nodes, token_class, first, limit,
+                      candidates(pool, costs, per_token))
+    if not outcome.feasible and per_token < int(np.diff(start).max()):
+        outcome = recover(pool, model.nodes, token_class, outcome.pattern, limit,
+                          candidates(pool, costs, int(np.diff(start).max())))
+    feasible = outcome.feasible and model.data.budgets.accepts(deg[outcome.pattern])
+    energy = sum(float(t.energy(int(n))) for t, n in zip(model.data.tables, outcome.loads,
+                                                          strict=True))
+    return mask[outcome.pattern], feasible, energy
+
+
+def _targets(space: PatternSpace, token_mask: np.ndarray) -> np.ndarray:
+    return options_to_actions(space.data, options_for_patterns(space, token_mask).reshape(-1))
+
+
+def _fallback(data: ProblemData, note: str, started: float) -> PrefillRun:
+    """No pattern space (past its limits) or an infeasible instance: ``sift-price``'s answer
+    (or the least-degradation one), without a bound."""
+    from siftopt.model.evaluate import evaluate
+    from siftopt.policies.price import sift_price
+
+    targets = sift_price(data.inst)
+    ev = evaluate(data.inst, targets)
+    return PrefillRun(answer=PolicyAnswer(targets, None), energy_j=ev.energy_j,
+                      feasible=ev.feasible, certified=False, note=note,
+                      times_s={"total": time.perf_counter() - started})
+
+
+def sift_prefill_run(inst: Instance) -> PrefillRun:
+    """Run ``sift-prefill`` on an instance (see the module docstring)."""
+    started = time.perf_counter()
+    data = problem_data(inst)
+    try:
+        space = pattern_space(data)
+    except PatternLimitError as exc:
+        return _fallback(data, f"pattern space past its limits ({exc})", started)
+    times = {"space": time.perf_counter() - started}
+    model = _Model(data, space)
+    model.pool.add(*least_degradation_patterns(space))
+    cls, mask, deg, _, start = model.pool.arrays
+    if np.any(np.diff(start) == 0):
+        return _fallback(data, "a token cannot meet its budget", started)
+    least = np.minimum.reduceat(deg, start[:-1])
+    if model.mean_rhs is not None and float(space.class_count @ least) > model.mean_rhs:
+        return _fallback(data, "the mean budget cannot be met", started)
+    if not np.any(mask):  # no node can help any token: every pattern is local
+        targets = _targets(space, np.zeros(data.num_tokens, dtype=np.uint64))
+        return PrefillRun(answer=PolicyAnswer(targets, 0.0), energy_j=0.0, feasible=True,
+                          certified=True, note="no remote node helps any token",
+                          times_s={"total": time.perf_counter() - started})
+    bounds: list[float] = []
+    y = model.start.copy()
+    sample_rounds = iterations = rounds = 0
+    complete = _pattern_estimate(space) <= FULL_POOL
+    weights = None
+    if complete:  # every pattern at once: the pool dual is the dual
+        every = enumerate_patterns(space)
+        model.pool.add(every.pattern_class, every.mask, every.degradation)
+        times["sample"] = 0.0
+        dual, _ = model.dual()
+        cls, _, deg, inc, _ = model.pool.arrays
+        lp = solve_pool_lp(model.nodes, cls, inc, deg, space.class_count, model.mean_rhs,
+                           model.upper)
+        if lp is not None:
+            y = np.minimum(lp.y, model.upper)
+            weights = lp.x / space.class_count[cls]
+            solution = None
+        else:
+            solution = maximise(dual, y, model.upper, _tau(dual, y, COLD_START), DUAL_RTOL,
+                                model.coord_unit)
+            y, iterations = solution.y, solution.iterations
+        bounds.append(dual.value(y))
+    else:
+        sample = _sample(space.num_classes)
+        if sample is not None:
+            y, _, sample_rounds, iterations = _loop(model, y, sample, SAMPLE_ROUNDS, bounds,
+                                                    SAMPLE_RTOL, None)
+        times["sample"] = time.perf_counter() - started - times["space"]
+        y, solution, rounds, more = _loop(model, y, None, MAX_ROUNDS, bounds, ROUND_RTOL,
+                                          DUAL_RTOL)
+        iterations += more
+    times["dual"] = time.perf_counter() - started - times["space"] - times["sample"]
+    tau = solution.tau if solution is not None else _tau(model.dual()[0], y, DUAL_RTOL)
+    token_mask, feasible, energy = _primal(model, y, tau, weights)
+    targets = _targets(space, token_mask)
+    bound = max(0.0, max(bounds) * model.unit * (1.0 - BOUND_RTOL)) if bounds else None
+    certified = bool(feasible and bound is not None
+                     and energy - bound <= 1e-6 * energy + 1e-15)
+    times["total"] = time.perf_counter() - started
+    times["primal"] = times["total"] - times["space"] - times["sample"] - times["dual"]
+    return PrefillRun(answer=PolicyAnswer(targets, bound), energy_j=energy, feasible=feasible,
+                      certified=certified, rounds=rounds, sample_rounds=sample_rounds,
+                      newton_iterations=iterations, patterns=len(model.pool),
+                      times_s=times)
+
+
+def sift_prefill(inst: Instance) -> PolicyAnswer:
+    """``sift-prefill`` (docs/policies.md §6): targets and a certified lower bound (J)."""
+    return sift_prefill_run(inst).answer
+
+
+__all__ = ["BOUND_RTOL", "MAX_ROUNDS", "PrefillRun", "SAMPLE_CLASSES", "SAMPLE_ROUNDS",
+           "sift_prefill", "sift_prefill_run"]

@@ -1,0 +1,173 @@
+"""Pattern pools of ``sift-prefill``: storage, a cheap first pattern per class, exact pricing.
+
+A **pattern** of a token class is a set C of remote nodes with the least degradation ``D(C)``
+the class reaches on ``C ∪ {0}`` (docs/model.md §3.1; :mod:`siftopt.formulations.patterns`
+defines them, keeps only non-dominated ones, and decides the per-token budgets exactly). The
+pool holds the patterns the dual and the primal recovery know; it grows by **exact pricing**:
+the pruned enumeration of :func:`siftopt.formulations.enumerate.enumerate_patterns` returns,
+per class, every pattern whose cost ``Σ_{m∈C} p_m + ν·D`` is at most the class's best pool
+cost (thresholds tightened as better ones are found). Since that enumeration is exhaustive
+below the threshold, the least cost it finds, or the pool's when it finds none, is the class's
+exact ``φ_g`` — what makes ``g`` a certified bound (:mod:`siftopt.policies.prefill_dual`).
+Classes can be left out of a pricing (threshold −inf prunes them at the root).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from siftopt.formulations.enumerate import enumerate_patterns
+from siftopt.formulations.space import PatternSpace, Pricing
+from siftopt.model.budgets import token_degradation
+
+_ONE = np.uint64(1)
+#: Relative slack of the pricing thresholds above the pool's best cost (rounding of sums).
+THRESHOLD_RTOL = 1e-12
+
+
+class PatternPool:
+    """Patterns ``(class, mask, D)`` known so far, each once; arrays sorted by class.
+
+    ``mask`` bit m−1 is node m; ``inc[j, m−1]`` is 1.0 when pattern j uses node m.
+    """
+
+    def __init__(self, num_classes: int, num_nodes: int) -> None:
+        self.num_classes = num_classes
+        self.num_nodes = num_nodes
+        self._seen: set[tuple[int, int]] = set()
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._arrays: tuple[np.ndarray, ...] | None = None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def add(self, cls: np.ndarray, mask: np.ndarray, deg: np.ndarray) -> int:
+        """Add patterns (duplicates of known ones are ignored); returns how many were new."""
+        cls = np.asarray(cls, dtype=np.int64)
+        mask = np.asarray(mask, dtype=np.uint64)
+        fresh = []
+        for i, key in enumerate(zip(cls.tolist(), mask.tolist(), strict=True)):
+            if key not in self._seen:
+                self._seen.add(key)
+                fresh.append(i)
+        if fresh:
+            sel = np.array(fresh, dtype=np.int64)
+            self._parts.append((cls[sel], mask[sel], np.asarray(deg, dtype=float)[sel]))
+            self._arrays = None
+        return len(fresh)
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(cls, mask, D, inc, start)``: sorted by class, ``start`` the (G + 1,) offsets."""
+        if self._arrays is None:
+            cls = np.concatenate([p[0] for p in self._parts])
+            mask = np.concatenate([p[1] for p in self._parts])
+            deg = np.concatenate([p[2] for p in self._parts])
+            order = np.argsort(cls, kind="stable")
+            cls, mask, deg = cls[order], mask[order], deg[order]
+            self._parts = [(cls, mask, deg)]
+            inc = ((mask[:, None] >> np.arange(self.num_nodes, dtype=np.uint64)) & _ONE
+                   ).astype(float)
+            start = np.searchsorted(cls, np.arange(self.num_classes + 1)).astype(np.int64)
+            self._arrays = (cls, mask, deg, inc, start)
+        return self._arrays
+
+
+def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndarray,
+                                                              np.ndarray]:
+    """Per class a kept pattern of least degradation, as ``(class, mask, D)``.
+
+    Monotone classes: every relevant node, then nodes that own no slot dropped one at a time
+    (D unchanged); classes that cannot meet their budget get none. General classes: every
+    pattern of the space (they were enumerated with it).
+    """
+    rows = space.mono_classes
+    parts = []
+    if rows.size:
+        values = space.values
+        local = space.slots.local[rows]
+        width = values.shape[1]
+        bits = np.arange(width)
+        member = bits[None, :] < space.nbits[:, None]
+        for _ in range(width + 1):
+            vals = np.where(member[:, :, None], values, np.inf)
+            best = vals.min(axis=1)
+            unique = (vals == best[:, None, :]).sum(axis=1) == 1
+            owner = np.where(unique & (best < local), vals.argmin(axis=1), -1)
+            owns = np.zeros_like(member)
+            r, k = np.nonzero(owner >= 0)
+            owns[r, owner[r, k]] = True
+            idle = member & ~owns
+            if not idle.any():
+                break
+            rows_idle = np.flatnonzero(idle.any(axis=1))
+            member[rows_idle, idle[rows_idle].argmax(axis=1)] = False
+        vals = np.where(member[:, :, None], values, np.inf)
+        deg = token_degradation(np.minimum(local, vals.min(axis=1)))
+        keep = np.flatnonzero(space.fits(deg, rows))
+        mask = np.zeros(keep.size, dtype=np.uint64)
+        for j in range(width):
+            on = member[keep, j]
+            mask[on] |= _ONE << (space.node_of_bit[keep[on], j] - 1).astype(np.uint64)
+        parts.append((rows[keep], mask, deg[keep]))
+    g_cls, g_mask, g_deg = space.general_patterns
+    if g_cls.size:
+        parts.append((g_cls, g_mask, g_deg))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0)
+    return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+            np.concatenate([p[2] for p in parts]))
+
+
+@dataclass(frozen=True)
+class Priced:
+    """An exact pricing: ``phi[g]`` the least cost of class g (``nan`` where not priced) and
+    how many new patterns entered the pool."""
+
+    phi: np.ndarray
+    new: int
+
+
+def price(space: PatternSpace, pool: PatternPool, prices: np.ndarray, nu: float,
+          classes: np.ndarray | None = None, margin: float = 0.0) -> Priced:
+    """Exact pricing at node prices ``prices[m−1] ≥ 0`` and ``ν ≥ 0`` of the given classes
+    (default: all); patterns cheaper than the pool's best enter the pool. With ``margin >
+    0`` a second enumeration adds every pattern within ``margin·|φ_g|`` of the least cost."""
+    cls, mask, deg, inc, start = pool.arrays
+    cost = inc @ prices + nu * deg
+    best = np.full(space.num_classes, np.inf)
+    np.minimum.at(best, cls, cost)
+    threshold = best + THRESHOLD_RTOL * np.abs(best)
+    if classes is not None:
+        skip = np.ones(space.num_classes, dtype=bool)
+        skip[classes] = False
+        threshold[skip] = -np.inf
+    found = enumerate_patterns(space, Pricing(
+        class_dual=np.zeros(space.num_classes), node_price=np.asarray(prices, dtype=float),
+        degradation_price=float(nu), threshold=threshold, tighten=True))
+    phi = best.copy()
+    new = 0
+    if found.num_patterns:
+        rc = np.asarray(found.reduced_cost)
+        np.minimum.at(phi, found.pattern_class, rc)
+        better = rc < best[found.pattern_class]
+        if better.any():
+            new = pool.add(found.pattern_class[better], found.mask[better],
+                           found.degradation[better])
+    if margin > 0:
+        wide = phi + margin * np.abs(phi)
+        if classes is not None:
+            wide[skip] = -np.inf
+        near = enumerate_patterns(space, Pricing(
+            class_dual=np.zeros(space.num_classes), node_price=np.asarray(prices, dtype=float),
+            degradation_price=float(nu), threshold=wide, tighten=False))
+        if near.num_patterns:
+            new += pool.add(near.pattern_class, near.mask, near.degradation)
+    if classes is not None:
+        phi[skip] = np.nan
+    return Priced(phi=phi, new=new)
+
+
+__all__ = ["PatternPool", "Priced", "THRESHOLD_RTOL", "least_degradation_patterns", "price"]

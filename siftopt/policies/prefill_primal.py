@@ -1,0 +1,336 @@
+"""Primal recovery of ``sift-prefill``: round the dual's fractional choice, then local search.
+
+The state is one pool pattern per token (:mod:`siftopt.policies.prefill_pool`); the node loads
+``n_m`` and the total degradation follow from it. Energies are the tables themselves
+(``E_m(n)``, not their envelope), so the search is exact for any table, convex or not.
+
+1. **Rounding.** Each class's tokens are split over its patterns in proportion to the dual's
+   softmax weights (largest remainders).
+2. **Repair.** While a load exceeds its cap, or the mean budget is exceeded, the single move
+   (one token to another of its class's patterns) that lowers the violation most — caps
+   first, then the mean excess — at the least energy per unit removed is made.
+3. **Descent.** Moves that lower the energy and keep every constraint are made, best first
+   (several per round when they touch disjoint nodes and fit the mean slack together). When
+   none is left, **exchanges** of two tokens are tried: a move that would save energy but
+   breaks the mean budget or a cap, together with the best partner move of another token that
+   makes the pair feasible (energies of the pair evaluated exactly). Then **ejection chains**:
+   such a move followed by the repair of step 2 over the other tokens; or a move that gives
+   back degradation at an energy cost, followed by the energy-saving moves of other tokens
+   that the freed mean slack allows — each kept when the whole chain saves energy (under a
+   mean budget one token often has to use a costly node so that several others can leave
+   theirs, or the reverse). Every accepted step lowers the energy, so the search ends;
+   chains stop after a budget of move evaluations (:data:`CHAIN_WORK`).
+
+Units: energies in the unit of the node tables (:class:`~siftopt.policies.prefill_dual.
+NodeTerms`), degradations dimensionless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from siftopt.policies.prefill_dual import NodeTerms
+
+#: Relative energy decrease a move must bring to be made (of the current total).
+IMPROVE_RTOL = 1e-12
+#: Moves of a token considered: its class's pool patterns of least reduced cost, at most this many.
+MOVES_PER_TOKEN = 12
+#: Infeasible-alone moves tried as the first half of an exchange, per round.
+EXCHANGE_CANDIDATES = 24
+#: Rounds of the search (a safeguard; each round makes at least one move).
+MAX_ROUNDS = 5000
+#: Repair moves of one ejection chain, and the move evaluations (rows) after which no new
+#: chain starts (chains are the expensive part; large batches rarely need them).
+CHAIN_STEPS = 64
+CHAIN_WORK = 20_000_000
+
+
+@dataclass(frozen=True)
+class Pool:
+    """What the search needs of the pool: class of each pattern (sorted), its node
+    incidence (0/1), degradation, and the (G + 1,) class offsets."""
+
+    cls: np.ndarray
+    inc: np.ndarray
+    deg: np.ndarray
+    start: np.ndarray
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The pattern of every token, the loads and total degradation they give, and whether
+    they meet the caps and the mean limit."""
+
+    pattern: np.ndarray  # (L,) pool index per token
+    loads: np.ndarray  # (M,)
+    degradation: float  # Σ_t D_t
+    feasible: bool
+    moves: int
+
+
+def round_weights(pool: Pool, weights: np.ndarray, counts: np.ndarray,
+                  token_class: np.ndarray) -> np.ndarray:
+    """Per token a pool pattern: each class's count split over its patterns by largest
+    remainders of ``count·weight``; tokens of a class take them in token order."""
+    share = weights * counts[pool.cls]
+    base = np.floor(share + 1e-9).astype(np.int64)
+    missing = counts - np.add.reduceat(base, pool.start[:-1])
+    order = np.lexsort((-(share - base), pool.cls))
+    rank = np.arange(order.size) - pool.start[pool.cls[order]]
+    base[order] += (rank < missing[pool.cls[order]]).astype(np.int64)
+    chosen = np.repeat(np.arange(pool.cls.size), base)  # grouped by class
+    out = np.empty(token_class.size, dtype=np.int64)
+    out[np.argsort(token_class, kind="stable")] = chosen
+    return out
+
+
+class _Search:
+    """Moves, marginals and the state of the local search."""
+
+    def __init__(self, pool: Pool, nodes: NodeTerms, token_class: np.ndarray,
+                 pattern: np.ndarray, mean_limit: float | None, candidates: np.ndarray
+                 ) -> None:
+        self.pool = pool
+        width = max(t.size for t in nodes.tables)
+        self.table = np.full((nodes.num_nodes, width), np.inf)
+        for m, t in enumerate(nodes.tables):
+            self.table[m, : t.size] = t
+        self.caps = nodes.caps
+        self.mean_limit = np.inf if mean_limit is None else mean_limit
+        self.pattern = pattern.copy()
+        incb = pool.inc.astype(np.int64)
+        self.incb = incb
+        self.loads = incb[pattern].sum(axis=0)
+        self.total_d = float(pool.deg[pattern].sum())
+        # moves: every token × its class's candidate patterns
+        per = np.diff(candidates.start)[token_class]
+        self.move_token = np.repeat(np.arange(token_class.size), per)
+        offset = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+        self.move_pattern = candidates.index[candidates.start[token_class][self.move_token]
+                                             + offset]
+        self.moves = 0
+        self.work = 0  # move evaluations so far (rows of the move table)
+
+    def energy(self, loads: np.ndarray) -> float:
+        width = self.table.shape[1]
+        idx = np.minimum(loads, width - 1)
+        values = self.table[np.arange(loads.size), idx]
+        return float(np.where(loads < width, values, np.inf).sum())
+
+    def marginals(self) -> tuple[np.ndarray, np.ndarray]:
+        """Energy of one more and one less token per node (``up`` uses the table past the
+        cap as the cap's last increment: such moves are marked blocked separately)."""
+        m = np.arange(self.loads.size)
+        n = self.loads
+        width = self.table.shape[1]
+        here = self.table[m, np.minimum(n, width - 1)]
+        above = self.table[m, np.minimum(n + 1, width - 1)]
+        below = self.table[m, np.maximum(n - 1, 0)]
+        last = self.table[m, np.minimum(self.caps, width - 1)] - self.table[
+            m, np.maximum(np.minimum(self.caps, width - 1) - 1, 0)]
+        up = np.where(n + 1 <= self.caps, above - here, last)
+        down = np.where(n >= 1, here - below, 0.0)
+        up = np.where(np.isfinite(up), up, last)
+        down = np.where(np.isfinite(down), down, last)
+        return up, down
+
+    def evaluate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per move: node changes (−1/0/+1), energy change, degradation change, and whether a
+        cap blocks it."""
+        delta = self.incb[self.move_pattern] - self.incb[self.pattern[self.move_token]]
+        up, down = self.marginals()
+        plus, minus = delta > 0, delta < 0
+        d_energy = plus @ up - minus @ down
+        d_deg = self.pool.deg[self.move_pattern] - self.pool.deg[self.pattern[self.move_token]]
+        blocked = (plus & (self.loads + 1 > self.caps)[None, :]).any(axis=1)
+        return delta, d_energy, d_deg, blocked
+
+    def apply(self, move: int, delta_row: np.ndarray, d_deg: float) -> None:
+        self.pattern[self.move_token[move]] = self.move_pattern[move]
+        self.loads = self.loads + delta_row
+        self.total_d += d_deg
+        self.moves += 1
+
+    # -- phases -------------------------------------------------------------------------------
+
+    def violation(self) -> tuple[int, float]:
+        """Tokens over the caps, and the degradation over the mean limit (≥ 0 each)."""
+        over = int(np.maximum(self.loads - self.caps, 0).sum())
+        return over, max(self.total_d - self.mean_limit, 0.0)
+
+    def repair(self, frozen: set[int] | None = None, steps: int = MAX_ROUNDS) -> bool:
+        """Lower the cap overload, then the mean excess, one move at a time: the move of a
+        token not in ``frozen`` that removes a unit of violation at the least energy (a moved
+        token joins ``frozen`` when it is given). Returns whether the state is feasible."""
+        for _ in range(steps):
+            over, excess = self.violation()
+            if over == 0 and excess <= 0:
+                return True
+            delta, d_energy, d_deg, _ = self.evaluate()
+            self.work += delta.size
+            new_over = np.maximum(self.loads[None, :] + delta - self.caps[None, :], 0).sum(1)
+            gain_over = over - new_over
+            if over:
+                ok = gain_over > 0
+                key = np.where(ok, d_energy / np.maximum(gain_over, 1), np.inf)
+            else:
+                ok = (gain_over >= 0) & (d_deg < 0)
+                key = np.where(ok, d_energy / np.where(ok, np.minimum(-d_deg, excess), 1.0),
+                               np.inf)
+            if frozen:
+                key[np.isin(self.move_token, list(frozen))] = np.inf
+            best = int(np.argmin(key))
+            if not np.isfinite(key[best]):
+                return False
+            if frozen is not None:
+                frozen.add(int(self.move_token[best]))
+            self.apply(best, delta[best], float(d_deg[best]))
+        return self.violation() == (0, 0.0)
+
+    def descend(self) -> None:
+        """Improving single moves, several per round when independent; then exchanges of
+        two tokens; then chains (one energy-saving move and the repair it needs)."""
+        for _ in range(MAX_ROUNDS):
+            total = self.energy(self.loads)
+            tol = IMPROVE_RTOL * max(abs(total), 1e-300)
+            delta, d_energy, d_deg, blocked = self.evaluate()
+            self.work += delta.size
+            slack = self.mean_limit - self.total_d
+            ok = ~blocked & (d_deg <= slack) & (d_energy < -tol)
+            if ok.any():
+                self._apply_batch(np.flatnonzero(ok), delta, d_energy, d_deg)
+                continue
+            if self._exchange(delta, d_energy, d_deg, blocked, slack, total, tol):
+                continue
+            if not self._chain(delta, d_energy, d_deg, blocked, slack, total, tol):
+                return
+
+    def _chain(self, delta: np.ndarray, d_energy: np.ndarray, d_deg: np.ndarray,
+               blocked: np.ndarray, slack: float, total: float, tol: float) -> bool:
+        """Ejection chains, kept if the whole chain lowers the energy, undone otherwise:
+
+        * an energy-saving move that breaks a cap or the mean budget, then the repair
+          (:meth:`repair`, its token frozen), then the energy-saving moves of other tokens
+          that the slack left over allows (:meth:`_spend`);
+        * a move that gives back degradation (at an energy cost), then the energy-saving
+          moves of other tokens that the freed slack allows.
+
+        Tried for the most promising first moves while the work budget lasts."""
+        gain = np.flatnonzero((d_energy < -tol) & (blocked | (d_deg > slack)))
+        gain = gain[np.argsort(d_energy[gain], kind="stable")[:EXCHANGE_CANDIDATES]]
+        pay = np.flatnonzero(~blocked & (d_deg < 0))
+        if np.isfinite(self.mean_limit):
+            ratio = -d_deg[pay] / np.maximum(d_energy[pay], tol)
+            pay = pay[np.argsort(-ratio, kind="stable")[:EXCHANGE_CANDIDATES]]
+        else:
+            pay = pay[:0]
+        for kind, first in (("gain", gain), ("pay", pay)):
+            for a in first.tolist():
+                if self.work > CHAIN_WORK:
+                    return False
+                saved = (self.pattern.copy(), self.loads.copy(), self.total_d, self.moves)
+                self.apply(a, delta[a], float(d_deg[a]))
+                frozen = {int(self.move_token[a])}
+                ok = (self.repair(frozen, CHAIN_STEPS) if kind == "gain" else True)
+                if ok:
+                    self._spend(frozen, CHAIN_STEPS)
+                if ok and self.energy(self.loads) < total - tol:
+                    return True
+                self.pattern, self.loads, self.total_d, self.moves = saved
+        return False
+
+    def _spend(self, frozen: set[int], steps: int) -> bool:
+        """Energy-saving moves of tokens not in ``frozen`` that keep every constraint, best
+        first, one at a time (each moved token joins ``frozen``). Always feasible."""
+        for _ in range(steps):
+            delta, d_energy, d_deg, blocked = self.evaluate()
+            self.work += delta.size
+            ok = ~blocked & (d_deg <= self.mean_limit - self.total_d) & (d_energy < 0)
+            ok &= ~np.isin(self.move_token, list(frozen))
+            if not ok.any():
+                break
+            best = int(np.flatnonzero(ok)[np.argmin(d_energy[ok])])
+            frozen.add(int(self.move_token[best]))
+            self.apply(best, delta[best], float(d_deg[best]))
+        return True
+
+    def _apply_batch(self, cand: np.ndarray, delta: np.ndarray, d_energy: np.ndarray,
+                     d_deg: np.ndarray) -> None:
+        cand = cand[np.argsort(d_energy[cand], kind="stable")]
+        touched = np.zeros(self.loads.size, dtype=bool)
+        tokens: set[int] = set()
+        slack = self.mean_limit - self.total_d
+        for i, move in enumerate(cand.tolist()):
+            changed = delta[move] != 0
+            token = int(self.move_token[move])
+            if i and (touched[changed].any() or token in tokens or d_deg[move] > slack):
+                continue
+            touched |= changed
+            tokens.add(token)
+            slack -= float(d_deg[move])
+            self.apply(move, delta[move], float(d_deg[move]))
+
+    def _exchange(self, delta: np.ndarray, d_energy: np.ndarray, d_deg: np.ndarray,
+                  blocked: np.ndarray, slack: float, total: float, tol: float) -> bool:
+        """The best feasible pair (an energy-saving move infeasible alone, and a partner)."""
+        first = np.flatnonzero((d_energy < -tol) & (blocked | (d_deg > slack)))
+        if first.size == 0:
+            return False
+        first = first[np.argsort(d_energy[first], kind="stable")[:EXCHANGE_CANDIDATES]]
+        nodes = np.arange(self.loads.size)
+        width = self.table.shape[1]
+        for a in first.tolist():
+            joint = self.loads[None, :] + delta[a][None, :] + delta
+            self.work += delta.size
+            feasible = ((joint <= self.caps[None, :]).all(axis=1) & (joint >= 0).all(axis=1)
+                        & (d_deg[a] + d_deg <= slack)
+                        & (self.move_token != self.move_token[a]))
+            idx = np.flatnonzero(feasible)
+            if idx.size == 0:
+                continue
+            energy = self.table[nodes[None, :], np.minimum(joint[idx], width - 1)].sum(axis=1)
+            k = int(np.argmin(energy))
+            if energy[k] - total < -tol:
+                b = int(idx[k])
+                self.apply(a, delta[a], float(d_deg[a]))
+                self.apply(b, delta[b], float(d_deg[b]))
+                return True
+        return False
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Per class the pool patterns the search may move its tokens to (CSR: ``index``)."""
+
+    index: np.ndarray
+    start: np.ndarray
+
+
+def candidates(pool: Pool, costs: np.ndarray, limit: int = MOVES_PER_TOKEN) -> Candidates:
+    """Per class its pool patterns of least cost at the final prices, at most ``limit``."""
+    order = np.lexsort((costs, pool.cls))
+    rank = np.arange(order.size) - pool.start[pool.cls[order]]
+    keep = order[rank < limit]
+    keep = keep[np.argsort(pool.cls[keep], kind="stable")]
+    start = np.searchsorted(pool.cls[keep], np.arange(pool.start.size)).astype(np.int64)
+    return Candidates(index=keep, start=start)
+
+
+def recover(pool: Pool, nodes: NodeTerms, token_class: np.ndarray, pattern: np.ndarray,
+            mean_limit: float | None, moves: Candidates) -> Outcome:
+    """Repair and descent (module docstring) from the token patterns ``pattern``;
+    ``mean_limit`` bounds Σ_t D_t (None: no mean budget)."""
+    search = _Search(pool, nodes, token_class, pattern, mean_limit, moves)
+    search.repair()
+    search.descend()
+    feasible = bool((search.loads <= nodes.caps).all()
+                    and search.total_d <= search.mean_limit)
+    return Outcome(pattern=search.pattern, loads=search.loads, degradation=search.total_d,
+                   feasible=feasible, moves=search.moves)
+
+
+__all__ = ["CHAIN_STEPS", "CHAIN_WORK", "Candidates", "EXCHANGE_CANDIDATES", "IMPROVE_RTOL",
+           "MAX_ROUNDS",
+           "MOVES_PER_TOKEN", "Outcome", "Pool", "candidates", "recover", "round_weights"]
