@@ -37,7 +37,7 @@ from siftopt.errors import InputError
 from siftopt.io.profiles import Profile
 from siftopt.model.evaluate import evaluate
 from siftopt.model.problem import problem_data
-from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, SolveResult
+from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, SolveResult, Status
 
 BACKENDS = ("pyomo", "cpsat")
 FORMULATIONS = {"pyomo": ("slots", "patterns"), "cpsat": ("slots",)}
@@ -93,7 +93,7 @@ def _cpsat_slots(data: Any) -> Any:
     if built.empty:
         raise InputError("the instance is infeasible before any search: some slot has no "
                          "action within its budget", path="instance")
-    model = built.model
+    model: Any = built.model  # the CpModel, with its variables attached by name
     model.a, model.u, model.problem, model.siftopt_slot_model = built.a, built.u, data, built
     return model
 
@@ -138,7 +138,7 @@ def _solve_cpsat(model: Any, profile: Profile, limit: float | None) -> SolveResu
                    outcome.dual_bound_j, outcome.build_time_s, outcome.solve_time_s)
 
 
-def _result(data: Any, method: str, status: str, actions: np.ndarray | None,
+def _result(data: Any, method: str, status: Status | str, actions: np.ndarray | None,
             bound: float | None, build_s: float, solve_s: float) -> SolveResult:
     inst = data.inst
     evaluation = None if actions is None else evaluate(inst, actions)
@@ -153,9 +153,9 @@ def _result(data: Any, method: str, status: str, actions: np.ndarray | None,
         message = message or "the (extended) model has no feasible decision"
     if status == TIME_LIMIT and not message:
         message = "stopped before finding a solution"
-    return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=bound,
-                       build_time_s=max(0.0, build_s), solve_time_s=solve_s, message=message,
-                       instance=inst)
+    return SolveResult(method=method, status=Status(status), evaluation=evaluation,
+                       dual_bound_j=bound, build_time_s=max(0.0, build_s), solve_time_s=solve_s,
+                       message=message, instance=inst)
 
 
 __all__ = ["build_model", "solve_model"]

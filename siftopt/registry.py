@@ -192,9 +192,9 @@ def methods() -> list[dict[str, Any]]:
     for entry in exact_backends():
         rows.append(_row(entry.name, MethodKind.EXACT, entry.summary, entry.capabilities,
                          entry.available()))
-    for entry in policies().values():
-        rows.append(_row(entry.name, MethodKind.POLICY, entry.summary, entry.capabilities,
-                         entry.available()))
+    for rule in policies().values():
+        rows.append(_row(rule.name, MethodKind.POLICY, rule.summary, rule.capabilities,
+                         rule.available()))
     return rows
 
 

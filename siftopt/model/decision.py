@@ -129,6 +129,6 @@ class Decision:
             "expert": inst.topk_experts.ravel(),
             "weight": inst.topk_weights.ravel(),
             "action": pd.Categorical(self.action.ravel(), categories=[a.value for a in Action]),
-            "target": pd.array(np.where(target == SKIP, None, target), dtype="Int64"),
-            "node": pd.array(np.where(node < 0, None, node), dtype="Int64"),
+            "target": pd.array([None if v == SKIP else int(v) for v in target], dtype="Int64"),
+            "node": pd.array([None if v < 0 else int(v) for v in node], dtype="Int64"),
         })
