@@ -59,11 +59,11 @@ def check_highs_options(options: dict[str, Any]) -> None:
     (also where no HiGHS run follows, e.g. the decode rule). A table accepted once is not
     checked again in the same process."""
     try:
-        key = tuple(sorted(options.items()))
-        hash(key)
+        table: tuple[tuple[str, Any], ...] | None = tuple(sorted(options.items()))
+        hash(table)
     except TypeError:  # an unhashable value: check every time
-        key = None
-    if key is not None and key in _accepted_options:
+        table = None
+    if table is not None and table in _accepted_options:
         return
     with capture_output(capture_fd=True):  # and any complaint about an option
         probe = highspy.Highs()
@@ -72,6 +72,8 @@ def check_highs_options(options: dict[str, Any]) -> None:
     for key, value in options.items():
         if statuses[key] != highspy.HighsStatus.kOk:
             raise InputError(f"HiGHS rejects option {key} = {value!r}", path=f"highs.{key}")
+    if table is not None:
+        _accepted_options.add(table)
 
 
 def new_highs(profile: Profile, time_limit_s: float | None, *, lp_only: bool = False
