@@ -32,6 +32,7 @@ from siftopt.formulations.space import (
     PatternSet,
     PatternSpace,
     Pricing,
+    fits,
     pattern_space,
 )
 from siftopt.model.budgets import token_degradation
@@ -134,8 +135,10 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
     rows_n, k_slots = space.values.shape[0], space.values.shape[2]
     local = space.slots.local[space.mono_classes]
 
-    def fit(deg: np.ndarray, row: np.ndarray) -> np.ndarray:
-        return space.fits(deg, space.mono_classes[row])
+    eps, room = space.eps[space.mono_classes], space.room[space.mono_classes]
+
+    def fit(deg: np.ndarray, row: np.ndarray) -> np.ndarray:  # PatternSpace.fits, by row
+        return fits(deg, eps[row], room[row])
 
     prices = None
     if pricing is not None:
