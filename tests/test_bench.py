@@ -362,6 +362,32 @@ def test_bad_scheduler_address_is_exit_2_quickly(main, tmp_path, capsys, address
     assert not (tmp_path / "new").exists()  # no empty --out folder left behind
 
 
+def test_a_server_that_is_not_a_scheduler_is_exit_2(main, tmp_path, capsys, monkeypatch):
+    """Something accepts the connection but never speaks Dask's protocol: exit 2 within the
+    handshake's deadline instead of waiting forever."""
+    import socket
+    import threading
+
+    import siftopt.experiments.bench.runner as runner
+    monkeypatch.setattr(runner, "CONNECT_TIMEOUT_S", 1.0)
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True).start()
+    try:
+        argv, _ = _bench_argv(tmp_path, f"tcp://127.0.0.1:{server.getsockname()[1]}")
+        started = time.monotonic()
+        assert main(argv) == 2
+        assert time.monotonic() - started < 10
+    finally:
+        for conn in held:
+            conn.close()
+        server.close()
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "--scheduler" in err
+    assert "does not speak Dask's protocol" in err or "cannot connect" in err
+    assert not (tmp_path / "new").exists()
+
+
 def test_scheduler_without_workers_is_exit_2(main, tmp_path, capsys, monkeypatch):
     distributed = pytest.importorskip("distributed")
     import logging

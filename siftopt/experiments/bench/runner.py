@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -172,19 +173,43 @@ def _probe(address: str, host: str, port: int) -> None:
                          "`dask scheduler` running there?)", path="--scheduler") from None
 
 
+def _handshake(address: str) -> Any:
+    """``distributed.Client(address)`` within :data:`CONNECT_TIMEOUT_S` (plus 2 s), whatever
+    answers there: the handshake runs in a daemon thread, since a server that accepts the
+    connection but does not speak Dask's protocol can block it indefinitely or send a reply
+    that fails to decode."""
+    from distributed import Client
+
+    box: dict[str, Any] = {}
+
+    def attempt() -> None:
+        try:
+            box["client"] = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except BaseException as exc:  # noqa: BLE001 - reported as the input error below
+            box["error"] = exc
+
+    thread = threading.Thread(target=attempt, name="siftopt-dask-connect", daemon=True)
+    thread.start()
+    thread.join(CONNECT_TIMEOUT_S + 2.0)
+    if thread.is_alive():
+        raise InputError(f"no Dask scheduler answered at {address} within "
+                         f"{CONNECT_TIMEOUT_S + 2.0:g} s (something listens there, but it does "
+                         "not speak Dask's protocol)", path="--scheduler")
+    if "error" in box:
+        exc = box["error"]
+        detail = (str(exc).splitlines() or [""])[0][:200]
+        raise InputError(f"cannot connect to the Dask scheduler at {address}: "
+                         f"{type(exc).__name__}: {detail}", path="--scheduler")
+    return box["client"]
+
+
 def connect(address: str) -> Any:
     """A client of the scheduler at ``address`` that has at least one worker, within a few
     seconds, or an :class:`InputError`."""
-    from distributed import Client
-
     _, host, port = check_scheduler_address(address)
     if host is not None and port is not None:
         _probe(address, host, port)
-    try:
-        client = Client(address, timeout=CONNECT_TIMEOUT_S)
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise InputError(f"cannot connect to the Dask scheduler at {address}: {exc}",
-                         path="--scheduler") from None
+    client = _handshake(address)
     try:
         client.wait_for_workers(1, timeout=WORKERS_TIMEOUT_S)
     except (TimeoutError, OSError):
