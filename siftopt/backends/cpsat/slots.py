@@ -83,7 +83,7 @@ def slots_with_cuts(data: ProblemData, profile: Profile, *, time_limit_s: float 
     started = time.perf_counter()
     deadline = deadline_of(started, time_limit_s)
     warm = check_warm_start(data, warm_start)
-    model = _SlotModel(data)
+    model = SlotModel(data)
     if model.empty:
         s = model.empty[0]
         t, expert = int(data.slot_token[s]), int(data.slot_expert[s])
@@ -104,8 +104,11 @@ def slots_with_cuts(data: ProblemData, profile: Profile, *, time_limit_s: float 
                        known=accepted_start(data, warm))
 
 
-class _SlotModel:
-    """The CP-SAT slot model; :meth:`solve` adds cuts and runs CP-SAT."""
+class SlotModel:
+    """The CP-SAT slot model of ``data`` (``model``: the ``CpModel``; ``a``, ``u``: its
+    option and (token, node) literals; ``empty``: slots with no usable option, when the model
+    was not built). :meth:`solve` adds no-good cuts and runs CP-SAT once; the budget-cut
+    loop around it is :func:`slots_with_cuts`."""
 
     def __init__(self, data: ProblemData) -> None:
         self.data = data
@@ -274,4 +277,7 @@ def _integer_caps(budgets: Budgets, scale: int) -> np.ndarray:
     return np.where(in_range, caps, MAX_SCALED)
 
 
-__all__ = ["slots_with_cuts", "solve_cpsat"]
+#: The old private name, still imported by siftopt.modeling.
+_SlotModel = SlotModel
+
+__all__ = ["SlotModel", "slots_with_cuts", "solve_cpsat"]
