@@ -18,9 +18,10 @@ import numpy as np
 from siftopt import registry
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.io.profiles import Profile, load_profile
+from siftopt.model.budgets import mean_degradation
 from siftopt.model.evaluate import evaluate
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL, ProblemData, problem_data
+from siftopt.model.problem import ProblemData, problem_data
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, SolveResult
 
 #: The exact methods (from :mod:`siftopt.registry`).
@@ -39,21 +40,24 @@ def infeasibility_reason(data: ProblemData) -> str | None:
     ignored), and the mean budget against the mean of those least degradations.
     """
     inst = data.inst
+    budgets = data.budgets
     least = data.least_degradation()
     unreachable = [m for m in range(1, inst.num_nodes + 1) if data.caps[m] < 1]
     note = f" (unreachable nodes: {unreachable})" if unreachable else ""
-    if inst.eps_token is not None:
-        excess = least - inst.eps_token
-        bad = np.flatnonzero(excess > DEGRADATION_TOL)
-        if bad.size:
-            t = int(bad[np.argmax(excess[bad])])
-            return (f"token {t} cannot meet its budget eps_token={inst.eps_token[t]:.6g} even "
-                    f"with every reachable node: its least possible degradation is "
-                    f"{least[t]:.6g}{note}; {bad.size} token(s) in all")
-    if inst.eps_mean is not None and least.mean() - inst.eps_mean > DEGRADATION_TOL:
+    # The decision that takes every slot's least option has exactly these degradations, and
+    # every other decision has at least them (float sums are monotone): the rule on `least`
+    # decides infeasibility exactly.
+    bad = np.flatnonzero(~budgets.token_ok(least))
+    if bad.size:
+        excess = budgets.token_excess(least)
+        t = int(bad[np.argmax(excess[bad])])
+        return (f"token {t} cannot meet its budget eps_token={inst.eps_token[t]:.6g} even "
+                f"with every reachable node: its least possible degradation is "
+                f"{least[t]:.6g}{note}; {bad.size} token(s) in all")
+    if not budgets.mean_ok(least):
         return (f"the mean budget eps_mean={inst.eps_mean:.6g} cannot be met even with every "
-                f"reachable node: the least possible mean degradation is {least.mean():.6g}"
-                f"{note}")
+                f"reachable node: the least possible mean degradation is "
+                f"{mean_degradation(least):.6g}{note}")
     return None
 
 

@@ -87,9 +87,9 @@ def _pyomo_patterns(data: Any) -> Any:
 
 
 def _cpsat_slots(data: Any) -> Any:
-    from siftopt.backends.cpsat.slots import _SlotModel
+    from siftopt.backends.cpsat.slots import SlotModel
 
-    built = _SlotModel(data)
+    built = SlotModel(data)
     if built.empty:
         raise InputError("the instance is infeasible before any search: some slot has no "
                          "action within its budget", path="instance")
@@ -110,39 +110,78 @@ def solve_model(model: Any, *, profile: str | Profile | None = None,
     data = getattr(model, "siftopt_data", None)
     if data is None:
         raise InputError("not a model built by siftopt.build_model", path="model")
-    from siftopt.backends.highs.pyomo_slots import dual_bound_j, extract_actions, run_highs
+    if model.siftopt_formulation == "slots":
+        return _solve_pyomo_slots(model, data, prof, limit)
+    return _solve_pyomo_patterns(model, data, prof, limit)
 
-    started = time.perf_counter()
-    run = run_highs(model, prof, limit)
+
+def _solve_pyomo_slots(model: Any, data: Any, profile: Profile, limit: float | None
+                       ) -> SolveResult:
+    """The budget-cut loop of the slot backends, on the user's (extended) model."""
+    from siftopt.backends.base import budget_cuts, deadline_of, remaining_s
+    from siftopt.backends.highs.pyomo_slots import (
+        add_cuts,
+        dual_bound_j,
+        extract_actions,
+        run_highs,
+    )
+    from siftopt.backends.options import ExactOptions
+    from siftopt.result import BackendOutcome
+
+    deadline = deadline_of(time.perf_counter(), limit)
+    added = [0]  # cuts of this loop already in model.budget_cuts
+
+    def solve_once(cuts: tuple[Any, ...]) -> BackendOutcome:
+        add_cuts(model, cuts[added[0]:])
+        added[0] = len(cuts)
+        run = run_highs(model, profile, remaining_s(deadline))
+        actions = extract_actions(model, data) if run.status in (OPTIMAL, FEASIBLE) else None
+        return BackendOutcome(Status(run.status), actions, dual_bound_j(run, model.energy_scale_j),
+                              run.overhead_s, run.highs_s)
+
+    out = budget_cuts(solve_once, data, ExactOptions().max_cut_rounds, deadline=deadline)
+    return _result(data, "model:pyomo/slots", out.status, out.actions, out.dual_bound_j,
+                   out.build_time_s, out.solve_time_s, out.message)
+
+
+def _solve_pyomo_patterns(model: Any, data: Any, profile: Profile, limit: float | None
+                          ) -> SolveResult:
+    """The pattern model decides per-token budgets exactly (patterns are enumerated by the
+    rule); an answer the mean rule rejects (only within 1e-9 of the budget) is reported as
+    such, never as optimal."""
+    from siftopt.backends.highs.pyomo_slots import dual_bound_j, run_highs
+    from siftopt.formulations.recover import actions_for_patterns, assign_patterns
+
+    run = run_highs(model, profile, limit)
     actions = None
     if run.status in (OPTIMAL, FEASIBLE):
-        if model.siftopt_formulation == "slots":
-            actions = extract_actions(model, data)
-        else:
-            from siftopt.formulations.recover import actions_for_patterns, assign_patterns
-
-            pset, space = model.patterns, model.pattern_space
-            amounts = np.rint([model.x[p].value or 0.0 for p in model.P])
-            actions = actions_for_patterns(
-                space, assign_patterns(space, pset.pattern_class, pset.mask, amounts))
-    bound = dual_bound_j(run, model.energy_scale_j)
-    return _result(data, f"model:pyomo/{model.siftopt_formulation}", run.status, actions,
-                   bound, time.perf_counter() - started - run.highs_s, run.highs_s)
+        pset, space = model.patterns, model.pattern_space
+        amounts = np.rint([model.x[p].value or 0.0 for p in model.P])
+        actions = actions_for_patterns(
+            space, assign_patterns(space, pset.pattern_class, pset.mask, amounts))
+    return _result(data, "model:pyomo/patterns", run.status, actions,
+                   dual_bound_j(run, model.energy_scale_j), run.overhead_s, run.highs_s)
 
 
 def _solve_cpsat(model: Any, profile: Profile, limit: float | None) -> SolveResult:
+    from siftopt.backends.base import budget_cuts, deadline_of, remaining_s
+    from siftopt.backends.options import ExactOptions
+
     built = model.siftopt_slot_model
     started = time.perf_counter()
-    outcome = built.solve((), profile, limit, started, 0.0)
-    return _result(built.data, "model:cpsat/slots", outcome.status, outcome.actions,
-                   outcome.dual_bound_j, outcome.build_time_s, outcome.solve_time_s)
+    deadline = deadline_of(started, limit)
+    out = budget_cuts(lambda cuts: built.solve(cuts, profile, remaining_s(deadline), started,
+                                               0.0),
+                      built.data, ExactOptions().max_cut_rounds, deadline=deadline)
+    return _result(built.data, "model:cpsat/slots", out.status, out.actions,
+                   out.dual_bound_j, out.build_time_s, out.solve_time_s, out.message)
 
 
 def _result(data: Any, method: str, status: Status | str, actions: np.ndarray | None,
-            bound: float | None, build_s: float, solve_s: float) -> SolveResult:
+            bound: float | None, build_s: float, solve_s: float, message: str = ""
+            ) -> SolveResult:
     inst = data.inst
     evaluation = None if actions is None else evaluate(inst, actions)
-    message = ""
     if evaluation is not None and not evaluation.feasible:
         message = ("the solver's answer violates (P): "
                    + "; ".join(v.message for v in evaluation.violations))

@@ -225,7 +225,7 @@ register_backend(BackendEntry(
     "highs", "slots", "pyomo", "siftopt.backends.highs.pyomo_slots:solve_highs", "pyomo",
     "the slot MILP of docs/model.md §3.5 declared in Pyomo", _EXACT))
 register_backend(BackendEntry(
-    "highs", "slots", "direct", "siftopt.backends.highs.direct:solve_highs_slots", "highspy",
+    "highs", "slots", "direct", "siftopt.backends.highs.direct_slots:solve_highs_slots", "highspy",
     "the slot MILP assembled with numpy (highspy passModel)",
     Capabilities(exact=True, warm_start=True)))
 register_backend(BackendEntry(

@@ -42,9 +42,11 @@ def token_degradation(weighted_cost: np.ndarray) -> np.ndarray:
     degradation uses this one function so that the same decision always gives the same float.
     """
     wc = np.asarray(weighted_cost, dtype=float)
-    total = np.zeros(wc.shape[:-1])
-    for k in range(wc.shape[-1]):
-        total = total + wc[..., k]
+    if wc.shape[-1] == 0:
+        return np.zeros(wc.shape[:-1])
+    total = wc[..., 0].copy()
+    for k in range(1, wc.shape[-1]):
+        np.add(total, wc[..., k], out=total)
     return total
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from siftopt.model.budgets import TOL as DEGRADATION_TOL  # noqa: F401  (TODO: importers use budgets)
 from siftopt.model.budgets import Budgets, budgets_of, token_degradation
 from siftopt.model.decision import SKIP
 from siftopt.model.instance import Instance

@@ -46,8 +46,8 @@ from siftopt.experiments.validate.lm_data import (
 from siftopt.experiments.validate.lm_serve import RunLog, ServedLM
 from siftopt.experiments.validate.scenario import Scenario, make_scenario
 from siftopt.experiments.validate.serve import bound_violations
+from siftopt.model.budgets import TOL as DEGRADATION_TOL
 from siftopt.model.evaluate import energies_equal
-from siftopt.model.problem import DEGRADATION_TOL
 from siftopt.similarity import Bounds, analytic_bounds
 
 MODES: tuple[str, ...] = ("prefill", "decode")

@@ -15,9 +15,9 @@ import numpy as np
 from siftopt.experiments.validate.moe import MoEParams, head
 from siftopt.experiments.validate.tokens import TokenStates, moe_output
 from siftopt.facade import solve
+from siftopt.model.budgets import TOL as DEGRADATION_TOL
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
-from siftopt.model.problem import DEGRADATION_TOL
 
 #: Bound check tolerance: a token violates the bound iff
 #: ``‖ŷ − y‖ > ‖x‖·(D_t·(1 + BOUND_RTOL) + BOUND_ATOL)``.
