@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from siftopt import registry
+from siftopt.backends.options import ExactOptions
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.io.profiles import Profile, load_profile
 from siftopt.model.budgets import mean_degradation
@@ -74,10 +75,12 @@ def capacity_reason(data: ProblemData) -> str:
 def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
                 time_limit_s: float | None = None,
                 warm_start: np.ndarray | None = None, formulation: str = "auto",
-                interface: str = "auto") -> SolveResult:
+                interface: str = "auto", options: ExactOptions | None = None) -> SolveResult:
     """Solve (P) exactly with ``highs``, ``cpsat`` or ``brute`` (tiny instances only), in the
-    given formulation (``auto``, ``slots``, ``patterns``; :func:`choose_formulation`) and,
-    for HiGHS, through the given interface (:data:`INTERFACES`)."""
+    given formulation (``auto``, ``slots``, ``patterns``) and, for HiGHS, through the given
+    interface (:data:`INTERFACES`); the registry resolves ``auto``
+    (:func:`siftopt.registry.exact_backend`). ``options``: the backends' tuning knobs
+    (:class:`~siftopt.backends.options.ExactOptions`; default: their documented defaults)."""
     profile = profile or load_profile(None)
     limit = time_limit_s if time_limit_s is not None else profile.time_limit_s
     started = time.perf_counter()
@@ -92,7 +95,8 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
                            build_time_s=time.perf_counter() - started, solve_time_s=0.0,
                            message=reason, backend=backend.name, proved_by="per-token bound",
                            instance=inst)
-    outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start)
+    outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start,
+                             options=options)
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
     status, message = outcome.status, outcome.message
     if status == INFEASIBLE and not message:
@@ -168,7 +172,8 @@ def best_policy_start(inst: Instance, methods: list[str]) -> tuple[str, SolveRes
 
 def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = None,
           time_limit_s: float | None = None, formulation: str = "auto",
-          warm_start: list[str] | None = None, interface: str = "auto") -> SolveResult:
+          warm_start: list[str] | None = None, interface: str = "auto",
+          options: ExactOptions | None = None) -> SolveResult:
     """Solve an instance with any method (exact backend or policy); ``formulation`` applies
     to the exact backends. ``warm_start``: policy names; an exact backend starts from the
     best feasible one (:func:`best_policy_start`; ``details["warm_start_policy"]``), and its
@@ -181,7 +186,8 @@ def solve(inst: Instance, method: str = "highs", *, profile: Profile | None = No
         start = None if best is None else best[1].actions
     spent = time.perf_counter() - started
     result = solve_exact(inst, method, profile=profile, time_limit_s=time_limit_s,
-                         formulation=formulation, warm_start=start, interface=interface)
+                         formulation=formulation, warm_start=start, interface=interface,
+                         options=options)
     if warm_start:
         result = dataclasses.replace(result, build_time_s=result.build_time_s + spent,
                                      warm_start_requested=True,

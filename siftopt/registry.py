@@ -52,7 +52,7 @@ class BackendEntry:
     method: str
     formulation: str
     interface: str
-    target: str  # "module.path:function" taking (data, profile, *, time_limit_s, warm_start)
+    target: str  # "module.path:function": (data, profile, *, time_limit_s, warm_start, options)
     requires: str  # the Python package it needs
     summary: str
     capabilities: Capabilities

@@ -39,12 +39,14 @@ def _scientific(n: int) -> str:
 
 
 def solve_brute(data: ProblemData, profile: object = None, *, time_limit_s: float | None = None,
-                warm_start: np.ndarray | None = None, chunk: int = 65536) -> BackendOutcome:
+                warm_start: np.ndarray | None = None, options: object = None,
+                chunk: int = 65536) -> BackendOutcome:
     """The exact optimum by enumeration (ties: the first assignment in enumeration order).
 
-    ``profile`` and ``warm_start`` are accepted for the common backend signature and unused.
+    ``profile``, ``warm_start`` and ``options`` are accepted for the common backend
+    signature and unused.
     """
-    del profile, warm_start
+    del profile, warm_start, options
     started = time.perf_counter()
     total = count_assignments(data)
     if total > MAX_ASSIGNMENTS:
