@@ -328,7 +328,7 @@ def mutate_arrays(arrays: dict[str, np.ndarray], rng: random.Random, *,
             notes.append("added x")
             continue
         key = rng.choice(sorted(out))
-        arr = out[key]
+        arr = np.asarray(out[key])  # arithmetic on a 0-d array gives a numpy scalar
         kind = rng.choice(("element", "element", "scale", "dtype", "shape", "shape",
                            "delete", "rename", "add"))
         if kind in ("element", "scale") and arr.dtype.kind not in "biuf":
@@ -344,13 +344,17 @@ def mutate_arrays(arrays: dict[str, np.ndarray], rng: random.Random, *,
         elif kind == "scale":
             factor = rng.choice(SCALES)
             with np.errstate(all="ignore"):
-                out[key] = arr * factor
+                out[key] = np.asarray(arr * factor)
             notes.append(f"{key} *= {factor!r}")
         elif kind == "dtype":
             dtype = rng.choice(("float32", "float16", "int8", "uint8", "int64", "bool",
                                 "complex128", "U3", "S3", "object"))
-            with np.errstate(all="ignore"):
-                out[key] = arr.astype(dtype)
+            try:
+                with np.errstate(all="ignore"):
+                    out[key] = arr.astype(dtype)
+            except (ValueError, TypeError, OverflowError):  # e.g. "0.6" as int8
+                out[key] = arr.astype("U8")
+                dtype = "U8"
             notes.append(f"{key} as {dtype}")
         elif kind == "shape":
             out[key], how = _reshaped(arr, rng)

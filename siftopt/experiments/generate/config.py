@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,21 +104,34 @@ def _choice(options: tuple[str, ...] | Any) -> Check:
     return check
 
 
+def _finite(v: Any) -> bool:
+    """A number that is a finite double (not a boolean, not an integer beyond a double)."""
+    if type(v) is float:
+        return math.isfinite(v)
+    return type(v) is int and abs(v) <= sys.float_info.max
+
+
+def _show(v: Any) -> str:
+    """A value for a message (a huge integer by its number of digits)."""
+    return f"an integer of {len(str(abs(v)))} digits" if type(v) is int and abs(v) >= 10**16 \
+        else repr(v)
+
+
 def _integer(low: int, high: int | None = None) -> Check:
     def check(v: Any) -> str | None:
         if type(v) is not int:
             return f"must be an integer, got {v!r}"
         if v < low or (high is not None and v > high):
             top = "" if high is None else f" and <= {high}"
-            return f"must be >= {low}{top}, got {v}"
+            return f"must be >= {low}{top}, got {_show(v)}"
         return None
     return check
 
 
 def _real(low: float, high: float, *, low_open: bool = True, high_open: bool = True) -> Check:
     def check(v: Any) -> str | None:
-        if type(v) not in (int, float) or not math.isfinite(v):
-            return f"must be a finite number, got {v!r}"
+        if not _finite(v):
+            return f"must be a finite number, got {_show(v)}"
         bad_low = v <= low if low_open else v < low
         bad_high = v >= high if high_open else v > high
         if bad_low or bad_high:
