@@ -9,8 +9,9 @@ and :func:`policy`, ``siftopt methods`` lists :func:`methods`, and the tests are
 from :func:`exact_backends` (one list, with a test that it covers the registry).
 
 Adding a backend: write its solve function in its solver family's folder and add one
-:func:`register_backend` line below. Adding a policy: decorate it with
-:func:`register_policy` in its module and import that module in :mod:`siftopt.policies`.
+:func:`register_backend` line below. Adding a built-in policy: write it in
+:mod:`siftopt.policies` and add one :func:`_builtin_policy` line below; a user's policy is
+registered at run time with ``@siftopt.policy(name)``.
 """
 
 from __future__ import annotations
@@ -77,12 +78,21 @@ class BackendEntry:
 
 @dataclass(frozen=True)
 class PolicyEntry:
-    """One policy: a function ``Instance → (L, K) actions`` and what it can do."""
+    """One policy: ``Instance → (L, K) actions``, imported from ``target`` when it runs (the
+    built-in rules) or given as ``rule`` (a policy registered at run time)."""
 
     name: str
-    function: Callable[..., Any]
     summary: str
     capabilities: Capabilities
+    target: str = ""  # "module.path:function" of a built-in rule
+    rule: Callable[..., Any] | None = None
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        if self.rule is not None:
+            return self.rule
+        module, _, func = self.target.partition(":")
+        return getattr(importlib.import_module(module), func)
 
     def available(self) -> bool:
         return True
@@ -114,10 +124,8 @@ def register_policy(name: str, *, summary: str, capabilities: Capabilities | Non
     """Decorator: register a policy under ``name`` (usable by solve, verify and bench)."""
 
     def wrap(function: Callable[..., Any]) -> Callable[..., Any]:
-        if name in _POLICIES or name in exact_methods():
-            raise ValueError(f"method {name!r} registered twice")
-        _POLICIES[name] = PolicyEntry(name=name, function=function, summary=summary,
-                                      capabilities=capabilities or Capabilities(exact=False))
+        _add_policy(PolicyEntry(name=name, summary=summary, rule=function,
+                                capabilities=capabilities or Capabilities(exact=False)))
         return function
 
     return wrap
@@ -170,9 +178,15 @@ def exact_backend(method: str, formulation: str = "auto", interface: str = "auto
     return _BACKENDS[(method, formulation, interface)]
 
 
+def _add_policy(entry: PolicyEntry) -> None:
+    if entry.name in _POLICIES or entry.name in exact_methods():
+        raise ValueError(f"method {entry.name!r} registered twice")
+    _POLICIES[entry.name] = entry
+
+
 def policies() -> dict[str, PolicyEntry]:
-    """Every registered policy by name (importing :mod:`siftopt.policies` registers them)."""
-    importlib.import_module("siftopt.policies")
+    """Every registered policy by name: the built-in rules, then those registered at run time
+    (:func:`register_policy`, ``siftopt.policy``)."""
     return dict(_POLICIES)
 
 
@@ -240,3 +254,30 @@ register_backend(BackendEntry(
     "brute", "enumeration", "native", "siftopt.backends.brute:solve_brute", "numpy",
     "every assignment enumerated and evaluated: ground truth for tiny instances",
     Capabilities(exact=True, limits="at most 2,000,000 assignments")))
+
+
+# ---- the built-in policies -------------------------------------------------------------------
+
+
+def _builtin_policy(name: str, target: str, summary: str, limits: str) -> None:
+    _add_policy(PolicyEntry(name=name, summary=summary, target=target,
+                            capabilities=Capabilities(exact=False, limits=limits)))
+
+
+_builtin_policy("topk", "siftopt.policies.simple:topk",
+                "keep every slot (conventional Top-K routing)",
+                "may violate latency and never saves energy")
+_builtin_policy("local", "siftopt.policies.simple:local",
+                "every remote slot takes its cheapest free fallback (local replacement or skip)",
+                "may violate the accuracy budgets")
+_builtin_policy("sift-decode", "siftopt.policies.decode:sift_decode",
+                "the exact decode rule: cheapest node set that meets the budget (optimal for "
+                "one token, Theorem 3); token by token for L > 1",
+                "refuses past MAX_DECODE_NODES relevant nodes of a token (docs/policies.md); "
+                "heuristic for L > 1 (may miss feasibility when caps bind)")
+_builtin_policy("sift-ratio", "siftopt.policies.ratio:sift_ratio",
+                "threshold rule: drop (token, node) items by energy saved per unit of "
+                "degradation", "heuristic; optimal under the conditions of docs/policies.md")
+_builtin_policy("sift-price", "siftopt.policies.price:sift_price",
+                "prefill prices: each token decodes at marginal node prices, prices updated to "
+                "a fixed point", "heuristic; at most MAX_PRICE_ITERATIONS price rounds")

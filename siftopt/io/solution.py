@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -20,9 +20,6 @@ from siftopt.io.reader import Reader
 from siftopt.model.evaluate import Evaluation
 from siftopt.model.instance import Instance
 from siftopt.model.problem import SKIP
-
-if TYPE_CHECKING:
-    from siftopt.result import SolveResult
 
 
 def _num(x: float | None) -> float | None:
@@ -59,7 +56,32 @@ def evaluation_json(inst: Instance, ev: Evaluation) -> dict[str, Any]:
             "violations": [v.to_json() for v in ev.violations]}
 
 
-def result_json(inst: Instance, result: SolveResult) -> dict[str, Any]:
+class ResultLike(Protocol):
+    """What :func:`result_json` reads of a result (:class:`siftopt.result.SolveResult`)."""
+
+    @property
+    def method(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def energy_j(self) -> float | None: ...
+    @property
+    def feasible(self) -> bool: ...
+    @property
+    def dual_bound_j(self) -> float | None: ...
+    @property
+    def build_time_s(self) -> float: ...
+    @property
+    def solve_time_s(self) -> float: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def evaluation(self) -> Evaluation | None: ...
+    @property
+    def details(self) -> dict[str, Any]: ...
+
+
+def result_json(inst: Instance, result: ResultLike) -> dict[str, Any]:
     """The JSON object printed by ``siftopt solve --format json`` and ``siftopt evaluate``."""
     out: dict[str, Any] = {
         "instance": inst.name,
