@@ -31,7 +31,7 @@ from typing import Any
 
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.facade import EXACT_METHODS, resolve_policy, solve_exact, solve_policy
-from siftopt.io.instance_file import load_instance, save_instance
+from siftopt.io.instance_file import instance_from_document, load_instance, save_instance
 from siftopt.io.profiles import Profile
 from siftopt.io.reader import parse_json_text
 from siftopt.model.evaluate import energies_equal
@@ -147,14 +147,27 @@ def _run_method(inst: Instance, method: str, profile: Profile | None,
     return result, elapsed, ""
 
 
+#: A one-token instance with one remote node: what the warm-up solves.
+_WARM_UP: dict[str, Any] = {
+    "siftopt_version": 1, "name": "warm-up",
+    "model": {"num_experts": 3, "top_k": 1, "hidden_dim": 1024, "bits_per_element": 16,
+              "renormalize_topk": False},
+    "placement": [0, 1, 1],
+    "bounds": {"beta": [1.0, 1.0, 1.0], "delta": [[0, 0.5, 0.5], [0.5, 0, 0.2], [0.5, 0.2, 0]]},
+    "nodes": [{"bandwidth_hz": 1e7, "gain_up_db": -90.0, "gain_down_db": -90.0,
+               "power_up_w": 0.2, "power_down_w": 0.2, "compute_s_per_token": 1e-4}],
+    "channel": {"noise_psd_dbm_per_hz": -174.0, "fading": "slow"},
+    "power_control": "adaptive", "latency_s": 0.01, "accuracy": {"eps_token": 0.3},
+    "tokens": {"topk_experts": [[1]], "topk_weights": [[1.0]]},
+}
+
+
 def warm_up(exact: str, methods: Sequence[str], profile: Profile | None) -> None:
     """Pay the one-time start-up (imports, solver library set-up) before anything is timed:
     solve a one-token instance with the exact method and run every method on it, untimed.
     Without it the first instance's exact time would carry ~0.5 s of imports and inflate the
     speed-ups."""
-    from siftopt.experiments.synthetic import random_instance
-
-    inst = random_instance(0, num_tokens=1, num_experts=3, top_k=1, num_nodes=1)
+    inst = instance_from_document(_WARM_UP, file="<warm-up>")
     for method in (exact, *methods):
         with contextlib.suppress(InputError, PolicyRefusal):
             _run_method(inst, method, profile, None)
