@@ -507,9 +507,10 @@ class Reader:
 
     def npz_rows(self, value: Any) -> int | None:
         """The first dimension an ``{"npz": key}`` field's header declares (None if unknown)."""
-        if not (isinstance(value, dict) and self.sidecar is not None):
+        key = value.get("npz") if isinstance(value, dict) else None
+        if not isinstance(key, str) or self.sidecar is None:  # checked when the field is read
             return None
-        header = self.sidecar.headers.get(value.get("npz"))  # type: ignore[arg-type]
+        header = self.sidecar.headers.get(key)
         if isinstance(header, NpyHeader) and header.shape:
             return header.shape[0]
         return None
