@@ -65,12 +65,12 @@ SAMPLE_ROUNDS = 4
 #: of the last polish before the final pricing (prefill_dual.DUAL_RTOL).
 SAMPLE_RTOL = 1e-3
 ROUND_RTOL = 1e-8
-#: The first pricing of a loop also adds every pattern within this fraction of each class's
-#: least cost (prices still move; near patterns spare pricing rounds).
-FIRST_MARGIN = 0.1
 #: Up to this many (token, pattern) moves the search may move a token to any pool pattern of
 #: its class; beyond, to its MOVES_PER_TOKEN cheapest at the final prices.
 ALL_MOVES = 50_000
+#: Small instances under a binding mean budget also start the local search from each class's
+#: cheapest pattern at these multiples of the dual's degradation price ν.
+RESTART_FACTORS = (0.5, 2.0)
 #: Relative amount by which the reported bound is rounded down (sums over many classes).
 BOUND_RTOL = 1e-11
 #: Prices are at most this multiple of the largest marginal energy of any node (a box that
@@ -109,7 +109,8 @@ class _Model:
         self.data, self.space = data, space
         self.unit = data.energy_scale_j()
         self.nodes = NodeTerms.from_tables(
-            [t.energy_j[: t.cap + 1] / self.unit for t in data.tables])
+            [t.energy_j[: t.cap + 1] / self.unit for t in data.tables],
+            [bool(t.convex) for t in data.tables])
         self.mean_rhs = data.budgets.mean_row_upper() if space.mean_row else None
         self.pool = PatternPool(space.num_classes, data.num_nodes)
         m = data.num_nodes
@@ -178,8 +179,7 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
     tolerance = rtol
     for done in range(1, rounds + 1):
         prices, nu = model.split(y)
-        priced = price(model.space, model.pool, prices, nu, classes,
-                       margin=FIRST_MARGIN if (done == 1 or classes is not None) else 0.0)
+        priced = price(model.space, model.pool, prices, nu, classes)
         if classes is None:
             full, _ = model.dual()
             record.append(full.value(y, priced.phi))
@@ -222,10 +222,11 @@ def _mean_limit(data: ProblemData) -> float | None:
     return n * (eps + TOL) - 1e-12 * n * max(1.0, abs(eps))
 
 
-def _primal(model: _Model, y: np.ndarray, tau: float, weights: np.ndarray | None = None
-            ) -> tuple[np.ndarray, bool, float]:
+def _primal(model: _Model, y: np.ndarray, tau: float, weights: np.ndarray | None,
+            bound_j: float | None) -> tuple[np.ndarray, bool, float]:
     """Round (the LP's amounts, or the softmax weights at ``(y, τ)``) and search; returns
-    per-token masks, feasibility, energy (J)."""
+    per-token masks, feasibility, energy (J). Restarts (small instances, binding mean budget)
+    only run when the first answer is not already within the bound ``bound_j`` (J)."""
     cls, mask, deg, inc, start = model.pool.arrays
     dual, _ = model.dual()
     pool = Pool(cls=cls, inc=inc, deg=deg, start=start)
@@ -239,15 +240,39 @@ def _primal(model: _Model, y: np.ndarray, tau: float, weights: np.ndarray | None
     per_token = int(np.diff(start).max())
     if float(np.diff(start) @ counts) > ALL_MOVES:
         per_token = MOVES_PER_TOKEN
-    outcome = recover(pool, model.nodes, token_class, first, limit,
-                      candidates(pool, costs, per_token))
+    moves = candidates(pool, costs, per_token)
+    outcome = recover(pool, model.nodes, token_class, first, limit, moves)
     if not outcome.feasible and per_token < int(np.diff(start).max()):
         outcome = recover(pool, model.nodes, token_class, outcome.pattern, limit,
                           candidates(pool, costs, int(np.diff(start).max())))
+    closed = bound_j is not None and _energy(model, outcome.loads) - bound_j <= 1e-6 * bound_j
+    if limit is not None and per_token == int(np.diff(start).max()) and not closed:
+        # a small instance under a binding mean budget, where the LP is often not tight:
+        # also start from each class's cheapest pattern at other degradation prices
+        for factor in RESTART_FACTORS:
+            shifted = y.copy()
+            shifted[-1] *= factor
+            alt = recover(pool, model.nodes, token_class,
+                          _cheapest(dual, shifted, token_class, deg), limit, moves)
+            if (alt.feasible, -_energy(model, alt.loads)) > (
+                    outcome.feasible, -_energy(model, outcome.loads)):
+                outcome = alt
     feasible = outcome.feasible and model.data.budgets.accepts(deg[outcome.pattern])
-    energy = sum(float(t.energy(int(n))) for t, n in zip(model.data.tables, outcome.loads,
-                                                          strict=True))
-    return mask[outcome.pattern], feasible, energy
+    return mask[outcome.pattern], feasible, _energy(model, outcome.loads)
+
+
+def _energy(model: _Model, loads: np.ndarray) -> float:
+    """``Σ_m E_m(n_m)`` in J."""
+    return sum(float(t.energy(int(n))) for t, n in zip(model.data.tables, loads, strict=True))
+
+
+def _cheapest(dual: PoolDual, y: np.ndarray, token_class: np.ndarray, deg: np.ndarray
+              ) -> np.ndarray:
+    """Per token its class's cheapest pool pattern at ``y`` (ties: the least degradation)."""
+    cost = dual.pattern_costs(y)
+    order = np.lexsort((deg, cost, dual.cls))
+    first = order[dual.start[:-1]]
+    return first[token_class]
 
 
 def _targets(space: PatternSpace, token_mask: np.ndarray) -> np.ndarray:
@@ -322,9 +347,9 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
         iterations += more
     times["dual"] = time.perf_counter() - started - times["space"] - times["sample"]
     tau = solution.tau if solution is not None else _tau(model.dual()[0], y, DUAL_RTOL)
-    token_mask, feasible, energy = _primal(model, y, tau, weights)
-    targets = _targets(space, token_mask)
     bound = max(0.0, max(bounds) * model.unit * (1.0 - BOUND_RTOL)) if bounds else None
+    token_mask, feasible, energy = _primal(model, y, tau, weights, bound)
+    targets = _targets(space, token_mask)
     certified = bool(feasible and bound is not None
                      and energy - bound <= 1e-6 * energy + 1e-15)
     times["total"] = time.perf_counter() - started

@@ -46,8 +46,8 @@ STAGE_ITERATIONS = 60
 #: A stage (but the last) stops once the Newton decrement is this fraction of its
 #: smoothing error.
 STAGE_STOP = 0.3
-#: Exact coordinate sweeps (prices, then ν) before each Newton stage, while they raise the
-#: smoothed value.
+#: Exact coordinate sweeps (prices, then ν) before the first Newton stage, while they raise
+#: the smoothed value (one before each later stage).
 SWEEPS = 4
 #: Softmax weights below ``exp(−CUTOFF)`` count as zero (they are below 1e-17).
 CUTOFF = 40.0
@@ -105,14 +105,24 @@ class NodeTerms:
         object.__setattr__(self, "cum_len_slope", np.concatenate(cs) if cs else np.zeros(0))
 
     @staticmethod
-    def from_tables(tables: list[np.ndarray]) -> NodeTerms:
-        """From per-node tables ``E_m(0..n̂_m)`` (energy units)."""
+    def from_tables(tables: list[np.ndarray], convex: list[bool] | None = None) -> NodeTerms:
+        """From per-node tables ``E_m(0..n̂_m)`` (energy units). A table flagged ``convex``
+        is described by its increments, sorted (the same function when it is convex, and a
+        convex minorant below it otherwise, so ``h_m`` stays a lower bound either way);
+        any other by the segments of its lower convex envelope."""
         slopes, lengths, sizes = [], [], []
-        for table in tables:
-            v = lower_hull(np.asarray(table, dtype=float))
-            slopes.append(np.diff(table[v]) / np.diff(v))
-            lengths.append(np.diff(v).astype(float))
-            sizes.append(v.size - 1)
+        for m, table in enumerate(tables):
+            table = np.asarray(table, dtype=float)
+            if convex is not None and convex[m]:
+                slope = np.sort(np.diff(table))
+                length = np.ones(slope.size)
+            else:
+                v = lower_hull(table)
+                slope = np.diff(table[v]) / np.diff(v)
+                length = np.diff(v).astype(float)
+            slopes.append(slope)
+            lengths.append(length)
+            sizes.append(slope.size)
         start = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         return NodeTerms(tables=tuple(np.asarray(t, dtype=float) for t in tables),
                          slope=np.concatenate(slopes) if slopes else np.zeros(0),
@@ -201,7 +211,8 @@ def _truncated_geometric(x: np.ndarray, length: np.ndarray
 class PoolDual:
     """``g`` restricted to a pool: ``columns[j] = (inc_j, D_j)`` (``D`` only with a mean row),
     ``cls[j]`` its class (sorted), ``start`` the CSR offsets of the classes, ``counts`` the
-    class sizes, ``mean_rhs`` the ``R`` of a binding mean budget (None: no ν)."""
+    class sizes, ``mean_rhs`` the ``R`` of a binding mean budget (None: no ν). ``fixed`` is
+    the summed column ``Σ c_g·a_g`` of classes held at one pattern (their term is linear)."""
 
     nodes: NodeTerms
     counts: np.ndarray  # (G,)
@@ -209,6 +220,7 @@ class PoolDual:
     columns: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (P, d)
     cls: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
+    fixed: np.ndarray | None = None  # (d,)
 
     @property
     def dim(self) -> int:
@@ -236,6 +248,8 @@ class PoolDual:
             phi = self.class_minima(y)
         m = self.nodes.num_nodes
         total = float(self.nodes.value(y[:m]).sum()) + float(self.counts @ phi)
+        if self.fixed is not None:
+            total += float(self.fixed @ y)
         if self.mean_rhs is not None:
             total -= float(y[m]) * self.mean_rhs
         return total
@@ -281,6 +295,9 @@ class PoolDual:
         grad[:m] += h_grad
         if hess is not None:
             hess[np.arange(m), np.arange(m)] += h_curv
+        if self.fixed is not None:
+            value += float(self.fixed @ y)
+            grad += self.fixed
         if self.mean_rhs is not None:
             value -= float(y[m]) * self.mean_rhs
             grad[m] -= self.mean_rhs
@@ -316,16 +333,20 @@ def coordinate_sweep(dual: PoolDual, y: np.ndarray, upper: np.ndarray) -> np.nda
     nodes = dual.nodes
     first = dual.start[:-1]
     weight = nodes.weight
+    cost = dual.pattern_costs(y)
     for m in range(nodes.num_nodes):
         uses = dual.columns[:, m] > 0
-        if not uses.any():
+        fixed = 0.0 if dual.fixed is None else float(dual.fixed[m])
+        if not uses.any() and fixed == 0.0:
             continue
-        cost = dual.pattern_costs(y)
-        a = np.minimum.reduceat(np.where(uses, cost - y[m], np.inf), first)
-        b = np.minimum.reduceat(np.where(uses, np.inf, cost), first)
-        live = np.isfinite(a)
-        breaks = np.where(np.isfinite(b), b - a, np.inf)[live]
-        demand_w = dual.counts[live]
+        breaks, demand_w = np.zeros(0), np.zeros(0)
+        old = float(y[m])
+        if uses.any():
+            a = np.minimum.reduceat(np.where(uses, cost - y[m], np.inf), first)
+            b = np.minimum.reduceat(np.where(uses, np.inf, cost), first)
+            live = np.isfinite(a)
+            breaks = np.where(np.isfinite(b), b - a, np.inf)[live]
+            demand_w = dual.counts[live]
         order = np.argsort(breaks)
         breaks, demand_w = breaks[order], demand_w[order]
         # demand(q) = Σ c over breaks > q; supply(q) = weight·Σ ℓ over slopes < q
@@ -335,12 +356,13 @@ def coordinate_sweep(dual: PoolDual, y: np.ndarray, upper: np.ndarray) -> np.nda
                                          [upper[m]]]))
         cand = cand[(cand >= 0.0) & (cand <= upper[m])]
         tail = np.concatenate([np.cumsum(demand_w[::-1])[::-1], [0.0]])
-        demand = tail[np.searchsorted(breaks, cand, side="right")]  # breaks > q
+        demand = tail[np.searchsorted(breaks, cand, side="right")] + fixed  # breaks > q
         cum = np.concatenate([[0.0], np.cumsum(lengths)])
         supply = cum[np.searchsorted(slopes, cand, side="right")]  # slopes ≤ q
         # slope of g just above q is demand(q⁺) − supply(q⁺): the first q where it is ≤ 0
         stop = np.flatnonzero(demand - supply <= 0)
         y[m] = float(cand[stop[0]]) if stop.size else float(upper[m])
+        cost = cost + (y[m] - old) * dual.columns[:, m]
     if dual.mean_rhs is not None:
         y[-1] = _best_multiplier(dual, y, float(upper[-1]))
     return y
@@ -361,7 +383,7 @@ def _best_multiplier(dual: PoolDual, y: np.ndarray, upper: float) -> float:
         low = np.minimum.reduceat(cost, first)
         at = cost <= low[dual.cls]
         least = np.minimum.reduceat(np.where(at, deg, np.inf), first)  # ties: least D
-        return float(dual.counts @ least)
+        return float(dual.counts @ least) + (0.0 if dual.fixed is None else float(dual.fixed[m]))
 
     rhs = float(dual.mean_rhs)  # type: ignore[arg-type]
     if total(0.0) <= rhs:
@@ -487,9 +509,10 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
     total = 0
     damping = 1e-3
     final = False
+    sweeps = SWEEPS
     while True:
         current = dual.smooth(y, tau, hessian=False)[0]
-        for _ in range(SWEEPS):
+        for _ in range(sweeps):
             swept = coordinate_sweep(dual, y, upper)
             value = dual.smooth(swept, tau, hessian=False)[0]
             if value <= current:
@@ -501,6 +524,7 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
         stop = tight if final else max(STAGE_STOP * typical, tight)
         y, its, damping = _newton_stage(dual, y, upper, tau, stop, weight / tau, damping)
         total += its
+        sweeps = 1
         if final or tau < 1e-300:
             return DualSolution(y=y, tau=tau, iterations=total)
         if dual.smoothing_gap(y, tau) <= rtol * max(abs(dual.value(y)), 1e-300):

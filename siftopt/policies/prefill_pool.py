@@ -131,10 +131,9 @@ class Priced:
 
 
 def price(space: PatternSpace, pool: PatternPool, prices: np.ndarray, nu: float,
-          classes: np.ndarray | None = None, margin: float = 0.0) -> Priced:
+          classes: np.ndarray | None = None) -> Priced:
     """Exact pricing at node prices ``prices[m−1] ≥ 0`` and ``ν ≥ 0`` of the given classes
-    (default: all); patterns cheaper than the pool's best enter the pool. With ``margin >
-    0`` a second enumeration adds every pattern within ``margin·|φ_g|`` of the least cost."""
+    (default: all); patterns cheaper than the pool's best enter the pool."""
     cls, mask, deg, inc, start = pool.arrays
     cost = inc @ prices + nu * deg
     best = np.full(space.num_classes, np.inf)
@@ -156,15 +155,6 @@ def price(space: PatternSpace, pool: PatternPool, prices: np.ndarray, nu: float,
         if better.any():
             new = pool.add(found.pattern_class[better], found.mask[better],
                            found.degradation[better])
-    if margin > 0:
-        wide = phi + margin * np.abs(phi)
-        if classes is not None:
-            wide[skip] = -np.inf
-        near = enumerate_patterns(space, Pricing(
-            class_dual=np.zeros(space.num_classes), node_price=np.asarray(prices, dtype=float),
-            degradation_price=float(nu), threshold=wide, tighten=False))
-        if near.num_patterns:
-            new += pool.add(near.pattern_class, near.mask, near.degradation)
     if classes is not None:
         phi[skip] = np.nan
     return Priced(phi=phi, new=new)

@@ -37,14 +37,21 @@ from siftopt.policies.prefill_dual import NodeTerms
 IMPROVE_RTOL = 1e-12
 #: Moves of a token considered: its class's pool patterns of least reduced cost, at most this many.
 MOVES_PER_TOKEN = 12
-#: Infeasible-alone moves tried as the first half of an exchange, per round.
+#: Infeasible-alone moves tried as the first half of an exchange, per round (and first moves
+#: of chains: the most saving ones; of the degradation-freeing ones, the most per unit of
+#: energy and the largest).
 EXCHANGE_CANDIDATES = 24
+#: Least decrease of the total degradation (relative to the mean limit) that counts as an
+#: improvement at equal energy.
+DEGRADATION_STEP = 1e-12
+#: Improving moves scanned per round for a batch of independent ones.
+BATCH_SCAN = 256
 #: Rounds of the search (a safeguard; each round makes at least one move).
 MAX_ROUNDS = 5000
 #: Repair moves of one ejection chain, and the move evaluations (rows) after which no new
 #: chain starts (chains are the expensive part; large batches rarely need them).
-CHAIN_STEPS = 64
-CHAIN_WORK = 20_000_000
+CHAIN_STEPS = 32
+CHAIN_WORK = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -104,14 +111,40 @@ class _Search:
         self.incb = incb
         self.loads = incb[pattern].sum(axis=0)
         self.total_d = float(pool.deg[pattern].sum())
-        # moves: every token × its class's candidate patterns
+        # moves: every token × its class's candidate patterns (grouped by token)
         per = np.diff(candidates.start)[token_class]
         self.move_token = np.repeat(np.arange(token_class.size), per)
+        self.token_start = np.concatenate([[0], np.cumsum(per)]).astype(np.int64)
         offset = np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
         self.move_pattern = candidates.index[candidates.start[token_class][self.move_token]
                                              + offset]
+        # per move, cached: node changes, as 0/1 floats for the products, and D change
+        self.delta = incb[self.move_pattern] - incb[self.pattern[self.move_token]]
+        self.plus = (self.delta > 0).astype(float)
+        self.minus = (self.delta < 0).astype(float)
+        self.d_deg = pool.deg[self.move_pattern] - pool.deg[self.pattern[self.move_token]]
         self.moves = 0
         self.work = 0  # move evaluations so far (rows of the move table)
+
+    def _refresh(self, token: int) -> None:
+        """Recompute the cached rows of one token's moves (after its pattern changed)."""
+        rows = slice(int(self.token_start[token]), int(self.token_start[token + 1]))
+        now = int(self.pattern[token])
+        self.delta[rows] = self.incb[self.move_pattern[rows]] - self.incb[now]
+        self.plus[rows] = self.delta[rows] > 0
+        self.minus[rows] = self.delta[rows] < 0
+        self.d_deg[rows] = self.pool.deg[self.move_pattern[rows]] - self.pool.deg[now]
+
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, float, int]:
+        return self.pattern.copy(), self.loads.copy(), self.total_d, self.moves
+
+    def restore(self, saved: tuple[np.ndarray, np.ndarray, float, int]) -> None:
+        pattern, loads, total_d, moves = saved
+        changed = np.flatnonzero(pattern != self.pattern)
+        self.pattern = pattern.copy()
+        for token in changed.tolist():
+            self._refresh(token)
+        self.loads, self.total_d, self.moves = loads.copy(), total_d, moves
 
     def energy(self, loads: np.ndarray) -> float:
         width = self.table.shape[1]
@@ -139,19 +172,18 @@ class _Search:
     def evaluate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Per move: node changes (−1/0/+1), energy change, degradation change, and whether a
         cap blocks it."""
-        delta = self.incb[self.move_pattern] - self.incb[self.pattern[self.move_token]]
         up, down = self.marginals()
-        plus, minus = delta > 0, delta < 0
-        d_energy = plus @ up - minus @ down
-        d_deg = self.pool.deg[self.move_pattern] - self.pool.deg[self.pattern[self.move_token]]
-        blocked = (plus & (self.loads + 1 > self.caps)[None, :]).any(axis=1)
-        return delta, d_energy, d_deg, blocked
+        d_energy = self.plus @ up - self.minus @ down
+        blocked = self.plus @ (self.loads + 1 > self.caps).astype(float) > 0
+        return self.delta, d_energy, self.d_deg, blocked
 
     def apply(self, move: int, delta_row: np.ndarray, d_deg: float) -> None:
-        self.pattern[self.move_token[move]] = self.move_pattern[move]
+        token = int(self.move_token[move])
+        self.pattern[token] = self.move_pattern[move]
         self.loads = self.loads + delta_row
         self.total_d += d_deg
         self.moves += 1
+        self._refresh(token)
 
     # -- phases -------------------------------------------------------------------------------
 
@@ -160,14 +192,18 @@ class _Search:
         over = int(np.maximum(self.loads - self.caps, 0).sum())
         return over, max(self.total_d - self.mean_limit, 0.0)
 
-    def repair(self, frozen: set[int] | None = None, steps: int = MAX_ROUNDS) -> bool:
+    def repair(self, frozen: set[int] | None = None, steps: int = MAX_ROUNDS,
+               ceiling: float = np.inf) -> bool:
         """Lower the cap overload, then the mean excess, one move at a time: the move of a
         token not in ``frozen`` that removes a unit of violation at the least energy (a moved
-        token joins ``frozen`` when it is given). Returns whether the state is feasible."""
+        token joins ``frozen`` when it is given). Gives up once the energy passes
+        ``ceiling``. Returns whether the state is feasible."""
         for _ in range(steps):
             over, excess = self.violation()
             if over == 0 and excess <= 0:
                 return True
+            if self.energy(self.loads) > ceiling:
+                return False
             delta, d_energy, d_deg, _ = self.evaluate()
             self.work += delta.size
             new_over = np.maximum(self.loads[None, :] + delta - self.caps[None, :], 0).sum(1)
@@ -181,13 +217,23 @@ class _Search:
                                np.inf)
             if frozen:
                 key[np.isin(self.move_token, list(frozen))] = np.inf
-            best = int(np.argmin(key))
+            best = int(np.lexsort((d_deg, key))[0])  # ties: the move that frees the most
             if not np.isfinite(key[best]):
                 return False
             if frozen is not None:
                 frozen.add(int(self.move_token[best]))
-            self.apply(best, delta[best], float(d_deg[best]))
+            self.apply(best, delta[best].copy(), float(d_deg[best]))
         return self.violation() == (0, 0.0)
+
+    def _better(self, d_energy: np.ndarray, d_deg: np.ndarray, tol: float) -> np.ndarray:
+        """Whether changes improve ``(energy, then total degradation)``: energy lower by more
+        than ``tol``, or equal within it and degradation lower (under a mean budget only —
+        slack a later move may use; the pair (E, ΣD) decreases, so the search ends)."""
+        better = d_energy < -tol
+        if np.isfinite(self.mean_limit):
+            better |= (d_energy <= tol) & (d_deg < -DEGRADATION_STEP * max(
+                1.0, abs(self.mean_limit)))
+        return better
 
     def descend(self) -> None:
         """Improving single moves, several per round when independent; then exchanges of
@@ -198,7 +244,7 @@ class _Search:
             delta, d_energy, d_deg, blocked = self.evaluate()
             self.work += delta.size
             slack = self.mean_limit - self.total_d
-            ok = ~blocked & (d_deg <= slack) & (d_energy < -tol)
+            ok = ~blocked & (d_deg <= slack) & self._better(d_energy, d_deg, tol)
             if ok.any():
                 self._apply_batch(np.flatnonzero(ok), delta, d_energy, d_deg)
                 continue
@@ -218,32 +264,38 @@ class _Search:
           moves of other tokens that the freed slack allows.
 
         Tried for the most promising first moves while the work budget lasts."""
+        keep = EXCHANGE_CANDIDATES
         gain = np.flatnonzero((d_energy < -tol) & (blocked | (d_deg > slack)))
-        gain = gain[np.argsort(d_energy[gain], kind="stable")[:EXCHANGE_CANDIDATES]]
+        gain = gain[np.argsort(d_energy[gain], kind="stable")[:keep]]
         pay = np.flatnonzero(~blocked & (d_deg < 0))
         if np.isfinite(self.mean_limit):
             ratio = -d_deg[pay] / np.maximum(d_energy[pay], tol)
-            pay = pay[np.argsort(-ratio, kind="stable")[:EXCHANGE_CANDIDATES]]
+            by_ratio = pay[np.argsort(-ratio, kind="stable")[:keep]]
+            by_size = pay[np.argsort(d_deg[pay], kind="stable")[:keep]]
+            pay = np.concatenate([by_ratio, by_size[~np.isin(by_size, by_ratio)]])
         else:
             pay = pay[:0]
         for kind, first in (("gain", gain), ("pay", pay)):
             for a in first.tolist():
                 if self.work > CHAIN_WORK:
                     return False
-                saved = (self.pattern.copy(), self.loads.copy(), self.total_d, self.moves)
-                self.apply(a, delta[a], float(d_deg[a]))
+                saved = self.snapshot()
+                self.apply(a, delta[a].copy(), float(d_deg[a]))
                 frozen = {int(self.move_token[a])}
-                ok = (self.repair(frozen, CHAIN_STEPS) if kind == "gain" else True)
+                # a repair costing more than twice the first move's saving is given up
+                ok = (self.repair(frozen, CHAIN_STEPS, total - 2.0 * float(d_energy[a]))
+                      if kind == "gain" else True)
                 if ok:
                     self._spend(frozen, CHAIN_STEPS)
                 if ok and self.energy(self.loads) < total - tol:
                     return True
-                self.pattern, self.loads, self.total_d, self.moves = saved
+                self.restore(saved)
         return False
 
     def _spend(self, frozen: set[int], steps: int) -> bool:
-        """Energy-saving moves of tokens not in ``frozen`` that keep every constraint, best
-        first, one at a time (each moved token joins ``frozen``). Always feasible."""
+        """Energy-saving moves of tokens not in ``frozen`` that keep every constraint, one at
+        a time, the most energy saved per unit of mean slack used first (moves that use none
+        before all; each moved token joins ``frozen``). Always feasible."""
         for _ in range(steps):
             delta, d_energy, d_deg, blocked = self.evaluate()
             self.work += delta.size
@@ -251,9 +303,12 @@ class _Search:
             ok &= ~np.isin(self.move_token, list(frozen))
             if not ok.any():
                 break
-            best = int(np.flatnonzero(ok)[np.argmin(d_energy[ok])])
+            # energy saved per unit of slack used (free moves first), then the most saved
+            key = np.where(d_deg > 0, d_energy / np.maximum(d_deg, 1e-300), -np.inf)
+            cand = np.flatnonzero(ok)
+            best = int(cand[np.lexsort((d_energy[cand], key[cand]))[0]])
             frozen.add(int(self.move_token[best]))
-            self.apply(best, delta[best], float(d_deg[best]))
+            self.apply(best, delta[best].copy(), float(d_deg[best]))
         return True
 
     def _apply_batch(self, cand: np.ndarray, delta: np.ndarray, d_energy: np.ndarray,
@@ -263,6 +318,8 @@ class _Search:
         tokens: set[int] = set()
         slack = self.mean_limit - self.total_d
         for i, move in enumerate(cand.tolist()):
+            if touched.all() or i >= BATCH_SCAN:
+                break
             changed = delta[move] != 0
             token = int(self.move_token[move])
             if i and (touched[changed].any() or token in tokens or d_deg[move] > slack):
@@ -270,7 +327,7 @@ class _Search:
             touched |= changed
             tokens.add(token)
             slack -= float(d_deg[move])
-            self.apply(move, delta[move], float(d_deg[move]))
+            self.apply(move, delta[move].copy(), float(d_deg[move]))
 
     def _exchange(self, delta: np.ndarray, d_energy: np.ndarray, d_deg: np.ndarray,
                   blocked: np.ndarray, slack: float, total: float, tol: float) -> bool:
@@ -291,11 +348,14 @@ class _Search:
             if idx.size == 0:
                 continue
             energy = self.table[nodes[None, :], np.minimum(joint[idx], width - 1)].sum(axis=1)
-            k = int(np.argmin(energy))
-            if energy[k] - total < -tol:
+            change = energy - total
+            key = np.where(change < -tol, change, np.where(change <= tol, 0.0, np.inf))
+            k = int(np.lexsort((d_deg[idx], key))[0])  # least energy, then least degradation
+            if self._better(np.array([change[k]]), np.array([d_deg[a] + d_deg[idx[k]]]),
+                            tol)[0]:
                 b = int(idx[k])
-                self.apply(a, delta[a], float(d_deg[a]))
-                self.apply(b, delta[b], float(d_deg[b]))
+                self.apply(a, delta[a].copy(), float(d_deg[a]))
+                self.apply(b, delta[b].copy(), float(d_deg[b]))
                 return True
         return False
 
