@@ -281,3 +281,8 @@ _builtin_policy("sift-ratio", "siftopt.policies.ratio:sift_ratio",
 _builtin_policy("sift-price", "siftopt.policies.price:sift_price",
                 "prefill prices: each token decodes at marginal node prices, prices updated to "
                 "a fixed point", "heuristic; at most MAX_PRICE_ITERATIONS price rounds")
+_builtin_policy("sift-prefill", "siftopt.policies.prefill:sift_prefill",
+                "prefill by Lagrangian relaxation of the node loads: exactly priced pattern "
+                "pools, a primal local search, and a certified lower bound on the optimum",
+                "heuristic with a certificate (docs/policies.md §6); falls back to sift-price "
+                "past the pattern space's limits")

@@ -147,6 +147,11 @@ class PolicyAnswer:
         out = np.asarray(self.targets, dtype=dtype)
         return out.copy() if copy else out
 
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The targets' shape ``(L, K)``."""
+        return tuple(np.shape(self.targets))
+
 
 def policy_targets(answer: np.ndarray | PolicyAnswer) -> np.ndarray:
     """The ``(L, K)`` targets of a policy's return value (an array or a :class:`PolicyAnswer`)."""
