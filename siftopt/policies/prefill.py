@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from siftopt.errors import PolicyRefusal
 from siftopt.formulations.enumerate import enumerate_patterns
 from siftopt.formulations.recover import options_for_patterns
 from siftopt.formulations.space import PatternLimitError, PatternSpace, pattern_space
@@ -177,7 +178,9 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
     done = 0
     reached = None  # the pool dual's value at the last maximiser
     tolerance = rtol
-    for done in range(1, rounds + 1):
+    done = 0
+    while done < rounds:
+        done += 1
         prices, nu = model.split(y)
         priced = price(model.space, model.pool, prices, nu, classes)
         if classes is None:
@@ -280,12 +283,18 @@ def _targets(space: PatternSpace, token_mask: np.ndarray) -> np.ndarray:
 
 
 def _fallback(data: ProblemData, note: str, started: float) -> PrefillRun:
-    """No pattern space (past its limits) or an infeasible instance: ``sift-price``'s answer
-    (or the least-degradation one), without a bound."""
+    """No pattern space (past its limits) or an infeasible instance: ``sift-price``'s answer,
+    or, should it refuse, every slot's least-degradation reachable option; no bound."""
     from siftopt.model.evaluate import evaluate
     from siftopt.policies.price import sift_price
 
-    targets = sift_price(data.inst)
+    try:
+        targets = np.asarray(sift_price(data.inst))
+    except PolicyRefusal:
+        cost = np.where(data.opt_reachable, data.opt_degradation, np.inf)
+        order = np.lexsort((np.arange(cost.size), cost, data.opt_slot))
+        first = order[np.searchsorted(data.opt_slot[order], np.arange(data.num_slots))]
+        targets = options_to_actions(data, first)
     ev = evaluate(data.inst, targets)
     return PrefillRun(answer=PolicyAnswer(targets, None), energy_j=ev.energy_j,
                       feasible=ev.feasible, certified=False, note=note,
@@ -304,7 +313,7 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
     model = _Model(data, space)
     model.pool.add(*least_degradation_patterns(space))
     cls, mask, deg, _, start = model.pool.arrays
-    if np.any(np.diff(start) == 0):
+    if len(model.pool) == 0 or np.any(np.diff(start) == 0):
         return _fallback(data, "a token cannot meet its budget", started)
     least = np.minimum.reduceat(deg, start[:-1])
     if model.mean_rhs is not None and float(space.class_count @ least) > model.mean_rhs:

@@ -62,9 +62,11 @@ class PatternPool:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(cls, mask, D, inc, start)``: sorted by class, ``start`` the (G + 1,) offsets."""
         if self._arrays is None:
-            cls = np.concatenate([p[0] for p in self._parts])
-            mask = np.concatenate([p[1] for p in self._parts])
-            deg = np.concatenate([p[2] for p in self._parts])
+            parts = self._parts or [(np.zeros(0, np.int64), np.zeros(0, np.uint64),
+                                     np.zeros(0))]
+            cls = np.concatenate([p[0] for p in parts])
+            mask = np.concatenate([p[1] for p in parts])
+            deg = np.concatenate([p[2] for p in parts])
             order = np.argsort(cls, kind="stable")
             cls, mask, deg = cls[order], mask[order], deg[order]
             self._parts = [(cls, mask, deg)]

@@ -158,6 +158,11 @@ class _Search:
         m = np.arange(self.loads.size)
         n = self.loads
         width = self.table.shape[1]
+        with np.errstate(invalid="ignore"):  # inf − inf past a cap: replaced below
+            return self._marginals(m, n, width)
+
+    def _marginals(self, m: np.ndarray, n: np.ndarray, width: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
         here = self.table[m, np.minimum(n, width - 1)]
         above = self.table[m, np.minimum(n + 1, width - 1)]
         below = self.table[m, np.maximum(n - 1, 0)]
