@@ -369,10 +369,33 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
                       times_s=times)
 
 
+def lagrangian_bound(inst: Instance, prices_j: np.ndarray, nu_j: float = 0.0) -> float:
+    """The Lagrangian dual function ``g(p, ν)`` of docs/policies.md §6 in J, priced exactly.
+
+    ``prices_j[m−1] ≥ 0``: the price of node m in J per token of load; ``nu_j ≥ 0``: the
+    multiplier of a binding mean budget in J per unit of degradation (ignored when the mean
+    budget does not bind). Lemma 6.1: the value is a lower bound on the optimum energy of
+    (P) for every such point. ``inf`` when some token cannot meet its budget at all ((P) is
+    infeasible); PatternLimitError past the pattern space's limits."""
+    data = problem_data(inst)
+    space = pattern_space(data)
+    model = _Model(data, space)
+    model.pool.add(*least_degradation_patterns(space))
+    if len(model.pool) == 0 or np.any(np.diff(model.pool.arrays[4]) == 0):
+        return float("inf")
+    y = np.maximum(np.asarray(prices_j, dtype=float), 0.0) / model.unit
+    if model.mean_rhs is not None:
+        y = np.append(y, max(float(nu_j), 0.0) / model.unit)
+    prices, nu = model.split(y)
+    priced = price(space, model.pool, prices, nu)
+    dual, _ = model.dual()
+    return dual.value(y, priced.phi) * model.unit
+
+
 def sift_prefill(inst: Instance) -> PolicyAnswer:
     """``sift-prefill`` (docs/policies.md §6): targets and a certified lower bound (J)."""
     return sift_prefill_run(inst).answer
 
 
 __all__ = ["BOUND_RTOL", "MAX_ROUNDS", "PrefillRun", "SAMPLE_CLASSES", "SAMPLE_ROUNDS",
-           "sift_prefill", "sift_prefill_run"]
+           "lagrangian_bound", "sift_prefill", "sift_prefill_run"]

@@ -165,7 +165,7 @@ class _Search:
                    ) -> tuple[np.ndarray, np.ndarray]:
         here = self.table[m, np.minimum(n, width - 1)]
         above = self.table[m, np.minimum(n + 1, width - 1)]
-        below = self.table[m, np.maximum(n - 1, 0)]
+        below = self.table[m, np.minimum(np.maximum(n - 1, 0), width - 1)]
         last = self.table[m, np.minimum(self.caps, width - 1)] - self.table[
             m, np.maximum(np.minimum(self.caps, width - 1) - 1, 0)]
         up = np.where(n + 1 <= self.caps, above - here, last)

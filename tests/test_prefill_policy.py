@@ -1,0 +1,241 @@
+"""Property tests of ``sift-prefill`` and of the statements of docs/policies.md §6.
+
+* Lemma 6.1 (weak duality): ``g(p, ν)`` at any ``p, ν ≥ 0`` is at most the optimum — checked
+  at random points against brute force;
+* Theorem 6.2 (validity): every bound the policy reports is at most the optimum — brute force
+  on tiny instances, HiGHS on larger ones;
+* Theorem 6.2 (certificate): an answer the policy certifies is optimal;
+* Corollary 6.3 (no duality gap): one token, and linear tables with per-token budgets and
+  caps that do not bind — the certificate closes;
+* the contract: a run that claims feasibility gives a decision the evaluator accepts, with
+  the energy it reports; it is never feasible on an infeasible instance;
+* the status rule proposed for ``solve_policy`` (bound within the equality of docs/model.md
+  §3.4 → ``optimal``).
+
+Energies are compared with the tolerance of docs/model.md §3.4.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from siftopt.experiments.synthetic import random_document
+from siftopt.facade import solve_exact
+from siftopt.io.instance_file import instance_from_document
+from siftopt.model.evaluate import energies_equal, evaluate
+from siftopt.model.instance import Instance
+from siftopt.model.problem import problem_data
+from siftopt.policies.common import PolicyAnswer, policy_targets
+from siftopt.policies.prefill import lagrangian_bound, sift_prefill, sift_prefill_run
+from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, SolveResult
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+FEW = settings(max_examples=12, deadline=None, derandomize=True,
+               suppress_health_check=[HealthCheck.too_slow])
+
+Edit = Callable[[dict[str, Any], np.random.Generator], None]
+
+
+def build(seed: int, *, tokens: int, experts: int, k: int, nodes: int, pc: str = "adaptive",
+          fading: str = "slow", budgets: str = "both", max_cand: int | None = 2,
+          eps_scale: float = 0.3, latency_factor: float = 1.0, edit: Edit | None = None
+          ) -> Instance:
+    """A random instance; ``latency_factor`` scales the latency budget (caps)."""
+    rng = np.random.default_rng(seed)
+    doc = random_document(rng, num_tokens=tokens, num_experts=experts, top_k=k,
+                          num_nodes=nodes, power_control=pc, fading=fading, budgets=budgets,
+                          max_candidates=max_cand, eps_scale=eps_scale)
+    doc["latency_s"] = float(doc["latency_s"] * latency_factor)
+    if edit is not None:
+        edit(doc, rng)
+    return instance_from_document(doc, file=f"<seed {seed}>")
+
+
+def at_most(bound: float | None, optimum: float) -> bool:
+    """``bound ≤ optimum`` up to the equality of docs/model.md §3.4."""
+    return bound is None or bound <= optimum or energies_equal(bound, optimum)
+
+
+tiny = st.builds(
+    lambda seed, tokens, k, nodes, pc, fading, budgets, eps, lat: build(
+        seed, tokens=tokens, experts=5, k=k, nodes=nodes, pc=pc, fading=fading,
+        budgets=budgets, eps_scale=eps, latency_factor=lat),
+    seed=st.integers(0, 10**6), tokens=st.integers(1, 3), k=st.integers(1, 2),
+    nodes=st.integers(1, 3), pc=st.sampled_from(["fixed", "adaptive"]),
+    fading=st.sampled_from(["slow", "slow", "rayleigh"]),
+    budgets=st.sampled_from(["token", "mean", "both"]), eps=st.sampled_from([0.05, 0.3, 1.0]),
+    lat=st.sampled_from([0.4, 1.0, 3.0]))
+
+
+# --------------------------------------------------------------------------------------------
+# Lemma 6.1 and Theorem 6.2: every bound is at most the optimum
+# --------------------------------------------------------------------------------------------
+
+@SETTINGS
+@given(inst=tiny, scale=st.floats(0.0, 4.0), nu=st.floats(0.0, 1e3), data=st.data())
+def test_lemma_lagrangian_value_is_a_lower_bound(inst: Instance, scale: float, nu: float,
+                                                 data: st.DataObject) -> None:
+    """g(p, ν) ≤ OPT at random prices around E_m(1) and random ν (brute force)."""
+    tables = problem_data(inst).tables
+    unit = np.array([t.energy_j[1] if t.cap >= 1 else 0.0 for t in tables])
+    factors = data.draw(st.lists(st.floats(0.0, 3.0), min_size=unit.size,
+                                 max_size=unit.size))
+    prices = unit * scale * np.asarray(factors)
+    value = lagrangian_bound(inst, prices, nu * float(unit.max(initial=0.0)))
+    truth = solve_exact(inst, "brute")
+    if truth.status == INFEASIBLE:
+        return
+    assert truth.status == OPTIMAL
+    assert at_most(value, truth.energy_j), (value, truth.energy_j)
+
+
+@SETTINGS
+@given(inst=tiny)
+def test_theorem_bound_and_certificate_against_brute_force(inst: Instance) -> None:
+    """Every reported bound is at most the optimum; a certified answer is optimal; a run
+    claiming feasibility is accepted by the evaluator with the energy it reports."""
+    run = sift_prefill_run(inst)
+    ev = evaluate(inst, run.answer.targets)
+    truth = solve_exact(inst, "brute")
+    if run.feasible:
+        assert ev.feasible, [v.message for v in ev.violations]
+        assert energies_equal(ev.energy_j, run.energy_j)
+    if truth.status == INFEASIBLE:
+        assert not ev.feasible
+        return
+    assert truth.status == OPTIMAL
+    assert at_most(run.dual_bound_j, truth.energy_j), (run.dual_bound_j, truth.energy_j)
+    if ev.feasible:
+        assert ev.energy_j >= truth.energy_j or energies_equal(ev.energy_j, truth.energy_j)
+    if run.certified:
+        assert ev.feasible and energies_equal(ev.energy_j, truth.energy_j)
+
+
+medium = st.builds(
+    lambda seed, tokens, nodes, pc, fading, budgets, eps, lat: build(
+        seed, tokens=tokens, experts=10, k=3, nodes=nodes, pc=pc, fading=fading,
+        budgets=budgets, max_cand=3, eps_scale=eps, latency_factor=lat),
+    seed=st.integers(0, 10**6), tokens=st.integers(8, 40), nodes=st.integers(3, 6),
+    pc=st.sampled_from(["fixed", "adaptive"]), fading=st.sampled_from(["slow", "rayleigh"]),
+    budgets=st.sampled_from(["token", "mean", "both"]), eps=st.sampled_from([0.1, 0.3]),
+    lat=st.sampled_from([0.5, 1.0]))
+
+
+@FEW
+@given(inst=medium)
+def test_theorem_bound_against_highs(inst: Instance) -> None:
+    """On larger instances the bound stays below HiGHS's proved optimum, and a certified
+    answer matches it."""
+    run = sift_prefill_run(inst)
+    truth = solve_exact(inst, "highs")
+    ev = evaluate(inst, run.answer.targets)
+    if run.feasible:
+        assert ev.feasible
+    if truth.status == INFEASIBLE:
+        assert not ev.feasible
+        return
+    assert truth.status == OPTIMAL
+    assert at_most(run.dual_bound_j, truth.energy_j), (run.dual_bound_j, truth.energy_j)
+    if run.certified:
+        assert energies_equal(ev.energy_j, truth.energy_j)
+
+
+def test_large_batch_with_sample_and_pricing_rounds() -> None:
+    """A batch past the complete-pool size runs the sampled start and exact pricing rounds;
+    its bound is below HiGHS's optimum and its answer is feasible."""
+    inst = build(11, tokens=320, experts=24, k=4, nodes=10, max_cand=4, eps_scale=0.2)
+    run = sift_prefill_run(inst)
+    assert run.rounds >= 1 and run.sample_rounds >= 1
+    truth = solve_exact(inst, "highs")
+    assert truth.status == OPTIMAL
+    assert run.feasible and evaluate(inst, run.answer.targets).feasible
+    assert at_most(run.dual_bound_j, truth.energy_j)
+    assert run.energy_j <= truth.energy_j * 1.02
+
+
+# --------------------------------------------------------------------------------------------
+# Corollary 6.3: when the certificate closes
+# --------------------------------------------------------------------------------------------
+
+@SETTINGS
+@given(seed=st.integers(0, 10**6), experts=st.integers(3, 7), k=st.integers(1, 3),
+       nodes=st.integers(1, 4), pc=st.sampled_from(["fixed", "adaptive"]),
+       fading=st.sampled_from(["slow", "rayleigh"]),
+       budgets=st.sampled_from(["token", "mean", "both"]))
+def test_corollary_one_token_is_certified(seed: int, experts: int, k: int, nodes: int, pc: str,
+                                          fading: str, budgets: str) -> None:
+    """L = 1: the relaxation has no gap, so every feasible instance is certified optimal."""
+    inst = build(seed, tokens=1, experts=experts, k=min(k, experts), nodes=nodes, pc=pc,
+                 fading=fading, budgets=budgets, max_cand=None)
+    run = sift_prefill_run(inst)
+    truth = solve_exact(inst, "brute")
+    if truth.status == INFEASIBLE:
+        assert not run.feasible
+        return
+    assert run.certified, (run.energy_j, run.dual_bound_j, truth.energy_j)
+    assert energies_equal(run.energy_j, truth.energy_j)
+
+
+def per_token_only(doc: dict[str, Any], rng: np.random.Generator) -> None:
+    eps = doc["accuracy"].get("eps_token", doc["accuracy"].get("eps_mean"))
+    n = len(doc["tokens"]["topk_experts"])
+    eps = float(np.mean(eps)) if isinstance(eps, list) else float(eps)
+    doc["accuracy"] = {"eps_token": [eps * float(rng.uniform(0.3, 1.5)) for _ in range(n)]}
+    doc["latency_s"] = 10.0  # every node can carry the whole batch
+
+
+@SETTINGS
+@given(seed=st.integers(0, 10**6), tokens=st.integers(2, 3), nodes=st.integers(1, 3))
+def test_corollary_linear_tables_per_token_budgets_are_certified(seed: int, tokens: int,
+                                                                 nodes: int) -> None:
+    """Fixed power (linear tables), per-token budgets, caps that do not bind: (P) separates
+    by token, the dual closes, and the answer is certified optimal."""
+    inst = build(seed, tokens=tokens, experts=5, k=2, nodes=nodes, pc="fixed",
+                 edit=per_token_only)
+    run = sift_prefill_run(inst)
+    truth = solve_exact(inst, "brute")
+    if truth.status == INFEASIBLE:
+        assert not run.feasible
+        return
+    assert run.certified and energies_equal(run.energy_j, truth.energy_j)
+
+
+# --------------------------------------------------------------------------------------------
+# The answer type and the status rule proposed for solve_policy
+# --------------------------------------------------------------------------------------------
+
+def solve_policy_with_bound(inst: Instance, policy: Callable[[Instance], Any]) -> SolveResult:
+    """``solve_policy`` with the proposed change: a PolicyAnswer's bound becomes the
+    result's ``dual_bound_j`` and makes the status ``optimal`` when it meets the energy."""
+    answer = policy(inst)
+    evaluation = evaluate(inst, policy_targets(answer))
+    bound = getattr(answer, "dual_bound_j", None)
+    status = FEASIBLE if evaluation.feasible else INFEASIBLE
+    if (evaluation.feasible and bound is not None
+            and evaluation.energy_j - bound <= 1e-6 * evaluation.energy_j + 1e-15):
+        status = OPTIMAL
+    return SolveResult(method="sift-prefill", status=status, evaluation=evaluation,
+                       dual_bound_j=bound, build_time_s=0.0, solve_time_s=0.0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_policy_answer_feeds_the_status_rule(seed: int) -> None:
+    inst = build(seed, tokens=2, experts=5, k=2, nodes=2, pc="fixed", edit=per_token_only)
+    answer = sift_prefill(inst)
+    assert isinstance(answer, PolicyAnswer)
+    assert np.array_equal(np.asarray(answer), answer.targets)
+    assert answer.shape == inst.topk_experts.shape
+    result = solve_policy_with_bound(inst, sift_prefill)
+    truth = solve_exact(inst, "brute")
+    if truth.status == INFEASIBLE:
+        assert result.status == INFEASIBLE
+        return
+    assert result.status == OPTIMAL and energies_equal(result.energy_j, truth.energy_j)
+    assert result.gap == 0.0 or result.gap <= 1e-6
