@@ -83,8 +83,11 @@ def find_profile(name: str) -> Path | Traversable:
     package (``default``, ``parallel``, ``quick``), so it works from any directory."""
     candidate = Path(name)
     if candidate.suffix == ".toml" or "/" in name:
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise InputError(f"cannot open: {exc.strerror}", file=name[:200]) from None
         raise InputError("profile file not found", file=name)
     local, shipped = _local_profiles(), _shipped_profiles()
     if name in local:

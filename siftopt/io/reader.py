@@ -22,6 +22,7 @@ import difflib
 import json
 import math
 import os
+import stat
 import tomllib
 import zipfile
 from dataclasses import dataclass
@@ -288,11 +289,16 @@ class Reader:
         :data:`~siftopt.io.limits.TEXT_PARSE_FACTOR` bytes per byte of text) is refused
         before it is read."""
         try:
-            size = Path(path).stat().st_size
+            info = Path(path).stat()
         except FileNotFoundError:
             raise self.fail("", "no such file") from None
         except OSError as exc:
             raise self.fail("", f"cannot read: {exc.strerror or exc}") from None
+        if stat.S_ISDIR(info.st_mode):
+            raise self.fail("", f"is a directory, expected {expected}")
+        if not stat.S_ISREG(info.st_mode):  # a device or a pipe might never end
+            raise self.fail("", f"is not a regular file, expected {expected}")
+        size = info.st_size
         check_memory(size * TEXT_PARSE_FACTOR,
                      f"parsing this {size:,}-byte text (about {TEXT_PARSE_FACTOR} bytes per "
                      "byte of text)", file=self.file)
@@ -497,7 +503,11 @@ class Reader:
         """Open the sidecar named by field ``path``: a file inside the document's folder
         (:meth:`confined`). Only the member headers are read here."""
         file = self.confined(name, path, what=".npz file")
-        if not file.is_file():
+        try:
+            found = file.is_file()
+        except OSError as exc:  # e.g. a name too long for the file system
+            raise self.fail(path, f"cannot open {name[:80]!r}: {exc.strerror}") from None
+        if not found:
             raise self.fail(path, f"file {name!r} not found next to the instance "
                                   f"(looked for {file})")
         try:
