@@ -35,14 +35,9 @@ from siftopt.model.budgets import TOL
 from siftopt.model.instance import Instance
 from siftopt.model.problem import ProblemData, problem_data
 from siftopt.policies.common import PolicyAnswer, options_to_actions
-from siftopt.policies.prefill_dual import (
-    DUAL_RTOL,
-    DualSolution,
-    NodeTerms,
-    PoolDual,
-    maximise,
-)
+from siftopt.policies.prefill_dual import NodeTerms, PoolDual
 from siftopt.policies.prefill_lp import solve_pool_lp
+from siftopt.policies.prefill_newton import DUAL_RTOL, DualSolution, maximise
 from siftopt.policies.prefill_pool import PatternPool, least_degradation_patterns, price
 from siftopt.policies.prefill_primal import (
     MOVES_PER_TOKEN,
