@@ -158,7 +158,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     in_lp_bp = np.zeros(master.bp_node.size, dtype=bool)
     in_lp_bp[bps[0]] = True
     rounds, converged, z_lp, row_dual = 0, False, 0.0, None
-    escalations = 0
+    escalations, lagrangian = 0, 0.0
     while rounds < options.max_rounds:
         rounds += 1
         if not _run_lp(highs, trace):
@@ -170,6 +170,9 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         solution = highs.getSolution()
         row_dual = np.asarray(solution.row_dual)
         found = trace.price(space, master.pricing(row_dual, -options.pricing_tol, True))
+        lagrangian = max(lagrangian, _lagrangian_bound(master, z_lp, row_dual, found,
+                                                       options.pricing_tol))
+        trace.improve(lower=lagrangian)
         pick = _best_per_class(found, options.columns_per_class)
         idx = master.store.add(found.pattern_class[pick], found.mask[pick],
                                found.degradation[pick])
@@ -200,7 +203,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     if not converged and (deadline is None or time.perf_counter() <= deadline):
         raise ColumnGenerationError(f"no convergence in {options.max_rounds} rounds")
     bound = (z_lp - options.pricing_tol * (space.data.num_tokens + master.nodes.size)
-             if converged else 0.0)
+             if converged else lagrangian)
     if converged:
         trace.improve(lower=bound)
     trace.add("column generation", rounds=rounds, lp_patterns=len(known),
@@ -211,6 +214,25 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
                             lp_patterns=np.unique(np.concatenate(pats)),
                             lp_breakpoints=np.flatnonzero(in_lp_bp), rounds=rounds,
                             converged=converged)
+
+
+def _lagrangian_bound(master: Master, z_lp: float, row_dual: np.ndarray, found: PatternSet,
+                      pricing_tol: float) -> float:
+    """A valid lower bound on the master's LP (so on (P)) from any round's duals:
+    ``z_LP + Σ_g count_g·min(−tol, rc*_g) + Σ_m min(−tol, min_k rc_mk)``.
+
+    Each class row sums to its count and each convexity row to 1, so no column of the full
+    LP can lower the objective by more. ``found`` is the round's pricing with tightening: it
+    holds the pattern of least reduced cost of every class that has one below −tol.
+    """
+    counts = master.space.class_count.astype(float)
+    least = np.full(counts.size, -pricing_tol)
+    if found.reduced_cost is not None and found.reduced_cost.size:
+        np.minimum.at(least, found.pattern_class, found.reduced_cost)
+    rc_bp = master.breakpoint_reduced_costs(row_dual)
+    per_node = np.minimum.reduceat(rc_bp, master.bp_start[master.nodes]) \
+        if master.nodes.size else np.zeros(0)
+    return float(z_lp + counts @ least + np.minimum(per_node, -pricing_tol).sum())
 
 
 def _run_lp(highs: highspy.Highs, trace: Trace) -> bool:
@@ -295,10 +317,16 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
     exact_gaps = gaps_zero(profile)
     details: dict[str, Any] = {"load_rows": int(master.nodes.size),
                                "mean_row": master.mean_row >= 0}
-    priced = time.perf_counter()
-    least_d = cheapest_patterns(space, np.zeros(space.data.num_nodes), degradation_price=1.0)
-    trace.pricing_s += time.perf_counter() - priced
-    initial = np.unique(np.concatenate([store.add_set(first), store.add_set(least_d)]))
+    initial = np.unique(store.add_set(first))
+    if space.mean_row:
+        # the least-degradation pattern per class helps the first LPs meet the mean row; it
+        # is a search without node prices (slow: ~60 % of the master's time at L = 4096)
+        # and, without a mean row, nothing needs it (overflow keeps the LP feasible)
+        priced = time.perf_counter()
+        least_d = cheapest_patterns(space, np.zeros(space.data.num_nodes),
+                                    degradation_price=1.0)
+        trace.pricing_s += time.perf_counter() - priced
+        initial = np.union1d(initial, store.add_set(least_d))
     incumbent = None
     if warm is not None:
         incumbent = (store.add(*warm[0]), warm[1])
@@ -337,13 +365,14 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
             # the restricted MILPs are infeasible; that proves nothing about (P)
             raise NoIncumbentError("no feasible solution among the priced patterns")
         tau = max(8.0 * tau, 0.1)  # widen the restricted MILP (from any start)
-    if incumbent is None:
+    if incumbent is None:  # time limit: the restricted MILP's bound is not valid for (P)
+        result.bound = lb
         return result, master, None, details
     details["upper_bound_restricted"] = ub
     if cg.row_dual is None:  # no valid duals to fix with: a solution, optimality unproved
         details["mip_columns"] = int(bps.size + pats.size)
         result.status = FEASIBLE
-        result.bound = lb if cg.converged else None
+        result.bound = lb  # converged LP bound, or the best Lagrangian bound
         return result, master, incumbent, details
     threshold = ub - lb + options.fix_margin[0] * abs(ub) + options.fix_margin[1]
     fixed_bps, fixed = _columns_below(master, cg.row_dual, threshold, trace)

@@ -31,6 +31,7 @@ import numpy as np
 from siftopt.backends.base import (
     Cut,
     PatternStart,
+    accepted_start,
     check_warm_start,
     checked_pattern_answer,
     deadline_of,
@@ -120,15 +121,51 @@ def _solve(start: PatternStart, profile: Profile, deadline: float | None,
         token_mask = assign_patterns(space, cls[chosen[0]], mask[chosen[0]], chosen[1])
         actions = actions_for_patterns(space, token_mask)
     status = result.status
+    bound = None if result.bound is None else max(result.bound, 0.0) * data.energy_scale_j()
+    message = ""
+    if status == TIME_LIMIT and actions is None:
+        known = policy_incumbent(data, POLICY_INCUMBENTS)
+        if known is not None:
+            actions = known[0]
+            details["incumbent_policy"] = known[2]
+            trace.improve(upper=known[1] / data.energy_scale_j())
+            trace.add("policy incumbent", policy=known[2])
+            message = f"time limit: the best feasible policy answer ({known[2]})"
+            if bound is None:
+                bound = max(trace.lower, 0.0) * data.energy_scale_j()
+        else:
+            message = "stopped before finding a solution"
     if status == TIME_LIMIT and actions is not None:
         status = FEASIBLE
-    bound = None if result.bound is None else max(result.bound, 0.0) * data.energy_scale_j()
-    message = ("stopped before finding a solution"
-               if actions is None and status == TIME_LIMIT else "")
     solving = trace.solver_s + trace.pricing_s
     finished = time.perf_counter()
     return BackendOutcome(status, actions, bound, finished - started - solving, solving,
                           details, message=message)
+
+
+#: Policies whose answers the master falls back on at a time limit without a decision.
+POLICY_INCUMBENTS = ("sift-price", "sift-decode")
+
+
+def policy_incumbent(data: ProblemData, methods: tuple[str, ...]
+                     ) -> tuple[np.ndarray, float, str] | None:
+    """The accepted decision of least energy among the policies' answers, as
+    ``(actions, energy J, policy)``, or None (policies that refuse or fail are skipped)."""
+    from siftopt.errors import PolicyRefusal
+    from siftopt.facade import solve_policy
+
+    best = None
+    for method in methods:
+        try:
+            answer = solve_policy(data.inst, method)
+        except PolicyRefusal:
+            continue
+        if answer.evaluation is None:
+            continue
+        known = accepted_start(data, answer.actions)
+        if known is not None and (best is None or known[1] < best[1]):
+            best = (known[0], known[1], method)
+    return best
 
 
 def _warm_patterns(space: PatternSpace, warm_start: np.ndarray | None) -> Chosen | None:
