@@ -14,15 +14,17 @@ HiGHS prints a banner when a ``Highs`` object is constructed; it is swallowed he
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import highspy
 import numpy as np
-from pyomo.common.tee import capture_output
 
 from siftopt.backends.base import Cut
 from siftopt.errors import InputError
@@ -43,8 +45,26 @@ def use_threads(threads: int) -> None:
     _scheduler_threads = threads
 
 
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Send file descriptors 1 and 2 to /dev/null for the block (HiGHS prints from C++)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, null):
+            os.close(fd)
+
+
 def _silent_highs() -> highspy.Highs:
-    with capture_output(capture_fd=True):  # the constructor prints a banner
+    with _quiet_stdout():  # the constructor prints a banner
         highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     return highs
@@ -65,7 +85,7 @@ def check_highs_options(options: dict[str, Any]) -> None:
         table = None
     if table is not None and table in _accepted_options:
         return
-    with capture_output(capture_fd=True):  # and any complaint about an option
+    with _quiet_stdout():  # and any complaint about an option
         probe = highspy.Highs()
         probe.setOptionValue("output_flag", False)
         statuses = {key: probe.setOptionValue(key, value) for key, value in options.items()}
