@@ -36,7 +36,6 @@ from siftopt.model.instance import Instance
 from siftopt.model.problem import ProblemData, problem_data
 from siftopt.policies.common import PolicyAnswer, options_to_actions
 from siftopt.policies.prefill_dual import NodeTerms, PoolDual
-from siftopt.policies.prefill_lp import solve_pool_lp
 from siftopt.policies.prefill_newton import DUAL_RTOL, DualSolution, maximise
 from siftopt.policies.prefill_pool import PatternPool, least_degradation_patterns, price
 from siftopt.policies.prefill_primal import (
@@ -220,16 +219,15 @@ def _mean_limit(data: ProblemData) -> float | None:
     return n * (eps + TOL) - 1e-12 * n * max(1.0, abs(eps))
 
 
-def _primal(model: _Model, y: np.ndarray, tau: float, weights: np.ndarray | None,
-            bound_j: float | None) -> tuple[np.ndarray, bool, float]:
-    """Round (the LP's amounts, or the softmax weights at ``(y, τ)``) and search; returns
-    per-token masks, feasibility, energy (J). Restarts (small instances, binding mean budget)
-    only run when the first answer is not already within the bound ``bound_j`` (J)."""
+def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None
+            ) -> tuple[np.ndarray, bool, float]:
+    """Round the softmax weights at ``(y, τ)`` and search; returns per-token masks,
+    feasibility, energy (J). Restarts (small instances, binding mean budget) only run when
+    the first answer is not already within the bound ``bound_j`` (J)."""
     cls, mask, deg, inc, start = model.pool.arrays
     dual, _ = model.dual()
     pool = Pool(cls=cls, inc=inc, deg=deg, start=start)
-    if weights is None:
-        weights = dual.weights(y, tau)
+    weights = dual.weights(y, tau)
     token_class = model.space.token_class
     counts = model.space.class_count
     first = round_weights(pool, weights, counts, token_class)
@@ -322,23 +320,14 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
     y = model.start.copy()
     sample_rounds = iterations = rounds = 0
     complete = _pattern_estimate(space) <= FULL_POOL
-    weights = None
     if complete:  # every pattern at once: the pool dual is the dual
         every = enumerate_patterns(space)
         model.pool.add(every.pattern_class, every.mask, every.degradation)
         times["sample"] = 0.0
         dual, _ = model.dual()
-        cls, _, deg, inc, _ = model.pool.arrays
-        lp = solve_pool_lp(model.nodes, cls, inc, deg, space.class_count, model.mean_rhs,
-                           model.upper)
-        if lp is not None:
-            y = np.minimum(lp.y, model.upper)
-            weights = lp.x / space.class_count[cls]
-            solution = None
-        else:
-            solution = maximise(dual, y, model.upper, _tau(dual, y, COLD_START), DUAL_RTOL,
-                                model.coord_unit)
-            y, iterations = solution.y, solution.iterations
+        solution = maximise(dual, y, model.upper, _tau(dual, y, COLD_START), DUAL_RTOL,
+                            model.coord_unit)
+        y, iterations = solution.y, solution.iterations
         bounds.append(dual.value(y))
     else:
         sample = _sample(space.num_classes)
@@ -352,7 +341,7 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
     times["dual"] = time.perf_counter() - started - times["space"] - times["sample"]
     tau = solution.tau if solution is not None else _tau(model.dual()[0], y, DUAL_RTOL)
     bound = max(0.0, max(bounds) * model.unit * (1.0 - BOUND_RTOL)) if bounds else None
-    token_mask, feasible, energy = _primal(model, y, tau, weights, bound)
+    token_mask, feasible, energy = _primal(model, y, tau, bound)
     targets = _targets(space, token_mask)
     certified = bool(feasible and bound is not None
                      and energy - bound <= 1e-6 * energy + 1e-15)
