@@ -2,21 +2,25 @@
 
 Usage (from the repository root):
 
-    python benchmarks/startup.py [--runs R]
+    python benchmarks/startup.py [--runs R] [--compare-with SOURCE_TREE]
 
 Times ``siftopt --help`` and ``siftopt solve instances/example-decode-adaptive.json`` (the
-pattern master's no-MILP decode rule: ~3 ms of work) over R runs after one warm-up, as
-separate processes, and prints min / median / max wall seconds per command in a Markdown table,
-next to ``python -c pass`` (the interpreter alone) for scale.
+pattern master's no-MILP decode rule: ~3 ms of work) as separate processes
+(``python -m siftopt``, with this interpreter), R runs after one warm-up, next to
+``python -c pass`` (the interpreter alone) for scale, and prints min / median / max wall
+seconds per command in a Markdown table. ``--compare-with DIR`` also runs each command with
+``PYTHONPATH=DIR`` (another checkout, e.g. ``git worktree add /tmp/old 0196a7f``), alternating
+the two run by run, and adds the median of the per-pair ratios (this tree / DIR).
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +29,7 @@ DECODE = ROOT / "instances" / "example-decode-adaptive.json"
 
 
 def commands() -> dict[str, list[str]]:
-    siftopt = shutil.which("siftopt") or ""
-    cli = [siftopt] if siftopt else [sys.executable, "-m", "siftopt"]
+    cli = [sys.executable, "-m", "siftopt"]
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "siftopt --help": [*cli, "--help"],
@@ -34,26 +37,45 @@ def commands() -> dict[str, list[str]]:
     }
 
 
-def wall_times(argv: list[str], runs: int) -> list[float]:
-    subprocess.run(argv, check=True, capture_output=True)  # warm-up: file caches
-    out = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        subprocess.run(argv, check=True, capture_output=True)
-        out.append(time.perf_counter() - started)
-    return out
+def wall_s(argv: list[str], pythonpath: str | None = None) -> float:
+    env = dict(os.environ)
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    started = time.perf_counter()
+    # outside any source tree, so that `-m siftopt` finds the tree PYTHONPATH names (or the
+    # installed one), not the working directory
+    subprocess.run(argv, check=True, capture_output=True, env=env, cwd=tempfile.gettempdir())
+    return time.perf_counter() - started
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--compare-with", default=None, metavar="SOURCE_TREE")
     args = parser.parse_args()
-    print("| command | min s | median s | max s |")
-    print("|---|---:|---:|---:|")
+    other = args.compare_with
+    header = "| command | min s | median s | max s |"
+    rule = "|---|---:|---:|---:|"
+    if other:
+        header += " other tree median s | ratio (median of pairs) |"
+        rule += "---:|---:|"
+    print(header)
+    print(rule)
     for name, argv in commands().items():
-        times = wall_times(argv, args.runs)
-        print(f"| `{name}` | {min(times):.3f} | {statistics.median(times):.3f} | "
-              f"{max(times):.3f} |")
+        wall_s(argv)  # warm-up: file caches
+        if other:
+            wall_s(argv, other)
+        mine, theirs = [], []
+        for _ in range(args.runs):
+            mine.append(wall_s(argv))
+            if other:
+                theirs.append(wall_s(argv, other))
+        row = (f"| `{name}` | {min(mine):.3f} | {statistics.median(mine):.3f} | "
+               f"{max(mine):.3f} |")
+        if other:
+            ratios = [a / b for a, b in zip(mine, theirs, strict=True)]
+            row += f" {statistics.median(theirs):.3f} | {statistics.median(ratios):.2f} |"
+        print(row)
 
 
 if __name__ == "__main__":
