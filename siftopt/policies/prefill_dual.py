@@ -35,6 +35,8 @@ import numpy as np
 #: Softmax weights below ``exp(−CUTOFF)`` count as zero (they are below 1e-17), and node
 #: segments farther than ``CUTOFF·τ`` from the price are taken exactly.
 CUTOFF = 40.0
+#: Consecutive sorted increments of a convex table this close (relatively) form one segment.
+MERGE_RTOL = 1e-12
 
 
 def lower_hull(energy: np.ndarray) -> np.ndarray:
@@ -91,15 +93,14 @@ class NodeTerms:
     @staticmethod
     def from_tables(tables: list[np.ndarray], convex: list[bool] | None = None) -> NodeTerms:
         """From per-node tables ``E_m(0..n̂_m)`` (energy units). A table flagged ``convex``
-        is described by its increments, sorted (the same function when it is convex, and a
-        convex minorant below it otherwise, so ``h_m`` stays a lower bound either way);
-        any other by the segments of its lower convex envelope."""
+        is described by its increments, sorted, runs of equal ones merged (the same function
+        when it is convex, and a convex minorant below it otherwise, so ``h_m`` stays a lower
+        bound either way); any other by the segments of its lower convex envelope."""
         slopes, lengths, sizes = [], [], []
         for m, table in enumerate(tables):
             table = np.asarray(table, dtype=float)
             if convex is not None and convex[m]:
-                slope = np.sort(np.diff(table))
-                length = np.ones(slope.size)
+                slope, length = _merged(np.sort(np.diff(table)))
             else:
                 v = lower_hull(table)
                 slope = np.diff(table[v]) / np.diff(v)
@@ -165,6 +166,18 @@ class NodeTerms:
             deriv -= self.weight * np.bincount(node, mean, self.num_nodes)
             curv -= self.weight * np.bincount(node, var, self.num_nodes) / tau
         return value, deriv, curv
+
+
+def _merged(slopes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted unit increments as segments: runs that agree to ``MERGE_RTOL`` become one
+    segment with the run's least slope (so ``h`` can only get lower: still a bound)."""
+    if slopes.size == 0:
+        return slopes, slopes
+    scale = np.maximum(np.abs(slopes[1:]), np.abs(slopes[:-1]))
+    new_run = np.concatenate([[True], slopes[1:] - slopes[:-1] > MERGE_RTOL * scale])
+    starts = np.flatnonzero(new_run)
+    lengths = np.diff(np.concatenate([starts, [slopes.size]])).astype(float)
+    return slopes[starts], lengths
 
 
 def _truncated_geometric(x: np.ndarray, length: np.ndarray
@@ -292,4 +305,4 @@ class PoolDual:
         return max(self.value(y) - self.smooth(y, tau, hessian=False)[0], 0.0)
 
 
-__all__ = ["CUTOFF", "NodeTerms", "PoolDual", "lower_hull"]
+__all__ = ["CUTOFF", "MERGE_RTOL", "NodeTerms", "PoolDual", "lower_hull"]
