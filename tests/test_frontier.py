@@ -58,3 +58,15 @@ def test_lagrangian_bound_of_an_unfinished_column_generation(mid_size):
                                      ColumnGenerationOptions(max_rounds=rounds))
         bounds.append(trace.lower * data.energy_scale_j())
     assert all(0.0 < b <= OPTIMUM_J * (1 + 1e-6) for b in bounds)
+
+
+def test_infeasible_restricted_milps_take_the_policy_incumbent():
+    # outage caps make every restricted MILP infeasible here; the policy's answer unblocks
+    # reduced-cost fixing (before: time_limit with no decision after 120 s)
+    inst = siftopt.generate("qwen3-30b-a3b", seed=5, tokens=1024, nodes=16, fading="rayleigh",
+                            power_control="fixed")[0]
+    result = siftopt.solve(inst, "highs", time_limit=5)
+    assert result.status in ("feasible", "optimal")
+    assert result.evaluation is not None and result.evaluation.feasible
+    assert result.solver_info.get("incumbent_from_policy") is True
+    assert result.dual_bound_j is not None and 0.0 < result.dual_bound_j <= result.energy_j

@@ -20,6 +20,7 @@ keeps the bounds over time and the time spent in HiGHS and in pricing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,7 +294,8 @@ def _columns_below(master: Master, row_dual: np.ndarray, threshold: float, trace
 
 def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
                  warm: tuple | None, first: PatternSet, trace: Trace,
-                 options: ColumnGenerationOptions
+                 options: ColumnGenerationOptions,
+                 known: Callable[[], tuple | None] | None = None
                  ) -> tuple[MipResult, Master, Chosen | None, dict[str, Any]]:
     """Exact optimum of the pattern master by column generation and reduced-cost fixing.
 
@@ -309,7 +311,11 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
        contained them all and proved optimality, it is the answer.
 
     ``first``: starting patterns (the cheapest per class); ``warm``: a feasible solution as
-    ``((class, mask, D), amounts)``. Returns the last MILP result, the master, the chosen
+    ``((class, mask, D), amounts)``; ``known``: called once, when the first restricted MILP
+    has no solution and there is no ``warm``, for a feasible solution in that form (e.g. a
+    policy's answer) — with it the restricted MILPs are feasible and fixing can start (not
+    with a negative ``tau``, which disables the restricted MILPs to force the fallback).
+    Returns the last MILP result, the master, the chosen
     (patterns, amounts) and details.
     """
     master = build_master(space)
@@ -359,6 +365,16 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         trace.mip("restricted mip", result, bps.size + pats.size, bound_valid=False)
         if chosen is not None and result.objective < ub:
             ub, incumbent = result.objective, chosen
+        if incumbent is None and known is not None and options.tau >= 0:
+            found, known = known(), None
+            if found is not None:
+                incumbent = (store.add(*found[0]), found[1])
+                ub = master.energy_of(*incumbent)
+                trace.improve(upper=ub)
+                trace.add("policy incumbent")
+                details["incumbent_from_policy"] = True
+                if result.status != TIME_LIMIT:
+                    continue  # the same restricted MILP, now with the incumbent's columns
         if incumbent is not None or result.status == TIME_LIMIT:
             break
         if cg.row_dual is None or tau >= options.max_tau:
@@ -389,8 +405,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
     result, chosen = _mip_over(master, bps, pats, profile, deadline, incumbent)
     trace.mip("final mip", result, bps.size + pats.size, bound_valid=True)
     details["mip_columns"] = int(bps.size + pats.size)
-    if result.bound is not None:
-        result.bound = max(result.bound, lb)
+    result.bound = lb if result.bound is None else max(result.bound, lb)
     if chosen is None or (result.objective is not None and result.objective > ub):
         chosen = incumbent  # keep the better known solution (time limit)
     return result, master, chosen, details

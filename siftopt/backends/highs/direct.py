@@ -104,8 +104,15 @@ def _solve(start: PatternStart, profile: Profile, deadline: float | None,
                                                             trace, colgen)
     else:
         try:
+            def known() -> Chosen | None:
+                found = policy_incumbent(data, POLICY_INCUMBENTS)
+                if found is None:
+                    return None
+                details["incumbent_policy"] = found[2]
+                return _warm_patterns(space, found[0])
+
             result, master, chosen, extra = solve_master(space, profile, deadline, warm,
-                                                         start.first, trace, colgen)
+                                                         start.first, trace, colgen, known)
         except (NoIncumbentError, ColumnGenerationError) as exc:
             result, master, chosen, extra = solve_every_pattern(space, profile, deadline,
                                                                 warm, trace, colgen)
@@ -137,6 +144,8 @@ def _solve(start: PatternStart, profile: Profile, deadline: float | None,
             message = "stopped before finding a solution"
     if status == TIME_LIMIT and actions is not None:
         status = FEASIBLE
+        if bound is None:  # the best valid bound known (LP or Lagrangian)
+            bound = max(trace.lower, 0.0) * data.energy_scale_j()
     solving = trace.solver_s + trace.pricing_s
     finished = time.perf_counter()
     return BackendOutcome(status, actions, bound, finished - started - solving, solving,
