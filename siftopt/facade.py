@@ -20,7 +20,7 @@ from siftopt.backends.options import ExactOptions
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.io.profiles import Profile, load_profile
 from siftopt.model.budgets import mean_degradation
-from siftopt.model.evaluate import evaluate
+from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import ProblemData, problem_data
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, SolveResult
@@ -140,19 +140,29 @@ def resolve_policy(method: str) -> Policy:
 
 
 def solve_policy(inst: Instance, method: str) -> SolveResult:
-    """Run a policy and evaluate its actions. Status: ``feasible`` or ``infeasible``.
+    """Run a policy and evaluate its actions. Status: ``feasible`` or ``infeasible`` — or
+    ``optimal`` when the policy also returned a lower bound
+    (:class:`~siftopt.policies.common.PolicyAnswer`) that meets the evaluated energy within
+    the equality of docs/model.md §3.4 (a certificate, as sift-prefill gives).
 
     A policy may raise :class:`PolicyRefusal` (e.g. past its size limit); that is reported
     as an InputError naming the method.
     """
+    from siftopt.policies.common import policy_targets
+
     policy = resolve_policy(method)
     started = time.perf_counter()
-    actions = policy(inst)
+    answer = policy(inst)
     elapsed = time.perf_counter() - started
-    evaluation = evaluate(inst, np.asarray(actions))
+    evaluation = evaluate(inst, policy_targets(answer))
+    bound = getattr(answer, "dual_bound_j", None)
     status = FEASIBLE if evaluation.feasible else INFEASIBLE
+    if evaluation.feasible and bound is not None and (
+            bound >= evaluation.energy_j or energies_equal(float(bound), evaluation.energy_j)):
+        status = OPTIMAL
     message = "" if evaluation.feasible else "; ".join(v.message for v in evaluation.violations)
-    return SolveResult(method=method, status=status, evaluation=evaluation, dual_bound_j=None,
+    return SolveResult(method=method, status=status, evaluation=evaluation,
+                       dual_bound_j=None if bound is None else float(bound),
                        build_time_s=0.0, solve_time_s=elapsed, message=message, instance=inst)
 
 
