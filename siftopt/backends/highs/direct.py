@@ -161,17 +161,16 @@ def policy_incumbent(data: ProblemData, methods: tuple[str, ...]
     """The accepted decision of least energy among the policies' answers, as
     ``(actions, energy J, policy)``, or None (policies that refuse or fail are skipped)."""
     from siftopt.errors import PolicyRefusal
-    from siftopt.facade import solve_policy
+    from siftopt.policies.common import policy_targets
+    from siftopt.registry import policy
 
     best = None
     for method in methods:
         try:
-            answer = solve_policy(data.inst, method)
+            targets = policy_targets(policy(method).function(data.inst))
         except PolicyRefusal:
             continue
-        if answer.evaluation is None:
-            continue
-        known = accepted_start(data, answer.actions)
+        known = accepted_start(data, targets)
         if known is not None and (best is None or known[1] < best[1]):
             best = (known[0], known[1], method)
     return best
