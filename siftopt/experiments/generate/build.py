@@ -96,10 +96,13 @@ def batch_least_degradation(inst: Instance) -> np.ndarray:
     return data.least_degradation(allowed)
 
 
-def _document(config: GeneratorConfig, seed: int, nodes: list[dict[str, Any]],
-              placement: np.ndarray, beta: np.ndarray, delta: np.ndarray, gates: np.ndarray,
-              latency_s: float, accuracy: dict[str, Any]) -> dict[str, Any]:
-    arch = ARCHITECTURES[config.preset]
+def instance_document(config: GeneratorConfig, *, name: str, model: dict[str, Any],
+                      nodes: list[dict[str, Any]], placement: np.ndarray, beta: np.ndarray,
+                      delta: np.ndarray, gates: np.ndarray, latency_s: float,
+                      accuracy: dict[str, Any]) -> dict[str, Any]:
+    """The instance file of a generated instance (docs/model.md §6): the scenario's channel,
+    the bounds (δ = inf written as null), gates and the given parts. ``model`` is the file's
+    ``model`` block (N, K, d, b, renormalisation)."""
     scn = SCENARIOS[config.scenario]
     channel: dict[str, Any] = {"noise_psd_dbm_per_hz": wireless.noise_psd_dbm_per_hz(scn),
                                "fading": config.fading}
@@ -110,21 +113,22 @@ def _document(config: GeneratorConfig, seed: int, nodes: list[dict[str, Any]],
         "delta": [[None if math.isinf(v) else v for v in row] for row in delta.tolist()]}
     if config.max_candidates is not None:
         bounds["max_candidates"] = config.max_candidates
-    return {
-        "siftopt_version": 1,
-        "name": instance_name(config, seed),
-        "model": {"num_experts": arch.num_experts, "top_k": arch.top_k,
-                  "hidden_dim": arch.hidden_dim, "bits_per_element": config.bits_per_element,
-                  "renormalize_topk": arch.renormalize_topk},
-        "placement": placement.tolist(),
-        "bounds": bounds,
-        "nodes": nodes,
-        "channel": channel,
-        "power_control": config.power_control,
-        "latency_s": latency_s,
-        "accuracy": accuracy,
-        "tokens": {"gates": gates.tolist()},
-    }
+    return {"siftopt_version": 1, "name": name, "model": model,
+            "placement": placement.tolist(), "bounds": bounds, "nodes": nodes,
+            "channel": channel, "power_control": config.power_control,
+            "latency_s": latency_s, "accuracy": accuracy, "tokens": {"gates": gates.tolist()}}
+
+
+def _document(config: GeneratorConfig, seed: int, nodes: list[dict[str, Any]],
+              placement: np.ndarray, beta: np.ndarray, delta: np.ndarray, gates: np.ndarray,
+              latency_s: float, accuracy: dict[str, Any]) -> dict[str, Any]:
+    arch = ARCHITECTURES[config.preset]
+    model = {"num_experts": arch.num_experts, "top_k": arch.top_k,
+             "hidden_dim": arch.hidden_dim, "bits_per_element": config.bits_per_element,
+             "renormalize_topk": arch.renormalize_topk}
+    return instance_document(config, name=instance_name(config, seed), model=model,
+                             nodes=nodes, placement=placement, beta=beta, delta=delta,
+                             gates=gates, latency_s=latency_s, accuracy=accuracy)
 
 
 def generate(config: GeneratorConfig, seed: int) -> Generated:

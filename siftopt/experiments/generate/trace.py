@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import zipfile
 from dataclasses import dataclass
 from functools import lru_cache
@@ -52,6 +51,7 @@ from siftopt.experiments.generate.build import (
     Generated,
     accuracy_budgets,
     batch_least_degradation,
+    instance_document,
 )
 from siftopt.experiments.generate.config import CHECKS, check_parameter
 from siftopt.experiments.generate.presets import SCENARIOS, Architecture
@@ -384,24 +384,12 @@ def generate_from_trace(config: TraceConfig, seed: int) -> Generated:
     name = trace_name(config, seed, layer)
 
     def document(accuracy: dict[str, Any]) -> dict[str, Any]:
-        channel: dict[str, Any] = {"noise_psd_dbm_per_hz": wireless.noise_psd_dbm_per_hz(scn),
-                                   "fading": config.fading}
-        if config.fading == "rayleigh":
-            channel["outage_max"] = config.outage_max
-        bounds: dict[str, Any] = {
-            "beta": beta.tolist(),
-            "delta": [[None if math.isinf(v) else v for v in r] for r in delta.tolist()]}
-        if config.max_candidates is not None:
-            bounds["max_candidates"] = config.max_candidates
-        return {"siftopt_version": 1, "name": name,
-                "model": {"num_experts": n, "top_k": trace.top_k,
-                          "hidden_dim": trace.hidden_dim,
-                          "bits_per_element": config.bits_per_element,
-                          "renormalize_topk": trace.renormalize_topk},
-                "placement": placement.tolist(), "bounds": bounds, "nodes": nodes,
-                "channel": channel, "power_control": config.power_control,
-                "latency_s": latency, "accuracy": accuracy,
-                "tokens": {"gates": gates.tolist()}}
+        model = {"num_experts": n, "top_k": trace.top_k, "hidden_dim": trace.hidden_dim,
+                 "bits_per_element": config.bits_per_element,
+                 "renormalize_topk": trace.renormalize_topk}
+        return instance_document(config, name=name, model=model, nodes=nodes,
+                                 placement=placement, beta=beta, delta=delta, gates=gates,
+                                 latency_s=latency, accuracy=accuracy)
 
     draft = instance_from_document(document({"eps_mean": _NO_BUDGET}), file=config.trace)
     skip_all = (draft.topk_weights * draft.beta[draft.topk_experts]).sum(axis=1)
