@@ -28,6 +28,10 @@ NaN or infinity, a wrong type, a hostile file name, a resized list, or deleted; 
 files an array's element, scale, dtype or shape; and for one file in ten the bytes themselves
 (truncated, a flipped bit, invalid UTF-8, nesting 100 000 deep, empty).
 
+To measure an older commit: ``git worktree add /tmp/old COMMIT``, copy
+``siftopt/io/fuzz.py`` into it if it lacks one, and run
+``PYTHONPATH=/tmp/old python benchmarks/fuzz_campaign.py --files-from /tmp/old``.
+
 Outcomes: ``result`` (exit 0), ``rejected`` (exit 2, one line on stderr), ``internal``
 (exit 1: an internal error), ``other`` (any other status, a multi-line rejection or a
 time-out) and ``escaped`` (a file outside the named file's folder was read and the run
@@ -407,6 +411,7 @@ def table(tallies: dict[str, Tally]) -> str:
 
 
 def main_(argv: list[str] | None = None) -> int:
+    global ROOT, INSTANCES
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--per-reader", type=int, default=300, metavar="N",
                         help="mutations per reader (default 300)")
@@ -415,7 +420,12 @@ def main_(argv: list[str] | None = None) -> int:
                         help=f"comma-separated subset of {','.join(READERS)}")
     parser.add_argument("--show", type=int, default=3, metavar="K",
                         help="list up to K internal/other/escaped outcomes per reader")
+    parser.add_argument("--files-from", default=str(ROOT), metavar="DIR",
+                        help="checkout whose instances/, benchmarks/ and solvers/ hold the valid "
+                        "files (default: this one; give an older checkout's to measure it)")
     args = parser.parse_args(argv)
+    ROOT = Path(args.files_from).resolve()
+    INSTANCES = ROOT / "instances"
     readers = [r.strip() for r in args.readers.split(",") if r.strip()]
     unknown = [r for r in readers if r not in CASES]
     if unknown:
