@@ -2,22 +2,24 @@
 
 1. **Patterns.** Tokens are grouped into classes of identical tokens and described by their
    non-dominated patterns (:mod:`siftopt.formulations.patterns`); the pool starts with each
-   class's least-degradation pattern (:mod:`siftopt.policies.prefill_pool`).
+   class's least-degradation pattern (:mod:`siftopt.policies.prefill_pool`). Small instances
+   (at most :data:`FULL_POOL` patterns) get every pattern at once: the pool is complete.
 2. **Dual.** The Lagrangian dual ``g(p, ν)`` of the node loads and of a binding mean budget
-   (:mod:`siftopt.policies.prefill_dual`) is maximised over the pool by smoothed Newton steps;
-   at the maximiser every class is **priced exactly** (pruned enumeration below the pool's
-   best cost) and cheaper patterns join the pool, until a pricing finds none or after
-   :data:`MAX_ROUNDS`. Large batches first run the same loop on an evenly spaced sample of
-   :data:`SAMPLE_CLASSES` classes with the fluid-scaled node tables, whose prices start the
+   (:mod:`siftopt.policies.prefill_dual`) is maximised over the pool by coordinate sweeps and
+   smoothed Newton steps (:mod:`siftopt.policies.prefill_newton`); unless the pool is
+   complete, every class is then **priced exactly** at the maximiser (pruned enumeration below
+   the pool's best cost) and cheaper patterns join the pool, until a pricing finds none or
+   after :data:`MAX_ROUNDS`. Large batches first run the same loop on an evenly spaced sample
+   of :data:`SAMPLE_CLASSES` classes with the fluid-scaled node terms, whose prices start the
    batch (a pricing at good prices prunes far more). ``g`` at every exactly priced point is a
-   lower bound on (P); the best one is returned (in J, rounded down by
-   :data:`BOUND_RTOL`).
+   lower bound on (P); the best one is returned (in J, rounded down by :data:`BOUND_RTOL`).
 3. **Primal.** The fractional choice of the last dual point is rounded and improved by a
    local search on the exact tables that also restores the caps and the mean budget
    (:mod:`siftopt.policies.prefill_primal`).
 
 No MILP or LP solver runs. The answer is a :class:`~siftopt.policies.common.PolicyAnswer`;
-:func:`sift_prefill_run` also returns the run's details (bound, rounds, times, certificate).
+:func:`sift_prefill_run` also returns the run's details (bound, rounds, times, certificate);
+:func:`lagrangian_bound` evaluates ``g`` at any point.
 """
 
 from __future__ import annotations
@@ -56,16 +58,18 @@ FULL_POOL = 30_000
 SAMPLE_CLASSES = 128
 #: Pricing rounds of the sample.
 SAMPLE_ROUNDS = 4
-#: Accuracy (relative to |g|) of the pool dual in the sample, in the rounds of the batch, and
-#: of the last polish before the final pricing (prefill_dual.DUAL_RTOL).
+#: Accuracy (relative to |g|) of the pool dual in the sample and in the rounds of the batch
+#: (a polish to prefill_newton.DUAL_RTOL precedes the last pricing if that is tighter).
 SAMPLE_RTOL = 1e-3
 ROUND_RTOL = 1e-8
 #: Up to this many (token, pattern) moves the search may move a token to any pool pattern of
 #: its class; beyond, to its MOVES_PER_TOKEN cheapest at the final prices.
 ALL_MOVES = 50_000
-#: Small instances under a binding mean budget also start the local search from each class's
-#: cheapest pattern at these multiples of the dual's degradation price ν.
+#: Small instances (at most RESTART_TOKENS tokens) under a binding mean budget also start the
+#: local search from each class's cheapest pattern at these multiples of the dual's
+#: degradation price ν.
 RESTART_FACTORS = (0.5, 2.0)
+RESTART_TOKENS = 256
 #: Relative amount by which the reported bound is rounded down (sums over many classes).
 BOUND_RTOL = 1e-11
 #: Prices are at most this multiple of the largest marginal energy of any node (a box that
@@ -242,7 +246,8 @@ def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None
         outcome = recover(pool, model.nodes, token_class, outcome.pattern, limit,
                           candidates(pool, costs, int(np.diff(start).max())))
     closed = bound_j is not None and _energy(model, outcome.loads) - bound_j <= 1e-6 * bound_j
-    if limit is not None and per_token == int(np.diff(start).max()) and not closed:
+    if (limit is not None and per_token == int(np.diff(start).max()) and not closed
+            and model.data.num_tokens <= RESTART_TOKENS):
         # a small instance under a binding mean budget, where the LP is often not tight:
         # also start from each class's cheapest pattern at other degradation prices
         for factor in RESTART_FACTORS:

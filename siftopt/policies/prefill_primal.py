@@ -6,11 +6,14 @@ The state is one pool pattern per token (:mod:`siftopt.policies.prefill_pool`); 
 
 1. **Rounding.** Each class's tokens are split over its patterns in proportion to the dual's
    softmax weights (largest remainders).
-2. **Repair.** While a load exceeds its cap, or the mean budget is exceeded, the single move
-   (one token to another of its class's patterns) that lowers the violation most — caps
-   first, then the mean excess — at the least energy per unit removed is made.
-3. **Descent.** Moves that lower the energy and keep every constraint are made, best first
-   (several per round when they touch disjoint nodes and fit the mean slack together). When
+2. **Repair.** While a load exceeds its cap, the move (one token to another of its class's
+   patterns) that removes overload at the least energy per token removed is made; then,
+   while the mean budget is exceeded, the moves that give back degradation at the least
+   energy per unit (on large batches up to :data:`REPAIR_BATCH` tokens per step, until they
+   cover the excess).
+3. **Descent.** Moves that improve ``(energy, then total degradation)`` and keep every
+   constraint are made, best first (several per round when they touch disjoint nodes and fit
+   the mean slack together). When
    none is left, **exchanges** of two tokens are tried: a move that would save energy but
    breaks the mean budget or a cap, together with the best partner move of another token that
    makes the pair feasible (energies of the pair evaluated exactly). Then **ejection chains**:
@@ -18,8 +21,9 @@ The state is one pool pattern per token (:mod:`siftopt.policies.prefill_pool`); 
    back degradation at an energy cost, followed by the energy-saving moves of other tokens
    that the freed mean slack allows — each kept when the whole chain saves energy (under a
    mean budget one token often has to use a costly node so that several others can leave
-   theirs, or the reverse). Every accepted step lowers the energy, so the search ends;
-   chains stop after a budget of move evaluations (:data:`CHAIN_WORK`).
+   theirs, or the reverse). Every accepted step lowers ``(energy, total degradation)``
+   lexicographically, so the search ends; chains stop after a budget of move evaluations
+   (:data:`CHAIN_WORK`).
 
 Units: energies in the unit of the node tables (:class:`~siftopt.policies.prefill_dual.
 NodeTerms`), degradations dimensionless.
@@ -44,6 +48,11 @@ EXCHANGE_CANDIDATES = 24
 #: Least decrease of the total degradation (relative to the mean limit) that counts as an
 #: improvement at equal energy.
 DEGRADATION_STEP = 1e-12
+#: Moves (of distinct tokens) made per step when restoring the mean budget outside a chain,
+#: in batches of more than REPAIR_BATCH_TOKENS tokens (smaller ones move one token a step:
+#: the search's start matters more there than its time).
+REPAIR_BATCH = 32
+REPAIR_BATCH_TOKENS = 256
 #: Improving moves scanned per round for a batch of independent ones.
 BATCH_SCAN = 256
 #: Rounds of the search (a safeguard; each round makes at least one move).
@@ -222,13 +231,33 @@ class _Search:
                                np.inf)
             if frozen:
                 key[np.isin(self.move_token, list(frozen))] = np.inf
-            best = int(np.lexsort((d_deg, key))[0])  # ties: the move that frees the most
-            if not np.isfinite(key[best]):
+            order = np.lexsort((d_deg, key))  # ties: the move that frees the most
+            if not np.isfinite(key[order[0]]):
                 return False
-            if frozen is not None:
-                frozen.add(int(self.move_token[best]))
-            self.apply(best, delta[best].copy(), float(d_deg[best]))
+            if over or frozen is not None or self.move_token[-1] < REPAIR_BATCH_TOKENS:
+                order = order[:1]  # caps, chains and small batches: one move at a time
+            self._repair_batch(order, key, delta, d_deg, excess, frozen)
         return self.violation() == (0, 0.0)
+
+    def _repair_batch(self, order: np.ndarray, key: np.ndarray, delta: np.ndarray,
+                      d_deg: np.ndarray, excess: float, frozen: set[int] | None) -> None:
+        """Make the moves of ``order`` (best first; distinct tokens, at most
+        :data:`REPAIR_BATCH`) until they cover the mean ``excess``."""
+        tokens: set[int] = set()
+        freed = 0.0
+        for move in order[:4 * REPAIR_BATCH].tolist():
+            if not np.isfinite(key[move]) or len(tokens) >= REPAIR_BATCH:
+                break
+            token = int(self.move_token[move])
+            if token in tokens:
+                continue
+            tokens.add(token)
+            if frozen is not None:
+                frozen.add(token)
+            freed -= float(d_deg[move])
+            self.apply(move, delta[move].copy(), float(d_deg[move]))
+            if freed >= excess:
+                break
 
     def _better(self, d_energy: np.ndarray, d_deg: np.ndarray, tol: float) -> np.ndarray:
         """Whether changes improve ``(energy, then total degradation)``: energy lower by more
