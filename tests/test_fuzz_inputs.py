@@ -11,7 +11,7 @@ solver profiles and expert weight files. What loads goes on: instances through
 must be one line that names the file.
 
 The default is a seeded smoke run for CI (a fixed set of examples, the same every run, about
-15 s). A longer run by hand draws fresh examples each time:
+10 s on an idle machine). A longer run by hand draws fresh examples each time:
 
     SIFTOPT_FUZZ_EXAMPLES=2000 python -m pytest -p no:cacheprovider tests/test_fuzz_inputs.py
 
@@ -115,7 +115,7 @@ def exercise_instance(path: Path, rng: random.Random) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@fuzz_settings(400)
+@fuzz_settings(800)
 @given(rng=RANDOMS)
 def test_instance_mutations(folder, rng):
     name = rng.choice(EXAMPLES)
@@ -125,7 +125,7 @@ def test_instance_mutations(folder, rng):
     exercise_instance(target, rng)
 
 
-@fuzz_settings(150)
+@fuzz_settings(300)
 @given(rng=RANDOMS)
 def test_sidecar_mutations(folder, rng):
     doc = json.loads((INSTANCES / "example-prefill-fixed.json").read_text())
@@ -224,7 +224,7 @@ def solutions(folder: Path) -> dict[str, Any]:
     return out
 
 
-@fuzz_settings(200)
+@fuzz_settings(400)
 @given(rng=RANDOMS)
 def test_solution_mutations(folder, solutions, rng):
     name = rng.choice(EXAMPLES)
@@ -254,7 +254,7 @@ def write_mutated_toml(rng: random.Random, source: Path, target: Path,
     target.write_text(fuzz.dump_toml(mutated), encoding="utf-8")
 
 
-@fuzz_settings(150)
+@fuzz_settings(300)
 @given(rng=RANDOMS)
 def test_bench_config_mutations(folder, rng):
     source = ROOT / "benchmarks" / rng.choice(("quick.toml", "paper.toml"))
@@ -292,7 +292,7 @@ GENERATOR_BASES = (
 )
 
 
-@fuzz_settings(300)
+@fuzz_settings(600)
 @given(rng=RANDOMS)
 def test_generator_option_mutations(rng):
     mapping, _ = fuzz.mutate_document(dict(rng.choice(GENERATOR_BASES)), rng)
@@ -304,7 +304,7 @@ def test_generator_option_mutations(rng):
     json.dumps(config.to_dict(), allow_nan=False)  # what the bench hashes
 
 
-@fuzz_settings(60)
+@fuzz_settings(100)
 @given(rng=RANDOMS)
 def test_profile_mutations(folder, rng):
     source = ROOT / "solvers" / rng.choice(("default.toml", "quick.toml", "parallel.toml"))
@@ -355,7 +355,7 @@ def _weights() -> dict[str, tuple[dict[str, np.ndarray], dict[str, Any]]]:
 WEIGHTS = _weights()
 
 
-@fuzz_settings(150)
+@fuzz_settings(300)
 @given(rng=RANDOMS)
 def test_weight_file_mutations(folder, rng):
     kind = rng.choice(sorted(WEIGHTS))

@@ -451,13 +451,16 @@ class Reader:
                 bad |= finite & ~(arr <= le)
         if bad.any():
             where = first_true(bad)
-            lo = f"> {show(gt)}" if gt is not None else (f">= {show(ge)}" if ge is not None
-                                                          else "")
-            hi = f"<= {show(le)}" if le is not None else ""
-            bounds = " and ".join(b for b in (lo, hi) if b)
+            low = gt if gt is not None else ge
+            if low is not None and le is not None:
+                bounds = f" in {'(' if gt is not None else '['}{show(low)}, {show(le)}]"
+            elif low is not None:
+                bounds = f" {'>' if gt is not None else '>='} {show(low)}"
+            else:
+                bounds = f" <= {show(le)}" if le is not None else ""
             extra = " or null" if inf_ok else ""
-            raise self.fail(index_path(path, where), f"must be {what}{extra}"
-                            + (f" {bounds}" if bounds else "") + f", got {arr[where]!r}")
+            raise self.fail(index_path(path, where), f"must be {what}{bounds}{extra}, "
+                                                     f"got {arr[where].item()!r}")
 
     def _walk(self, value: Any, path: str, ndim: int, integer: bool, allow_null: bool) -> list:
         if not isinstance(value, list):
@@ -561,13 +564,13 @@ class Reader:
         if integer:
             if arr.dtype == np.uint64 and arr.size and int(arr.max()) > INT64_MAX:
                 where = first_true(arr > INT64_MAX)
-                raise self.fail(index_path(path, where), f"{member} holds {arr[where]!r}, "
-                                                         "beyond int64")
+                raise self.fail(index_path(path, where),
+                                f"{member} holds {arr[where].item()!r}, beyond int64")
             return arr.astype(np.int64)
         arr = arr.astype(np.float64)
         bad = np.isnan(arr) | (np.isinf(arr) & ~(allow_inf & (arr > 0)))
         if bad.any():
             where = first_true(bad)
-            raise self.fail(index_path(path, where), f"{member} holds {arr[where]!r}; "
-                                                     "NaN/Infinity are rejected")
+            raise self.fail(index_path(path, where),
+                            f"{member} holds {arr[where].item()!r}; NaN/Infinity are rejected")
         return arr
