@@ -512,8 +512,9 @@ def save_instance(inst: Instance, path: str | os.PathLike[str], *,
         arrays_file = inst.source.arrays_file
         sidecar = path.with_suffix(".npz") if npz_fields is not None or not arrays_file \
             else path.parent / arrays_file
+        sidecar.parent.mkdir(parents=True, exist_ok=True)  # the sidecar may be in a subfolder
         np.savez_compressed(sidecar, **arrays)
-        doc = {**doc, "arrays": sidecar.name}
+        doc = {**doc, "arrays": sidecar.relative_to(path.parent).as_posix()}
         # keep "arrays" right after "name" for readability
         doc = {k: doc[k] for k in ("siftopt_version", "name", "arrays")} | {
             k: v for k, v in doc.items() if k not in ("siftopt_version", "name", "arrays")}
