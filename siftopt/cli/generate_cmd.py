@@ -49,8 +49,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fading", metavar="slow|rayleigh", help="channel model (default: slow)")
     p.add_argument("--power-control", metavar="fixed|adaptive",
                    help="transmit power mode (default: adaptive)")
-    p.add_argument("--count", type=positive_int, default=1, metavar="N",
-                   help="instances to write, with seeds S, S+1, ..., S+N-1 (default: 1)")
+    p.add_argument("--count", type=count_of_instances, default=1, metavar="N",
+                   help="instances to write, with seeds S, S+1, ..., S+N-1 (1..1000; "
+                   "default: 1)")
     p.add_argument("--seed", type=nonnegative_int, default=0, metavar="S",
                    help="seed of the first instance (default: 0)")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created)")
@@ -147,3 +148,13 @@ def run(args: argparse.Namespace) -> int:
     merged = f" (it lists {listed}, earlier runs' included)" if listed != len(rows) else ""
     emit(f"wrote {len(rows)} instance(s) and manifest.json to {args.out}{merged}")
     return 0
+
+
+def count_of_instances(text: str) -> int:
+    """``--count``: 1..1000 instances (a larger batch belongs in a bench sweep)."""
+    value = positive_int(text)
+    if value > 1000:
+        shown = text if len(text) < 20 else f"an integer of {len(text)} digits"
+        raise argparse.ArgumentTypeError(f"must be at most 1000, got {shown} (for more, "
+                                         "sweep with siftopt bench)")
+    return value

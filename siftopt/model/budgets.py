@@ -33,6 +33,9 @@ TOL = 1e-9
 #: Extra room of a budget row over the rule, per unit of degradation budget: covers the
 #: rounding of sums computed in another order (a few ulps), far below ``TOL``.
 ROW_MARGIN = 1e-12
+#: Integer right-hand sides are capped here (2^62): a budget that large never binds, and the
+#: cap keeps huge budgets (ε up to 1e300 is a valid file) from overflowing int64.
+INTEGER_CAP = float(2**62)
 
 
 def token_degradation(weighted_cost: np.ndarray) -> np.ndarray:
@@ -164,13 +167,15 @@ class Budgets:
         decision satisfies the integer row."""
         if self.eps_token is None:
             return None
-        return np.floor(self.token_row_upper() * scale).astype(np.int64)
+        with np.errstate(over="ignore"):  # inf for a huge budget, then capped
+            capped = np.minimum(self.token_row_upper() * scale, INTEGER_CAP)
+        return np.floor(capped).astype(np.int64)
 
     def integer_mean_cap(self, scale: int) -> int | None:
         """``floor(mean_row_upper·Q)``, or None without a mean budget."""
         if self.eps_mean is None:
             return None
-        return int(math.floor(self.mean_row_upper() * scale))
+        return int(math.floor(min(self.mean_row_upper() * scale, INTEGER_CAP)))
 
 
 def budgets_of(eps_token: np.ndarray | None, eps_mean: float | None, num_tokens: int
