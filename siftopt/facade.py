@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from siftopt import registry
+from siftopt.backends.base import check_warm_start
 from siftopt.backends.options import ExactOptions
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.io.profiles import Profile, load_profile
@@ -86,9 +87,7 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
     started = time.perf_counter()
     data = problem_data(inst)
     backend = registry.exact_backend(method, formulation, interface)
-    if warm_start is not None and np.shape(warm_start) != inst.topk_experts.shape:
-        raise InputError(f"warm start must have shape {inst.topk_experts.shape}, got "
-                         f"{np.shape(warm_start)}", path="warm_start")
+    check_warm_start(data, warm_start)  # also where the pre-check below answers
     reason = infeasibility_reason(data)
     if reason is not None:
         return SolveResult(method=method, status=INFEASIBLE, evaluation=None, dual_bound_j=None,
