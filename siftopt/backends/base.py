@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from siftopt.backends.options import ExactOptions
 from siftopt.errors import InputError
 from siftopt.formulations.decode import decode_rule_applies, masks_energy_j, one_token_energy
 from siftopt.formulations.enumerate import cheapest_patterns, enumerate_patterns
@@ -57,6 +58,16 @@ def remaining_s(deadline: float | None) -> float | None:
 
 def past(deadline: float | None) -> bool:
     return deadline is not None and time.perf_counter() > deadline
+
+
+def begin(data: ProblemData, time_limit_s: float | None, warm_start: np.ndarray | None,
+          options: ExactOptions | None
+          ) -> tuple[ExactOptions, float, float | None, np.ndarray | None]:
+    """What every backend does first: ``(options or the defaults, start instant, deadline,
+    checked warm start)`` (``time.perf_counter`` clock)."""
+    started = time.perf_counter()
+    return (options or ExactOptions(), started, deadline_of(started, time_limit_s),
+            check_warm_start(data, warm_start))
 
 
 def check_warm_start(data: ProblemData, warm_start: np.ndarray | None) -> np.ndarray | None:

@@ -33,9 +33,8 @@ from ortools.sat.python import cp_model
 
 from siftopt.backends.base import (
     Cut,
-    check_warm_start,
+    begin,
     checked_pattern_answer,
-    deadline_of,
     decision_options,
     every_pattern,
     pattern_start,
@@ -69,10 +68,7 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
                          warm_start: np.ndarray | None = None,
                          options: ExactOptions | None = None) -> BackendOutcome:
     """Solve (P) with the CP-SAT pattern model (see the module docstring)."""
-    options = options or ExactOptions()
-    started = time.perf_counter()
-    deadline = deadline_of(started, time_limit_s)
-    warm_start = check_warm_start(data, warm_start)
+    options, started, deadline, warm_start = begin(data, time_limit_s, warm_start, options)
     check_cpsat_parameters(profile)
 
     def to_slots(reason: str, cuts: tuple[Cut, ...] = ()) -> BackendOutcome:

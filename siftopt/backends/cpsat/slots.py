@@ -43,9 +43,8 @@ from ortools.sat.python import cp_model
 from siftopt.backends.base import (
     Cut,
     accepted_start,
+    begin,
     budget_cuts,
-    check_warm_start,
-    deadline_of,
     decision_energy_j,
     remaining_s,
 )
@@ -79,10 +78,7 @@ def slots_with_cuts(data: ProblemData, profile: Profile, *, time_limit_s: float 
                     warm_start: np.ndarray | None = None, options: ExactOptions | None = None,
                     cuts: Sequence[Cut] = ()) -> BackendOutcome:
     """:func:`solve_cpsat` starting from ``cuts`` (a pattern model's rejected decision)."""
-    options = options or ExactOptions()
-    started = time.perf_counter()
-    deadline = deadline_of(started, time_limit_s)
-    warm = check_warm_start(data, warm_start)
+    options, started, deadline, warm = begin(data, time_limit_s, warm_start, options)
     model = SlotModel(data)
     if model.empty:
         s = model.empty[0]

@@ -32,9 +32,8 @@ from siftopt.backends.base import (
     Cut,
     PatternStart,
     accepted_start,
-    check_warm_start,
+    begin,
     checked_pattern_answer,
-    deadline_of,
     decision_options,
     pattern_start,
     slot_fallback,
@@ -63,10 +62,7 @@ def solve_highs_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
                          warm_start: np.ndarray | None = None,
                          options: ExactOptions | None = None) -> BackendOutcome:
     """Solve (P) exactly with the pattern formulation (see the module docstring)."""
-    options = options or ExactOptions()
-    started = time.perf_counter()
-    deadline = deadline_of(started, time_limit_s)
-    warm_start = check_warm_start(data, warm_start)
+    options, started, deadline, warm_start = begin(data, time_limit_s, warm_start, options)
     check_highs_options(dict(profile.highs))  # even when no MILP is needed
 
     def to_slots(reason: str, cuts: tuple[Cut, ...] = ()) -> BackendOutcome:

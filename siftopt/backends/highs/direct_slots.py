@@ -21,9 +21,8 @@ import numpy as np
 from siftopt.backends.base import (
     Cut,
     accepted_start,
+    begin,
     budget_cuts,
-    check_warm_start,
-    deadline_of,
     remaining_s,
 )
 from siftopt.backends.highs.common import (
@@ -55,10 +54,7 @@ def slots_with_cuts(data: ProblemData, profile: Profile, *, time_limit_s: float 
                     warm_start: np.ndarray | None = None, options: ExactOptions | None = None,
                     cuts: Sequence[Cut] = ()) -> BackendOutcome:
     """:func:`solve_highs_slots` starting from ``cuts`` (a pattern model's rejected decision)."""
-    options = options or ExactOptions()
-    started = time.perf_counter()
-    deadline = deadline_of(started, time_limit_s)
-    warm = check_warm_start(data, warm_start)
+    options, started, deadline, warm = begin(data, time_limit_s, warm_start, options)
     model = _SlotModel(data, profile, started, warm)
     return budget_cuts(lambda all_cuts: model.run(all_cuts, remaining_s(deadline)), data,
                        options.max_cut_rounds, deadline=deadline, cuts=cuts,

@@ -33,9 +33,8 @@ import pyomo.environ as pyo
 
 from siftopt.backends.base import (
     Cut,
-    check_warm_start,
+    begin,
     checked_pattern_answer,
-    deadline_of,
     every_pattern,
     no_pattern_outcome,
     remaining_s,
@@ -99,10 +98,7 @@ def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
     (or the enumeration limits) the Pyomo slot model solves it (``details["fallback"]``).
     The Pyomo HiGHS interface takes no MIP start: the warm start goes to the slot model
     only."""
-    options = options or ExactOptions()
-    started = time.perf_counter()
-    deadline = deadline_of(started, time_limit_s)
-    warm_start = check_warm_start(data, warm_start)
+    options, started, deadline, warm_start = begin(data, time_limit_s, warm_start, options)
 
     def to_slots(reason: str, cuts: tuple[Cut, ...] = ()) -> BackendOutcome:
         return slot_fallback(slots_with_cuts, data, profile, deadline, warm_start, reason,

@@ -44,9 +44,8 @@ from pyomo.contrib.solver.solvers.highs import Highs
 from siftopt.backends.base import (
     Cut,
     accepted_start,
+    begin,
     budget_cuts,
-    check_warm_start,
-    deadline_of,
     remaining_s,
 )
 from siftopt.backends.highs.common import check_highs_options, use_threads
@@ -270,10 +269,7 @@ def slots_with_cuts(data: ProblemData, profile: Profile, *, time_limit_s: float 
                     warm_start: np.ndarray | None = None, options: ExactOptions | None = None,
                     cuts: Sequence[Cut] = ()) -> BackendOutcome:
     """:func:`solve_highs` starting from ``cuts`` (a pattern model's rejected decision)."""
-    options = options or ExactOptions()
-    started = time.perf_counter()
-    deadline = deadline_of(started, time_limit_s)
-    warm = check_warm_start(data, warm_start)
+    options, started, deadline, warm = begin(data, time_limit_s, warm_start, options)
     model = build_model(data)
     built = [time.perf_counter() - started]
     added = [0]
