@@ -34,10 +34,13 @@ RTOL = 1e-9  # floating-point slack when comparing a ratio computed here with a 
 
 
 def ref_act(kind: str, u: np.ndarray) -> np.ndarray:
+    """σ(u); ``gelu_tanh`` is the tanh approximation of gelu, which kind ``gelu`` covers too."""
     if kind == "relu":
         return np.where(u > 0, u, 0.0)
     if kind == "gelu":
         return 0.5 * u * (1.0 + erf(u / math.sqrt(2.0)))
+    if kind == "gelu_tanh":  # PyTorch's approximate="tanh", written as PyTorch writes it
+        return 0.5 * u * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (u + 0.044715 * u**3)))
     return u * 0.5 * (1.0 + np.tanh(0.5 * u))  # silu: sigmoid(u) = (1 + tanh(u/2))/2
 
 
@@ -201,6 +204,8 @@ def test_analytic_bounds_never_violated_and_empirical_below(case):
     rng = np.random.default_rng(seed ^ 0x5EED)
     lo, hi = domain(kind, arrays, radius, min_radius)
     assert_never_violated(arrays, kind, analytic, rng, lo, hi)
+    if kind == "gelu":  # the bounds of kind gelu hold for experts with either gelu
+        assert_never_violated(arrays, "gelu_tanh", analytic, rng, lo, hi)
     empirical = S.empirical_bounds(weights, kind, radius, rng=seed, min_radius=min_radius,
                                    n_random=32, steps=4)
     assert np.all(empirical.beta <= analytic.beta * (1 + RTOL))
@@ -320,6 +325,43 @@ def test_relu_single_hidden_unit_is_exact():
     exact01 = np.linalg.norm(w2s[0] - w2s[1]) * np.linalg.norm(w1)
     assert exact01 <= got.delta[0, 1] <= exact01 * (1 + 1e-9)
     assert emp.delta[0, 1] >= exact01 * (1 - 1e-6)
+
+
+def test_gelu_bounds_with_biases_hold_for_tanh_gelu_experts():
+    """With biases, β and δ use values of σ: ‖E(0)‖ = ‖W2σ(b1) + b2‖ and ‖σ(b1)‖. Kind gelu
+    must bound experts with the tanh approximation too, whose values differ from the erf
+    form's by up to 4.7e-4 per unit. Expert 0 has b1 where tanh-gelu exceeds erf-gelu most
+    (t ≈ −2.699) and b2 = −W2·gelu_erf(b1), so its erf-form E(0) is 0 while its tanh-form E(0)
+    is not; experts 1 and 2 differ only in W2 (E_1 − E_2 = ΔW2·σ(b1)) at t ≈ −1.3645, where
+    |tanh-gelu| exceeds |erf-gelu|. W1 is tiny, so E is nearly constant and the bounds at
+    ‖x‖ = r are driven by these values alone."""
+    rng = np.random.default_rng(7)
+    d, r = 3, 1.0
+    t_beta = minimize_scalar(lambda t: ref_act("gelu", t) - ref_act("gelu_tanh", t),
+                             bounds=(-4.0, -2.0), method="bounded").x
+    t_delta = minimize_scalar(lambda t: abs(ref_act("gelu", t)) - abs(ref_act("gelu_tanh", t)),
+                              bounds=(-2.0, -0.5), method="bounded").x
+    w2 = rng.standard_normal((3, d, 1))
+    w2[2] = -2.0 * w2[1]
+    b1 = np.array([[t_beta], [t_delta], [t_delta]])
+    b2 = np.zeros((3, d))
+    b2[0] = -w2[0, :, 0] * ref_act("gelu", b1[0])
+    arrays = {"w1": 1e-9 * rng.standard_normal((3, 1, d)), "w2": w2, "b1": b1, "b2": b2}
+    got = S.analytic_bounds(S.ExpertWeights.from_arrays(arrays), "gelu", min_radius=r,
+                            exact_pairs="all")
+    # the tanh-form values the bounds must cover, at x = 0 (E is constant up to 1e-9)
+    e0_tanh = np.linalg.norm(w2[0, :, 0] * (ref_act("gelu_tanh", b1[0]) - ref_act("gelu", b1[0])))
+    assert e0_tanh > 4e-4 * np.linalg.norm(w2[0])  # the case discriminates the two forms
+    assert got.beta[0] * r >= e0_tanh
+    diff12 = np.linalg.norm(w2[1] - w2[2]) * abs(ref_act("gelu_tanh", b1[1, 0]))
+    assert got.delta[1, 2] * r >= diff12
+    # and empirically, on sampled inputs with ‖x‖ ≥ r
+    for kind in ("gelu_tanh", "gelu"):
+        x = random_inputs(rng, d, r, 10 * r)
+        for i, j in [(0, None), (1, None), (2, None), (1, 2), (0, 1), (0, 2)]:
+            bound = got.beta[i] if j is None else got.delta[i, j]
+            seen = float(ratio_fn(arrays, kind, i, j)(x).max())
+            assert seen <= bound * (1 + RTOL), (kind, i, j, seen, bound)
 
 
 # --------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import numpy as np
 
 from siftopt.errors import UsageError
 from siftopt.similarity.domain import Bounds, check_domain
-from siftopt.similarity.experts import act, growth_constant, lipschitz_constant
+from siftopt.similarity.experts import act_variants, growth_constant, lipschitz_constant
 from siftopt.similarity.linalg import (
     U,
     f64,
@@ -89,13 +89,14 @@ def _plain_terms(weights: ExpertWeights, kind: str, r: float | None) -> _ExpertT
         col2 = row_norms_up(weights.w2, axis=1)  # (N, h)
         w2b1 = np.minimum(n2 * b1n, np.sum(np.abs(b1) * col2, axis=1) * (1 + (h + 2) * U))
         c_growth = grow * w2b1 + b2n  # ‖E(x)‖ ≤ G·P‖x‖ + c_growth
-        sb1 = act(kind, b1)
-        e0 = np.einsum("ndh,nh->nd", f64(weights.w2), sb1) + b2
         f2 = np.sqrt(np.sum(np.square(f64(weights.w2)), axis=(1, 2)))
-        err = 4.0 * (h + 8) * U * (f2 * vec_norm_up(sb1) + b2n)
-        c_lip = (vec_norm_up(e0) + err) * (1 + 4 * U)  # ≥ ‖E(0)‖
+        c_lip, sb1n = np.zeros(n), np.zeros(n)
+        for sb1 in act_variants(kind, b1):  # gelu: ‖E(0)‖ and ‖σ(b1)‖ of both forms
+            e0 = np.einsum("ndh,nh->nd", f64(weights.w2), sb1) + b2
+            err = 4.0 * (h + 8) * U * (f2 * vec_norm_up(sb1) + b2n)
+            c_lip = np.maximum(c_lip, (vec_norm_up(e0) + err) * (1 + 4 * U))  # ≥ ‖E(0)‖
+            sb1n = np.maximum(sb1n, vec_norm_up(sb1) * (1 + 16 * U))  # ≥ ‖σ(b1)‖
         beta = np.minimum(grow * prod + c_growth * inv_r, lip * prod + c_lip * inv_r)
-        sb1n = vec_norm_up(sb1) * (1 + 16 * U)
         sig = np.minimum(grow * (n1 + b1n * inv_r), lip * n1 + sb1n * inv_r)
     else:
         beta = grow * prod

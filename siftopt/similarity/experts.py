@@ -48,11 +48,33 @@ def growth_constant(kind: str) -> float:
 
 
 def act(kind: str, u: np.ndarray) -> np.ndarray:
+    """σ(u) as the forward pass computes it (kind ``gelu``: the exact, erf form)."""
     if kind == "relu":
         return np.maximum(u, 0.0)
     if kind == "gelu":
         return u * ndtr(u)
     return u * expit(u)  # silu, swiglu
+
+
+#: √(2/π), the scale of the tanh approximation of gelu.
+_GELU_TANH_SCALE = math.sqrt(2.0 / math.pi)
+
+
+def gelu_tanh(u: np.ndarray) -> np.ndarray:
+    """The tanh approximation of gelu (PyTorch ``approximate="tanh"``, JAX's default),
+    ``½u(1 + tanh(√(2/π)(u + 0.044715u³)))``, evaluated as ``u·expit(2√(2/π)(u + 0.044715u³))``
+    (the same function: ``½(1 + tanh z) = expit(2z)``) so that it keeps a small relative
+    error where ``1 + tanh`` would cancel."""
+    return u * expit(2.0 * _GELU_TANH_SCALE * (u + 0.044715 * u * u * u))
+
+
+def act_variants(kind: str, u: np.ndarray) -> tuple[np.ndarray, ...]:
+    """σ(u) for every implementation that ``kind`` covers: for ``gelu`` the erf form and the
+    tanh approximation (a bound that uses values of σ, such as ‖E(0)‖ = ‖W2σ(b1) + b2‖, must
+    hold for both, docs/bounds.md §2 and §4); one array for the other kinds."""
+    if kind == "gelu":
+        return act(kind, u), gelu_tanh(u)
+    return (act(kind, u),)
 
 
 def act_grad(kind: str, u: np.ndarray) -> np.ndarray:
