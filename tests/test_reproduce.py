@@ -1,0 +1,125 @@
+"""benchmarks/reproduce.py: documented numbers are compared with re-run commands, and a changed
+number, a missing command or a changed table makes it fail."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import reproduce  # noqa: E402
+from reproduce import Outcome, Tolerance  # noqa: E402
+
+
+@pytest.mark.parametrize(("tolerance", "documented", "measured", "expected"), [
+    ("printed", "0.037", 0.03749, True),
+    ("printed", "0.037", 0.0375, False),
+    ("printed", "0.037", 0.0364, False),
+    ("printed", "4.3e-14", 4.26e-14, True),
+    ("printed", "4.3e-14", 4.4e-14, False),
+    ("printed", "1,234", 1234.4, True),
+    ("upper", "8e-15", 3e-15, True),
+    ("upper", "8e-15", 9e-15, False),
+    ("rel:0.1", "2.0", 2.19, True),
+    ("rel:0.1", "2.0", 2.3, False),
+    ("abs:0.5", "3", 3.9, True),
+    ("abs:0.5", "3", 4.1, False),
+    ("time:3", "1.0", 2.9, True),
+    ("time:3", "1.0", 0.3, False),
+    ("any", "7", 1e9, True),
+])
+def test_tolerances(tolerance, documented, measured, expected):
+    assert Tolerance.parse(tolerance).accepts(documented, measured) is expected
+
+
+def test_bad_tolerance_is_a_claims_error():
+    with pytest.raises(reproduce.ClaimsError):
+        Tolerance.parse("rel")
+
+
+def test_tables_compare_cell_by_cell():
+    doc = [["method", "gap (%)", "time (s)"], ["a", "0.5", "1.0"], ["b", "inf", "2"]]
+    same = [["method", "gap (%)", "time (s)"], ["a", "0.54", "9.0"], ["b", "inf", "2"]]
+    columns = {"time (s)": Tolerance.parse("time:2")}
+    printed = Tolerance.parse("printed")
+    assert reproduce.compare_tables("t", doc, same, printed, columns, quick=True).outcome \
+        is Outcome.MATCH
+    slow = reproduce.compare_tables("t", doc, same, printed, columns, quick=False)
+    assert slow.outcome is Outcome.MISMATCH and "time (s)" in slow.detail
+    other = [["method", "gap (%)", "time (s)"], ["a", "0.6", "1.0"], ["b", "inf", "2"]]
+    assert reproduce.compare_tables("t", doc, other, printed, columns, True).outcome \
+        is Outcome.MISMATCH
+    fewer = doc[:2]
+    assert reproduce.compare_tables("t", doc, fewer, printed, columns, True).outcome \
+        is Outcome.MISMATCH
+
+
+def write_case(tmp_path: Path, documented: str, command_in_doc: bool = True) -> Path:
+    command = "python -c \"print('| x | y |'); print('|---|---|'); print('| 1 | 2.50 |')\""
+    doc = tmp_path / "doc.md"
+    shown_command = command if command_in_doc else "python something-else.py"
+    doc.write_text(textwrap.dedent(f"""\
+        Run `{shown_command}`: the mean is {documented} per cell.
+
+        | x | y |
+        |---|---:|
+        | 1 | {documented} |
+        """))
+    claims = tmp_path / "claims.toml"
+    claims.write_text(textwrap.dedent(f"""\
+        [[check]]
+        id = "case"
+        doc = "{doc}"
+        command = '''{command}'''
+        minutes = 0.01
+        quick = true
+        [[check.value]]
+        doc = "the mean is {{}} per cell"
+        out = "| 1 | {{}} |"
+        [[check.table]]
+        doc = "per cell"
+        """))
+    return claims
+
+
+def run(claims: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"),
+                           "--claims", str(claims), "--quick"],
+                          capture_output=True, text=True, cwd=ROOT)
+
+
+def test_matching_documented_number_passes(tmp_path):
+    result = run(write_case(tmp_path, "2.5"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 match, 0 mismatch" in result.stdout
+
+
+def test_changed_documented_number_fails(tmp_path):
+    result = run(write_case(tmp_path, "2.6"))
+    assert result.returncode == 1
+    assert "documented 2.6, measured 2.5" in result.stdout
+
+
+def test_command_missing_from_the_doc_fails(tmp_path):
+    result = run(write_case(tmp_path, "2.5", command_in_doc=False))
+    assert result.returncode == 1
+    assert "command not written in" in result.stdout
+
+
+def test_every_check_names_a_document_that_holds_its_command():
+    for check in reproduce.load_checks():
+        assert check.doc.exists(), check.id
+        assert reproduce.command_in_doc(check.command, check.doc.read_text()), check.id
+
+
+def test_quick_checks_reproduce_the_documented_numbers():
+    """The CI run of `benchmarks/reproduce.py --quick`: every quick documented number matches."""
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"),
+                             "--quick"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
