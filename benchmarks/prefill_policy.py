@@ -5,6 +5,7 @@ Usage (from the repository root):
     python benchmarks/prefill_policy.py [--sets paper,scale,generated] [--repeat R]
                                         [--time-limit S] [--cache FILE] [--csv FILE]
                                         [--compare sift-price] [--limit N]
+                                        [--json PATH]
 
 Sets:
 
@@ -155,7 +156,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
     for set_name in args.sets.split(","):
         for name, inst in SETS[set_name](args.limit):
             key = f"{set_name}/{name}"
-            if key not in cache:
+            cached = key in cache
+            if not cached:
                 cache[key] = exact(inst, args.time_limit)
                 if args.cache:
                     with open(args.cache, "w") as handle:
@@ -168,7 +170,8 @@ def measure(args: argparse.Namespace) -> list[dict]:
             bound = run.dual_bound_j
             row = {"set": set_name, "name": name, "L": inst.num_tokens, "M": inst.num_nodes,
                    "exact_status": ex["status"], "optimum_j": ex["energy_j"],
-                   "exact_s": ex["time_s"], "energy_j": ev.energy_j, "feasible": ev.feasible,
+                   "exact_s": ex["time_s"], "exact_cached": cached,
+                   "energy_j": ev.energy_j, "feasible": ev.feasible,
                    "gap": gap(ev.energy_j, optimum) if ev.feasible else None,
                    "bound_j": bound,
                    "bound_ok": (None if bound is None or optimum is None else
@@ -187,14 +190,12 @@ def measure(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def summary(rows: list[dict], compare_name: str | None) -> None:
-    """One Markdown row per set (and per scale row)."""
-    head = ("| set | instances | exact optimal | feasible (of feasible) | optimal (gap ≤ 1e-6) "
-            "| certified | mean gap | max gap | bound ≤ OPT | median policy/exact time |")
-    if compare_name:
-        head += f" {compare_name} mean / max gap |"
-    print(head)
-    print("|" + "---|" * (head.count("|") - 1))
+def summarise(rows: list[dict], compare_name: str | None) -> dict:
+    """The summary numbers the docs quote: per set (instances, exact optimal, feasible of
+    feasible, optimal, certified, mean and max gap in %, bounds at most the optimum, median
+    policy/exact time ratio, the compared policy's mean and max gap) and per scale row (gap,
+    certified, times, ratio)."""
+    out: dict = {"sets": {}, "scale_rows": []}
     for set_name in dict.fromkeys(r["set"] for r in rows):
         part = [r for r in rows if r["set"] == set_name]
         decided = [r for r in part if r["exact_status"] == "optimal"]
@@ -203,30 +204,74 @@ def summary(rows: list[dict], compare_name: str | None) -> None:
         gaps = [r["gap"] for r in ok]
         ratio = [r["policy_s"] / r["exact_s"] for r in part if r["exact_s"] > 0]
         bounds = [r["bound_ok"] for r in decided if r["bound_ok"] is not None]
-        line = (f"| {set_name} | {len(part)} | {len(decided)} | {len(ok)}/{len(feasible_opt)} "
-                f"| {sum(g <= EQUAL_RTOL for g in gaps)} | {sum(r['certified'] for r in part)} "
-                f"| {_pct(statistics.fmean(gaps)) if gaps else '-'} "
-                f"| {_pct(max(gaps)) if gaps else '-'} | {sum(bounds)}/{len(bounds)} "
-                f"| {statistics.median(ratio):.3f} |")
+        entry = {"instances": len(part), "exact_optimal": len(decided),
+                 "feasible": len(ok), "feasible_of": len(feasible_opt),
+                 "optimal": sum(g <= EQUAL_RTOL for g in gaps),
+                 "certified": sum(bool(r["certified"]) for r in part),
+                 "mean_gap_pct": 100 * statistics.fmean(gaps) if gaps else None,
+                 "max_gap_pct": 100 * max(gaps) if gaps else None,
+                 "bound_ok": sum(bool(b) for b in bounds), "bound_of": len(bounds),
+                 "median_time_ratio": statistics.median(ratio) if ratio else None}
         if compare_name:
             other = [r["compare_gap"] for r in decided if r.get("compare_gap") is not None]
-            line += (f" {_pct(statistics.fmean(other))} / {_pct(max(other))} |" if other
-                     else " - |")
+            entry["compare"] = compare_name
+            entry["compare_mean_gap_pct"] = 100 * statistics.fmean(other) if other else None
+            entry["compare_max_gap_pct"] = 100 * max(other) if other else None
+        out["sets"][set_name] = entry
+    for r in rows:
+        if r["set"] != "scale":
+            continue
+        row = {"L": r["L"], "M": r["M"], "power": r["name"].rsplit("-", 1)[1],
+               "gap_pct": None if r["gap"] is None else 100 * r["gap"],
+               "certified": bool(r["certified"]), "policy_s": r["policy_s"],
+               "policy_total_s": r["policy_total_s"], "exact_s": r["exact_s"],
+               "ratio": r["policy_s"] / r["exact_s"] if r["exact_s"] > 0 else None,
+               "exact_from_cache": bool(r.get("exact_cached"))}
+        if compare_name:
+            row["compare_gap_pct"] = (None if r.get("compare_gap") is None
+                                      else 100 * r["compare_gap"])
+            row["compare_s"] = r.get("compare_s")
+        out["scale_rows"].append(row)
+    return out
+
+
+def summary(rows: list[dict], compare_name: str | None) -> dict:
+    """Print one Markdown row per set (and per scale row); return :func:`summarise`."""
+    numbers = summarise(rows, compare_name)
+    head = ("| set | instances | exact optimal | feasible (of feasible) | optimal (gap ≤ 1e-6) "
+            "| certified | mean gap | max gap | bound ≤ OPT | median policy/exact time |")
+    if compare_name:
+        head += f" {compare_name} mean / max gap |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for set_name, e in numbers["sets"].items():
+        ratio = e["median_time_ratio"]
+        line = (f"| {set_name} | {e['instances']} | {e['exact_optimal']} "
+                f"| {e['feasible']}/{e['feasible_of']} | {e['optimal']} | {e['certified']} "
+                f"| {_pct_of(e['mean_gap_pct'])} | {_pct_of(e['max_gap_pct'])} "
+                f"| {e['bound_ok']}/{e['bound_of']} "
+                f"| {'-' if ratio is None else f'{ratio:.3f}'} |")
+        if compare_name:
+            line += (f" {_pct_of(e['compare_mean_gap_pct'])} / "
+                     f"{_pct_of(e['compare_max_gap_pct'])} |")
         print(line)
-    scale = [r for r in rows if r["set"] == "scale"]
-    if scale:
+    if numbers["scale_rows"]:
         print()
         print("| L | M | power | gap | certified | sift-prefill s (core / from scratch) "
               "| exact s | ratio |" + (f" {compare_name} gap, s |" if compare_name else ""))
         print("|---:|---:|---|---|---|---|---|---|" + ("---|" if compare_name else ""))
-        for r in scale:
-            power = r["name"].rsplit("-", 1)[1]
-            line = (f"| {r['L']} | {r['M']} | {power} | {_pct(r['gap'])} | {r['certified']} "
-                    f"| {r['policy_s']:.4f} / {r['policy_total_s']:.4f} | {r['exact_s']:.3f} "
-                    f"| {r['policy_s'] / r['exact_s']:.3f} |")
+        for r in numbers["scale_rows"]:
+            line = (f"| {r['L']} | {r['M']} | {r['power']} | {_pct_of(r['gap_pct'])} "
+                    f"| {r['certified']} | {r['policy_s']:.4f} / {r['policy_total_s']:.4f} "
+                    f"| {r['exact_s']:.3f} | {r['ratio']:.3f} |")
             if compare_name:
-                line += f" {_pct(r.get('compare_gap'))}, {r.get('compare_s', 0):.3f} |"
+                line += f" {_pct_of(r.get('compare_gap_pct'))}, {r.get('compare_s') or 0:.3f} |"
             print(line)
+    return numbers
+
+
+def _pct_of(percent: float | None) -> str:
+    return "infeasible" if percent is None else _pct(percent / 100)
 
 
 def _pct(value: float | None) -> str:
@@ -249,16 +294,35 @@ def main() -> None:
                         help="also run this policy (e.g. sift-price) for its gaps")
     parser.add_argument("--limit", type=int, default=None,
                         help="at most this many instances per set")
+    parser.add_argument("--json", default=None, metavar="PATH",
+                        help="write the summary numbers (per set and per scale row) as JSON")
     args = parser.parse_args()
+    args.load_start = _loadavg()
     rows = measure(args)
     if args.csv:
         with open(args.csv, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=CSV_FIELDS, extrasaction="ignore")
             writer.writeheader()
             writer.writerows(rows)
+    load = _loadavg()
     print(f"<!-- {platform.processor() or platform.machine()}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}, repeat={args.repeat} -->")
-    summary(rows, args.compare)
+          f"{platform.python_version()}, repeat={args.repeat}, load average {load} -->")
+    numbers = summary(rows, args.compare)
+    if args.json:
+        numbers.update(command=" ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+                       repeat=args.repeat, cores=os.cpu_count(), load_average=load,
+                       load_average_start=args.load_start)
+        with open(args.json, "w") as handle:
+            json.dump(numbers, handle, indent=1)
+
+
+def _loadavg() -> str | None:
+    """``/proc/loadavg``'s three averages (None where there is none)."""
+    try:
+        with open("/proc/loadavg") as handle:
+            return " ".join(handle.read().split()[:3])
+    except OSError:
+        return None
 
 
 if __name__ == "__main__":
