@@ -7,9 +7,9 @@ Usage (from the repository root):
     python benchmarks/reproduce.py --list           # what is checked, where, and how long it takes
     python benchmarks/reproduce.py --only ID[,ID…]  # some checks
 
-The checks live in ``benchmarks/claims.toml``. Each check names a document, the command that is
-written next to the numbers in that document (the check fails if the command is not there), and
-the numbers it re-measures:
+The checks live in ``benchmarks/claims/*.toml`` (one file per document). Each check names a
+document, the command that is written next to the numbers in that document (the check fails if
+the command is not there), and the numbers it re-measures:
 
 * ``[[check.value]]`` — a number in running text: ``doc`` is a snippet of the document with
   ``{}`` where the number stands (whitespace and line breaks are ignored), ``out`` the same for
@@ -54,7 +54,7 @@ from enum import StrEnum
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CLAIMS = ROOT / "benchmarks" / "claims.toml"
+CLAIMS = ROOT / "benchmarks" / "claims"
 
 NUMBER = r"[-+−]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+−]?\d+)?"
 NUMBER_RE = re.compile(NUMBER)
@@ -276,12 +276,20 @@ class Check:
 
 
 def load_checks(path: Path = CLAIMS) -> list[Check]:
-    with path.open("rb") as handle:
-        data = tomllib.load(handle)
-    checks = [Check.from_toml(entry) for entry in data.get("check", [])]
+    """The checks of one claims file, or of every ``*.toml`` in a folder (sorted by name)."""
+    files = sorted(path.glob("*.toml")) if path.is_dir() else [path]
+    checks: list[Check] = []
+    for file in files:
+        with file.open("rb") as handle:
+            try:
+                data = tomllib.load(handle)
+            except tomllib.TOMLDecodeError as error:
+                raise ClaimsError(f"{file}: {error}") from None
+        checks.extend(Check.from_toml(entry) for entry in data.get("check", []))
     ids = [check.id for check in checks]
-    if len(set(ids)) != len(ids):
-        raise ClaimsError(f"{path}: duplicate check ids")
+    duplicates = sorted({name for name in ids if ids.count(name) > 1})
+    if duplicates:
+        raise ClaimsError(f"{path}: duplicate check ids {duplicates}")
     return checks
 
 
@@ -398,11 +406,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the quick checks, and no time comparisons")
     parser.add_argument("--only", default=None, metavar="ID[,ID...]")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
-    parser.add_argument("--claims", default=str(CLAIMS), metavar="FILE")
+    parser.add_argument("--claims", default=str(CLAIMS), metavar="FILE_OR_FOLDER",
+                        help="a claims file or a folder of them (default: benchmarks/claims)")
     args = parser.parse_args(argv)
     try:
         checks = load_checks(Path(args.claims))
-    except (ClaimsError, tomllib.TOMLDecodeError, OSError) as error:
+    except (ClaimsError, OSError) as error:
         print(f"reproduce: {args.claims}: {error}", file=sys.stderr)
         return 2
     if args.only:
