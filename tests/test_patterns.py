@@ -17,7 +17,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from siftopt.backends.brute import count_assignments, solve_brute
@@ -219,8 +219,7 @@ def assert_same_optimum(inst: Instance, *methods: tuple[str, ...]) -> dict:
 @given(params=tiny)
 def test_patterns_equal_slots_equal_brute_force(params):
     inst = make(params)
-    if count_assignments(problem_data(inst)) > BRUTE_LIMIT:
-        return
+    assume(count_assignments(problem_data(inst)) <= BRUTE_LIMIT)  # counted, never silent
     assert_same_optimum(inst, ("brute", "auto"), ("highs", "patterns"), ("highs", "slots"),
                         ("cpsat", "patterns"), ("highs", "patterns", "pyomo"))
 
@@ -231,8 +230,7 @@ def test_patterns_equal_slots_equal_brute_force(params):
 def test_non_monotone_tables_against_brute_force(params, bump):
     """Backends on data whose tables are non-monotone: exact-use patterns are needed."""
     data = non_monotone(problem_data(make(params)), np.random.default_rng(bump))
-    if count_assignments(data) > BRUTE_LIMIT or infeasibility_reason(data):
-        return
+    assume(count_assignments(data) <= BRUTE_LIMIT and not infeasibility_reason(data))
     truth = solve_brute(data)
     for solver in (solve_highs_patterns, solve_highs_slots, solve_cpsat_patterns,
                    solve_highs_pyomo_patterns):

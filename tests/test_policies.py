@@ -9,6 +9,7 @@ never feasible when the instance is not.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from scipy.optimize import linprog
 from siftopt.errors import PolicyRefusal
 from siftopt.experiments.synthetic import random_document
 from siftopt.facade import solve_exact, solve_policy
-from siftopt.io.instance_file import instance_from_document
+from siftopt.io.instance_file import instance_from_document, load_instance
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
@@ -326,52 +327,82 @@ def test_theorem_ratio_optimal_with_one_remote_node(seed, tokens, k, pc, fading,
     assert_matches_optimum(inst, solve_policy(inst, "sift-ratio"), exact(inst))
 
 
+def unreachable_nodes(mask: int) -> Edit:
+    """Nodes whose bit is set in ``mask`` cannot meet the latency budget (cap 0); their
+    energy is unchanged (compute time costs no energy)."""
+    def run(doc: dict[str, Any], rng: np.random.Generator) -> None:
+        del rng
+        for m, node in enumerate(doc["nodes"]):
+            if mask >> m & 1:
+                node["compute_s_per_token"] = 2 * doc["latency_s"]
+    return run
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10**6), tokens=st.integers(1, 3), nodes=st.integers(2, 3),
-       mean_only=st.booleans())
-def test_theorem_ratio_optimal_with_equal_link_energies(seed, tokens, nodes, mean_only):
+       mean_only=st.booleans(), cap0=st.integers(0, 7))
+def test_theorem_ratio_optimal_with_equal_link_energies(seed, tokens, nodes, mean_only, cap0):
     """Equal E_m(1), fixed power, C1; mean budget only (any caps) or per-token budgets only
-    (caps wide)."""
+    (caps wide, or 0 for the nodes in ``cap0``)."""
     edits = [identical_nodes, restrict_to_local_or_own_node]
     edits += [only_mean_budget, random_latency] if mean_only else [only_token_budgets]
     inst = build(seed, tokens=tokens, experts=5, k=2, nodes=nodes, pc="fixed",
-                 wide=not mean_only, edit=chain(*edits))
+                 wide=not mean_only, edit=chain(*edits, unreachable_nodes(cap0)))
+    caps = [t.cap for t in problem_data(inst).tables]
+    assert all(c == 0 for c, m in zip(caps, range(nodes), strict=True) if cap0 >> m & 1)
+    if not mean_only:  # the condition of (b): every cap is the Top-K load or more, or 0
+        assert all(c in (0, inst.num_tokens) for c in caps)
     assert_matches_optimum(inst, solve_policy(inst, "sift-ratio"), exact(inst))
 
 
 def equal_item_costs(doc: dict[str, Any], rng: np.random.Generator) -> None:
-    """K = 1, equal weights and skip constants, no local candidates: every item costs
-    the same s = w·β; candidates on other remote nodes removed (C1)."""
-    n = doc["model"]["num_experts"]
+    """Every item costs the same s = w·β: equal weights and skip constants, no local
+    candidates (candidates on other remote nodes removed too: C1), and each token's top-K
+    experts on distinct nodes (local ones aside), so that an item is one slot."""
+    n, k = doc["model"]["num_experts"], doc["model"]["top_k"]
     doc["bounds"]["beta"] = [1.0] * n
     placement = doc["placement"]
     for i, row in enumerate(doc["bounds"]["delta"]):
         for j in range(n):
             if j != i and (placement[j] == 0 or placement[j] != placement[i]):
                 row[j] = None
-    count = len(doc["tokens"]["topk_experts"])
-    doc["tokens"]["topk_weights"] = [[0.5]] * count
-    del rng
+    experts = []
+    for _ in doc["tokens"]["topk_experts"]:
+        chosen: list[int] = []
+        for i in rng.permutation(n).tolist():
+            if placement[i] == 0 or placement[i] not in {placement[c] for c in chosen}:
+                chosen.append(i)
+        assert len(chosen) >= k  # every remote node hosts an expert, and K ≤ M
+        experts.append(chosen[:k])
+    doc["tokens"]["topk_experts"] = experts
+    doc["tokens"]["topk_weights"] = [[0.5] * k for _ in experts]
 
 
 @SETTINGS
-@given(seed=st.integers(0, 10**6), tokens=st.integers(2, 6), nodes=st.integers(2, 3),
-       pc=st.sampled_from(["fixed", "adaptive"]), mean_only=st.booleans(),
-       eps=st.sampled_from([0.3, 0.5, 0.8, 1.2]))
-def test_theorem_ratio_optimal_with_equal_degradations(seed, tokens, nodes, pc, mean_only, eps):
-    """Equal item costs; mean budget only with any caps and convex tables, or per-token
-    budgets only with wide caps and linear tables."""
+@given(seed=st.integers(0, 10**6), tokens=st.integers(2, 6), k=st.integers(1, 3),
+       nodes=st.integers(2, 3), pc=st.sampled_from(["fixed", "adaptive"]),
+       mean_only=st.booleans(), eps=st.sampled_from([0.3, 0.5, 0.8, 1.2]),
+       cap0=st.integers(0, 7))
+def test_theorem_ratio_optimal_with_equal_degradations(seed, tokens, k, nodes, pc, mean_only,
+                                                       eps, cap0):
+    """Equal item costs, K = 1..3; mean budget only with any caps and convex tables, or
+    per-token budgets only with linear tables and caps wide or 0 (nodes in ``cap0``)."""
+    k = min(k, nodes)
+    tokens = min(tokens, 6 // k)  # at most 6 slots: brute force stays small
     if mean_only:
         budget: Edit = lambda doc, rng: doc.update(  # noqa: E731
-            accuracy={"eps_mean": float(rng.uniform(0.05, 0.6))})
+            accuracy={"eps_mean": float(rng.uniform(0.05, 0.6) * k)})
         edit = chain(equal_item_costs, budget, random_latency)
     else:
         pc = "fixed"
         budget = lambda doc, rng: doc.update(  # noqa: E731
-            accuracy={"eps_token": [float(rng.choice([0.0, 0.6])) for _ in range(tokens)]})
-        edit = chain(equal_item_costs, budget)
-    inst = build(seed, tokens=tokens, experts=6, k=1, nodes=nodes, pc=pc, eps_scale=eps,
+            accuracy={"eps_token": [float(rng.choice([0.0, 0.6, 1.1])) for _ in range(tokens)]})
+        edit = chain(equal_item_costs, budget, unreachable_nodes(cap0))
+    inst = build(seed, tokens=tokens, experts=6, k=k, nodes=nodes, pc=pc, eps_scale=eps,
                  max_cand=None, wide=not mean_only, edit=edit)
+    for row in inst.topk_experts:  # one slot per item, so every item costs 0.5·1
+        nodes_used = [int(m) for m in inst.placement[row] if m > 0]
+        assert len(nodes_used) == len(set(nodes_used))
     tables = problem_data(inst).tables
     assume(all(t.cap == 0 or np.all(np.diff(t.energy_j) > 0) for t in tables))
     assert_matches_optimum(inst, solve_policy(inst, "sift-ratio"), exact(inst))
@@ -437,6 +468,55 @@ def test_theorem_ratio_lp_bound_and_integrality_gap(seed, tokens, nodes, unreach
     assert e_lp <= truth.energy_j + tol
     assert got.energy_j <= e_lp + biggest + tol
     assert got.energy_j >= truth.energy_j - tol
+
+
+# --------------------------------------------------------------------------------------------
+# Counterexamples (tests/data): the Theorem 7 one, and policies that miss feasibility
+# --------------------------------------------------------------------------------------------
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def test_theorem7_counterexample_ratio_spends_twice_the_optimum() -> None:
+    """docs/policies.md §4: binding caps with per-token budgets and equal link energies
+    (outside Theorem 7 (a)/(b)); sift-ratio is feasible and spends twice the optimum."""
+    inst = load_instance(DATA / "ratio-binding-cap-twice-optimum.json")
+    data = problem_data(inst)
+    reachable = [t for t in data.tables if t.cap >= 1]
+    e = float(reachable[0].energy_j[1])
+    for t in reachable:  # linear tables, one unit energy e: the setting of Theorem 7
+        np.testing.assert_allclose(t.energy_j, e * np.arange(t.cap + 1), rtol=1e-12)
+    loads = [int(np.sum(np.any(inst.placement[inst.topk_experts] == t.node, axis=1)))
+             for t in data.tables]
+    assert inst.eps_mean is None and inst.eps_token is not None  # per-token budgets only
+    assert any(0 < t.cap < n for t, n in zip(data.tables, loads, strict=True))  # not (b)
+    got = solve_policy(inst, "sift-ratio")
+    truth = exact(inst)
+    assert truth.status == "optimal" and got.feasible
+    assert energies_equal(got.energy_j, 2.0 * truth.energy_j), (got.energy_j, truth.energy_j)
+    assert energies_equal(truth.energy_j, e)  # the optimum keeps one item
+
+
+#: docs/policies.md §9: for each policy that can miss feasibility, an instance on which
+#: brute force finds a feasible decision and the policy's decision is infeasible.
+MISSES = {
+    "topk": "remote-replacement-only.json",
+    "local": "remote-replacement-only.json",
+    "sift-ratio": "remote-replacement-only.json",
+    "sift-decode": "decode-repair-misses.json",
+    "sift-price": "decode-repair-misses.json",
+}
+
+
+@pytest.mark.parametrize(("method", "file"), MISSES.items())
+def test_policy_misses_a_feasible_instance(method: str, file: str) -> None:
+    inst = load_instance(DATA / file)
+    truth = exact(inst)
+    assert truth.status == "optimal"
+    assert evaluate(inst, truth.actions).feasible
+    actions = solve_policy(inst, method).actions
+    assert actions is not None
+    assert not evaluate(inst, actions).feasible
 
 
 # --------------------------------------------------------------------------------------------
