@@ -17,7 +17,10 @@ the command is not there), and the numbers it re-measures:
   file ``json``;
 * ``[[check.table]]`` — a Markdown table: the first table after the snippet ``doc`` in the
   document against the first table after the snippet ``out`` in the output; rows are matched in
-  order, cells compared number by number, text cells exactly.
+  order, cells compared number by number, text cells exactly. With ``rows = "subset"`` the
+  output may hold only some of the documented rows (a partial re-run, e.g. one batch size):
+  each measured row is compared with the documented row of the same first ``key`` cells
+  (default 1), and a measured row the document lacks is a mismatch.
 
 Tolerances (``tolerance`` of a value, ``tolerance`` / ``columns`` of a table):
 
@@ -29,6 +32,10 @@ Tolerances (``tolerance`` of a value, ``tolerance`` / ``columns`` of a table):
 * ``"time:X"`` — a time or a speed: within a factor X either way. Time checks run only without
   ``--quick``: a CI machine is not the machine the times were measured on;
 * ``"any"`` — not compared (a column that only labels rows, e.g. a seed list).
+
+A column's tolerance may also be a list, one per number of the cell in order (the last one
+repeats): ``["time:5", "printed"]`` for a cell ``0.004, +180 %`` compares the time within a
+factor 5 and the energy excess at its printed precision.
 
 A check's ``run`` (default: its ``command``) is what is executed; ``{tmp}`` in ``run``, ``json``
 and ``source`` stands for a fresh temporary folder, so re-running never overwrites the
@@ -197,38 +204,69 @@ class Comparison:
     detail: str = ""
 
 
+CellTolerance = Tolerance | list[Tolerance]  # a list: one per number of the cell, in order
+
+
 def compare_tables(label: str, documented: list[list[str]], measured: list[list[str]],
-                   default: Tolerance, columns: dict[str, Tolerance], quick: bool) -> Comparison:
+                   default: Tolerance, columns: dict[str, CellTolerance], quick: bool,
+                   subset_key: int | None = None) -> Comparison:
+    """Row by row in order; with ``subset_key`` each measured row against the documented row
+    with the same first ``subset_key`` cells (documented rows not measured are skipped)."""
     header = documented[0]
     if [squash(c) for c in header] != [squash(c) for c in measured[0]]:
         return Comparison(label, Outcome.MISMATCH, f"headers differ: {header} vs {measured[0]}")
-    if len(documented) != len(measured):
-        return Comparison(label, Outcome.MISMATCH,
-                          f"{len(documented) - 1} documented rows, {len(measured) - 1} measured")
     unknown = set(columns) - set(header)
     if unknown:
         raise ClaimsError(f"{label}: columns {sorted(unknown)} not in the table header {header}")
     problems: list[str] = []
+    if subset_key is None:
+        if len(documented) != len(measured):
+            return Comparison(label, Outcome.MISMATCH, f"{len(documented) - 1} documented rows, "
+                                                       f"{len(measured) - 1} measured")
+        pairs = list(zip(documented[1:], measured[1:], strict=True))
+    else:
+        by_key = {tuple(squash(c) for c in row[:subset_key]): row for row in documented[1:]}
+        pairs = []
+        for row_new in measured[1:]:
+            row_doc = by_key.get(tuple(squash(c) for c in row_new[:subset_key]))
+            if row_doc is None:
+                problems.append(f"measured row {row_new[:subset_key]} is not documented")
+            else:
+                pairs.append((row_doc, row_new))
     skipped_times = 0
-    for row_doc, row_new in zip(documented[1:], measured[1:], strict=True):
+    for row_doc, row_new in pairs:
+        if len(row_doc) != len(row_new):
+            problems.append(f"row {row_doc[0]!r}: {len(row_doc)} cells vs {len(row_new)}")
+            continue
         for name, cell_doc, cell_new in zip(header, row_doc, row_new, strict=True):
             tolerance = columns.get(name, default)
-            if tolerance.is_time and quick:
+            if quick and all(t.is_time for t in _as_list(tolerance)):
                 skipped_times += 1
                 continue
-            problem = compare_cells(cell_doc, cell_new, tolerance)
+            problem = compare_cells(cell_doc, cell_new, tolerance, quick)
             if problem:
                 problems.append(f"row {row_doc[0]!r}, column {name!r}: {problem}")
     if problems:
         more = f" (and {len(problems) - 5} more)" if len(problems) > 5 else ""
         return Comparison(label, Outcome.MISMATCH, "; ".join(problems[:5]) + more)
-    note = f"{skipped_times} time cells not checked (--quick)" if skipped_times else ""
-    return Comparison(label, Outcome.MATCH, note)
+    notes = []
+    if subset_key is not None:
+        notes.append(f"{len(pairs)} of {len(documented) - 1} documented rows measured")
+    if skipped_times:
+        notes.append(f"{skipped_times} time cells not checked (--quick)")
+    return Comparison(label, Outcome.MATCH, "; ".join(notes))
 
 
-def compare_cells(documented: str, measured: str, tolerance: Tolerance) -> str:
-    """Empty when the cells match, else what differs."""
-    if tolerance.kind == "any":
+def _as_list(tolerance: CellTolerance) -> list[Tolerance]:
+    return tolerance if isinstance(tolerance, list) else [tolerance]
+
+
+def compare_cells(documented: str, measured: str, tolerance: CellTolerance,
+                  quick: bool = False) -> str:
+    """Empty when the cells match, else what differs. With a list of tolerances the i-th
+    number of the cell gets the i-th (the last one repeats); times are skipped when quick."""
+    tolerances = _as_list(tolerance)
+    if all(t.kind == "any" for t in tolerances):
         return ""
     numbers_doc = CELL_NUMBER_RE.findall(documented)
     numbers_new = CELL_NUMBER_RE.findall(measured)
@@ -236,9 +274,12 @@ def compare_cells(documented: str, measured: str, tolerance: Tolerance) -> str:
     text_new = CELL_NUMBER_RE.sub("#", measured)
     if squash(text_doc) != squash(text_new) or len(numbers_doc) != len(numbers_new):
         return f"{documented!r} vs {measured!r}"
-    for number_doc, number_new in zip(numbers_doc, numbers_new, strict=True):
-        if not tolerance.accepts(number_doc, parse_number(number_new)):
-            return f"documented {number_doc}, measured {number_new} ({tolerance.describe()})"
+    for index, (number_doc, number_new) in enumerate(zip(numbers_doc, numbers_new, strict=True)):
+        each = tolerances[min(index, len(tolerances) - 1)]
+        if each.is_time and quick:
+            continue
+        if not each.accepts(number_doc, parse_number(number_new)):
+            return f"documented {number_doc}, measured {number_new} ({each.describe()})"
     return ""
 
 
@@ -362,12 +403,17 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
     for number, spec in enumerate(check.tables):
         label = f"{check.id} table {number + 1}"
         default = Tolerance.parse(spec.get("tolerance", "printed"))
-        columns = {name: Tolerance.parse(value)
+        columns = {name: ([Tolerance.parse(v) for v in value] if isinstance(value, list)
+                           else Tolerance.parse(value))
                    for name, value in spec.get("columns", {}).items()}
+        rows = spec.get("rows", "all")
+        if rows not in ("all", "subset"):
+            raise ClaimsError(f"{label}: rows {rows!r}: expected all or subset")
+        subset_key = int(spec.get("key", 1)) if rows == "subset" else None
         documented_rows = tables_after(doc_text, spec["doc"], f"{check.doc.name} ({label})")
         measured_rows = tables_after(output.text, spec.get("out", ""), f"output ({label})")
         results.append(compare_tables(label, documented_rows, measured_rows, default, columns,
-                                      quick))
+                                      quick, subset_key))
     return results
 
 

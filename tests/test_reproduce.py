@@ -60,6 +60,41 @@ def test_tables_compare_cell_by_cell():
         is Outcome.MISMATCH
 
 
+
+def test_a_list_of_tolerances_applies_to_the_numbers_of_a_cell_in_order():
+    doc = [["L", "policy"], ["128", "0.004, +180 %"]]
+    slower = [["L", "policy"], ["128", "0.011, +180 %"]]
+    other = [["L", "policy"], ["128", "0.004, +181 %"]]
+    columns = {"policy": [Tolerance.parse("time:5"), Tolerance.parse("printed")]}
+    printed = Tolerance.parse("printed")
+    assert reproduce.compare_tables("t", doc, slower, printed, columns, quick=False).outcome \
+        is Outcome.MATCH
+    assert reproduce.compare_tables("t", doc, other, printed, columns, quick=True).outcome \
+        is Outcome.MISMATCH  # the excess is compared under --quick too, the time is not
+    much_slower = [["L", "policy"], ["128", "0.05, +180 %"]]
+    assert reproduce.compare_tables("t", doc, much_slower, printed, columns, True).outcome \
+        is Outcome.MATCH
+    assert reproduce.compare_tables("t", doc, much_slower, printed, columns, False).outcome \
+        is Outcome.MISMATCH
+
+
+def test_subset_rows_are_matched_by_their_key_cells():
+    doc = [["L", "power", "E"], ["1", "fixed", "2.0"], ["1", "adaptive", "3.0"],
+           ["8", "fixed", "4.0"]]
+    printed = Tolerance.parse("printed")
+    part = [["L", "power", "E"], ["1", "adaptive", "3.0"]]
+    result = reproduce.compare_tables("t", doc, part, printed, {}, True, subset_key=2)
+    assert result.outcome is Outcome.MATCH and "1 of 3" in result.detail
+    assert reproduce.compare_tables("t", doc, part, printed, {}, True).outcome \
+        is Outcome.MISMATCH  # without subset every row must be there
+    changed = [["L", "power", "E"], ["1", "adaptive", "3.1"]]
+    assert reproduce.compare_tables("t", doc, changed, printed, {}, True, 2).outcome \
+        is Outcome.MISMATCH
+    unknown = [["L", "power", "E"], ["2", "adaptive", "3.0"]]
+    assert reproduce.compare_tables("t", doc, unknown, printed, {}, True, 2).outcome \
+        is Outcome.MISMATCH
+
+
 def write_case(tmp_path: Path, documented: str, command_in_doc: bool = True) -> Path:
     command = "python -c \"print('| x | y |'); print('|---|---|'); print('| 1 | 2.50 |')\""
     doc = tmp_path / "doc.md"
@@ -123,3 +158,19 @@ def test_quick_checks_reproduce_the_documented_numbers():
     result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"),
                              "--quick"], capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+
+
+def test_claims_file_reads_subset_rows_and_tolerance_lists(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Run `python x.py`:\n\n| L | cell |\n|---|---|\n| 1 | 0.5, +3 % |\n"
+                   "| 2 | 0.7, +4 % |\n")
+    check = reproduce.Check.from_toml({
+        "id": "t", "doc": str(doc), "command": "python x.py", "minutes": 0.01,
+        "table": [{"doc": "Run", "rows": "subset",
+                   "columns": {"cell": ["time:3", "printed"]}}]})
+    output = reproduce.Output("| L | cell |\n|---|---|\n| 2 | 1.4, +4 % |\n", None, 0.0)
+    [result] = reproduce.evaluate_check(check, doc.read_text(), output, quick=False)
+    assert result.outcome is Outcome.MATCH, result.detail
+    check.tables[0]["rows"] = "some"
+    with pytest.raises(reproduce.ClaimsError):
+        reproduce.evaluate_check(check, doc.read_text(), output, quick=False)
