@@ -14,7 +14,8 @@ the command is not there), and the numbers it re-measures:
 * ``[[check.value]]`` — a number in running text: ``doc`` is a snippet of the document with
   ``{}`` where the number stands (whitespace and line breaks are ignored), ``out`` the same for
   the command's output (stdout, or the file ``source``), or ``key`` a dotted path into the JSON
-  file ``json``;
+  file ``json``; ``scale`` multiplies the measurement first (``1000`` for seconds printed
+  as milliseconds in the document);
 * ``[[check.table]]`` — a Markdown table: the first table after the snippet ``doc`` in the
   document against the first table after the snippet ``out`` in the output; rows are matched in
   order, cells compared number by number, text cells exactly. With ``rows = "subset"`` the
@@ -392,10 +393,16 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
             results.append(Comparison(label, Outcome.NOT_CHECKED,
                                       f"time {documented} (--quick checks no times)"))
             continue
-        if "key" in spec:
-            measured = json_value(output.data, spec["key"], label)
-        else:
-            measured = parse_number(find_number(output.text, spec["out"], f"output ({label})"))
+        try:
+            if "key" in spec:
+                measured = json_value(output.data, spec["key"], label)
+            else:
+                measured = parse_number(find_number(output.text, spec["out"],
+                                                    f"output ({label})"))
+        except ClaimsError as error:  # the output changed shape: a mismatch, not a bad file
+            results.append(Comparison(label, Outcome.MISMATCH, str(error)))
+            continue
+        measured *= float(spec.get("scale", 1))
         ok = tolerance.accepts(documented, measured)
         results.append(Comparison(label, Outcome.MATCH if ok else Outcome.MISMATCH,
                                   f"documented {documented}, measured {measured:.6g} "
@@ -411,7 +418,11 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
             raise ClaimsError(f"{label}: rows {rows!r}: expected all or subset")
         subset_key = int(spec.get("key", 1)) if rows == "subset" else None
         documented_rows = tables_after(doc_text, spec["doc"], f"{check.doc.name} ({label})")
-        measured_rows = tables_after(output.text, spec.get("out", ""), f"output ({label})")
+        try:
+            measured_rows = tables_after(output.text, spec.get("out", ""), f"output ({label})")
+        except ClaimsError as error:
+            results.append(Comparison(label, Outcome.MISMATCH, str(error)))
+            continue
         results.append(compare_tables(label, documented_rows, measured_rows, default, columns,
                                       quick, subset_key))
     return results

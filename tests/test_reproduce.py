@@ -174,3 +174,17 @@ def test_claims_file_reads_subset_rows_and_tolerance_lists(tmp_path):
     check.tables[0]["rows"] = "some"
     with pytest.raises(reproduce.ClaimsError):
         reproduce.evaluate_check(check, doc.read_text(), output, quick=False)
+
+
+def test_scale_converts_units_and_a_missing_output_snippet_is_a_mismatch(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Run `python x.py`: it takes 2.1 ms.\n")
+    check = reproduce.Check.from_toml({
+        "id": "t", "doc": str(doc), "command": "python x.py", "minutes": 0.01,
+        "value": [{"doc": "it takes {} ms", "out": "total {} s", "scale": 1000}]})
+    [result] = reproduce.evaluate_check(check, doc.read_text(),
+                                        reproduce.Output("total 0.00213 s", None, 0.0), False)
+    assert result.outcome is Outcome.MATCH, result.detail
+    [result] = reproduce.evaluate_check(check, doc.read_text(),
+                                        reproduce.Output("no such line", None, 0.0), False)
+    assert result.outcome is Outcome.MISMATCH and "not found" in result.detail
