@@ -107,8 +107,13 @@ def _iterate(pd: PolicyData, prices: np.ndarray, lam_hint: float | None, per_tok
 
 
 def sift_price_run(inst: Instance, max_iterations: int = MAX_PRICE_ITERATIONS,
-                   patience: int = PATIENCE) -> PriceRun:
-    """Run the price iteration and keep its history (see the module docstring)."""
+                   patience: int = PATIENCE, averaged: bool = True) -> PriceRun:
+    """Run the price iteration and keep its history (see the module docstring).
+
+    ``averaged=False`` is the plain update "prices := the new marginals", which the policy does
+    not use: it cycles on convex tables (docs/policies.md §5 measures it); it is here so that
+    the measurement can be re-run.
+    """
     pd = policy_data(inst)
     per_token_only = not mean_budget_binds(inst)
     prices = unit_prices(pd)
@@ -136,7 +141,7 @@ def sift_price_run(inst: Instance, max_iterations: int = MAX_PRICE_ITERATIONS,
             stop = "no_improvement"
             break
         marginal_sum += new
-        prices = marginal_sum / (k + 1)
+        prices = marginal_sum / (k + 1) if averaged else new
     actions = options_to_actions(pd.data, outcomes[best].options.reshape(-1))
     return PriceRun(actions=actions, iterates=iterates, best=best, stop=stop)
 
