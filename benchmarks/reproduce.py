@@ -14,8 +14,10 @@ the command is not there), and the numbers it re-measures:
 * ``[[check.value]]`` — a number in running text: ``doc`` is a snippet of the document with
   ``{}`` where the number stands (whitespace and line breaks are ignored), ``out`` the same for
   the command's output (stdout, or the file ``source``), or ``key`` a dotted path into the JSON
-  file ``json``; ``scale`` multiplies the measurement first (``1000`` for seconds printed
-  as milliseconds in the document);
+  file ``json``, or a cell of a table in the output: ``row`` (the row's first cells, a list),
+  ``column`` (its header) and optionally ``table`` (a snippet before the table, default: the
+  first table) and ``index`` (which number of the cell, default 0); ``scale`` multiplies the
+  measurement first (``1000`` for seconds printed as milliseconds in the document);
 * ``[[check.table]]`` — a Markdown table: the first table after the snippet ``doc`` in the
   document against the first table after the snippet ``out`` in the output; rows are matched in
   order, cells compared number by number, text cells exactly. With ``rows = "subset"`` the
@@ -383,6 +385,25 @@ def json_value(data: object, key: str, where: str) -> float:
     return float(node)
 
 
+def table_value(text: str, spec: dict, where: str) -> float:
+    """The ``index``-th number of the cell in column ``column`` of the row whose first cells are
+    ``row``, in the first table after ``table``."""
+    rows = tables_after(text, spec.get("table", ""), where)
+    key = [squash(cell) for cell in spec["row"]]
+    header = [squash(cell) for cell in rows[0]]
+    if squash(spec["column"]) not in header:
+        raise ClaimsError(f"{where}: no column {spec['column']!r} in {rows[0]}")
+    column = header.index(squash(spec["column"]))
+    found = [row for row in rows[1:] if [squash(cell) for cell in row[:len(key)]] == key]
+    if len(found) != 1:
+        raise ClaimsError(f"{where}: {len(found)} rows start with {spec['row']}")
+    numbers = CELL_NUMBER_RE.findall(found[0][column])
+    index = int(spec.get("index", 0))
+    if index >= len(numbers):
+        raise ClaimsError(f"{where}: cell {found[0][column]!r} has no number {index}")
+    return parse_number(numbers[index])
+
+
 def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> list[Comparison]:
     results: list[Comparison] = []
     for number, spec in enumerate(check.values):
@@ -396,6 +417,8 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
         try:
             if "key" in spec:
                 measured = json_value(output.data, spec["key"], label)
+            elif "row" in spec:
+                measured = table_value(output.text, spec, f"output ({label})")
             else:
                 measured = parse_number(find_number(output.text, spec["out"],
                                                     f"output ({label})"))

@@ -188,3 +188,17 @@ def test_scale_converts_units_and_a_missing_output_snippet_is_a_mismatch(tmp_pat
     [result] = reproduce.evaluate_check(check, doc.read_text(),
                                         reproduce.Output("no such line", None, 0.0), False)
     assert result.outcome is Outcome.MISMATCH and "not found" in result.detail
+
+
+def test_a_value_may_name_a_table_cell_of_the_output(tmp_path):
+    doc = tmp_path / "doc.md"
+    doc.write_text("Run `python x.py`: L = 512 takes 31 s, the gap is 170 %.\n")
+    output = reproduce.Output("| L | power | cell |\n|---|---|---|\n| 128 | fixed | 2.0 |\n"
+                              "| 512 | fixed | 31.4 / 60 feasible, 170 % above |\n", None, 0.0)
+    check = reproduce.Check.from_toml({
+        "id": "t", "doc": str(doc), "command": "python x.py", "minutes": 0.01,
+        "value": [{"doc": "L = 512 takes {} s", "row": ["512", "fixed"], "column": "cell"},
+                  {"doc": "the gap is {} %", "row": ["512"], "column": "cell", "index": 2},
+                  {"doc": "the gap is {} %", "row": ["4096"], "column": "cell"}]})
+    results = reproduce.evaluate_check(check, doc.read_text(), output, quick=False)
+    assert [r.outcome for r in results] == [Outcome.MATCH, Outcome.MATCH, Outcome.MISMATCH]
