@@ -2,7 +2,7 @@
 
 Usage (from the repository root):
 
-    python benchmarks/startup.py [--runs R] [--compare-with SOURCE_TREE]
+    python benchmarks/startup.py [--runs R] [--compare-with SOURCE_TREE [--label NAME]]
 
 Times ``siftopt --help`` and ``siftopt solve instances/example-decode-adaptive.json`` (the
 pattern master's no-MILP decode rule: ~3 ms of work) as separate processes
@@ -10,7 +10,8 @@ pattern master's no-MILP decode rule: ~3 ms of work) as separate processes
 ``python -c pass`` (the interpreter alone) for scale, and prints min / median / max wall
 seconds per command in a Markdown table. ``--compare-with DIR`` also runs each command with
 ``PYTHONPATH=DIR`` (another checkout, e.g. ``git worktree add /tmp/old 0196a7f``), alternating
-the two run by run, and adds the median of the per-pair ratios (this tree / DIR).
+the two run by run, and adds the median of the per-pair ratios (this tree / DIR); ``--label``
+names DIR in the table's header (default ``other tree``).
 """
 
 from __future__ import annotations
@@ -52,12 +53,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--compare-with", default=None, metavar="SOURCE_TREE")
+    parser.add_argument("--label", default="other tree",
+                        help="what SOURCE_TREE is, for the table header")
     args = parser.parse_args()
     other = args.compare_with
     header = "| command | min s | median s | max s |"
     rule = "|---|---:|---:|---:|"
     if other:
-        header += " other tree median s | ratio (median of pairs) |"
+        header += f" {args.label} median s | ratio (median of pairs) |"
         rule += "---:|---:|"
     print(header)
     print(rule)
