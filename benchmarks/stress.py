@@ -5,6 +5,8 @@ Usage (from the repository root):
     python benchmarks/stress.py random              # 60 instances, seeds 0..59
     python benchmarks/stress.py generated           # 80 instances, seeds 0..79
     python benchmarks/stress.py large               # 30 instances, seeds 500..529
+    python benchmarks/stress.py rayleigh            # 40 instances, seeds 0..39
+    python benchmarks/stress.py rayleigh-small      # 100 instances, seeds 0..99
     python benchmarks/stress.py large --start 522 --count 1   # one instance
 
 Corpora (each instance's parameters are drawn from ``numpy.random.default_rng(seed)``, so a
@@ -19,6 +21,11 @@ seed names one instance):
 * ``large``: ``random_instance``, L ∈ {64, 128, 256}, M ∈ {8, 16}, mean budgets (alone or
   with per-token ones); reference: the CP-SAT pattern model (every pattern, no column
   generation).
+* ``rayleigh``: ``random_instance`` under Rayleigh fading (non-convex, possibly non-monotone
+  tables), L ∈ {4, 16, 32, 64}, M ∈ {4, 8}, N = 32, K = 4, 3 candidates, every budget kind and
+  power mode; reference: the Pyomo slot model (its level binaries take any table exactly).
+* ``rayleigh-small``: the same under Rayleigh fading with L ≤ 3, K = 2, M ≤ 3; reference:
+  brute force.
 
 Each method gets ``--time-limit`` seconds. One line per instance; ``BAD`` marks a
 disagreement: different verdicts where both proved one, different energies where both
@@ -41,7 +48,8 @@ from siftopt.result import SolveResult
 
 PRESETS = ("mixtral-8x7b", "deepseek-moe-16b", "qwen1.5-moe-a2.7b", "qwen3-30b-a3b",
            "olmoe-1b-7b", "deepseek-v3")
-CORPORA = {"random": (0, 60), "generated": (0, 80), "large": (500, 30)}
+CORPORA = {"random": (0, 60), "generated": (0, 80), "large": (500, 30), "rayleigh": (0, 40),
+           "rayleigh-small": (0, 100)}
 
 
 def random_case(seed: int) -> tuple[Instance, str]:
@@ -82,7 +90,36 @@ def large_case(seed: int) -> tuple[Instance, str]:
     return inst, f"L={length} M={nodes} {budgets} {power} eps_scale={eps}"
 
 
+def rayleigh_case(seed: int) -> tuple[Instance, str]:
+    """Rayleigh fading (non-convex, possibly non-monotone tables), L ≤ 64: against the slot MILP,
+    whose level binaries model any table exactly."""
+    rng = np.random.default_rng(2000 + seed)
+    length, nodes = int(rng.choice([4, 16, 32, 64])), int(rng.choice([4, 8]))
+    budgets = str(rng.choice(["mean", "both", "token"]))
+    power = str(rng.choice(["fixed", "adaptive"]))
+    eps = float(rng.choice([0.05, 0.1, 0.3, 1.0]))
+    inst = random_instance(seed, num_tokens=length, num_experts=32, top_k=4, num_nodes=nodes,
+                           budgets=budgets, power_control=power, eps_scale=eps,
+                           max_candidates=3, fading="rayleigh")
+    return inst, f"rayleigh L={length} M={nodes} {budgets} {power} eps_scale={eps}"
+
+
+def rayleigh_small_case(seed: int) -> tuple[Instance, str]:
+    """Rayleigh fading small enough for brute force (L ≤ 3, K = 2, M ≤ 3)."""
+    rng = np.random.default_rng(3000 + seed)
+    length, nodes = int(rng.choice([1, 2, 3])), int(rng.choice([2, 3]))
+    budgets = str(rng.choice(["mean", "both", "token"]))
+    power = str(rng.choice(["fixed", "adaptive"]))
+    eps = float(rng.choice([0.05, 0.1, 0.3, 1.0]))
+    inst = random_instance(seed, num_tokens=length, num_experts=6, top_k=2, num_nodes=nodes,
+                           budgets=budgets, power_control=power, eps_scale=eps,
+                           max_candidates=2, fading="rayleigh")
+    return inst, f"rayleigh L={length} M={nodes} {budgets} {power} eps_scale={eps}"
+
+
 CASES = {"random": (random_case, ("highs", "slots")),
+         "rayleigh": (rayleigh_case, ("highs", "slots")),
+         "rayleigh-small": (rayleigh_small_case, ("brute", "enumeration")),
          "generated": (generated_case, ("highs", "slots")),
          "large": (large_case, ("cpsat", "patterns"))}
 
@@ -115,6 +152,7 @@ def main() -> None:
     limit = args.time_limit or (120.0 if args.corpus == "large" else 60.0)
     make, (ref_method, ref_formulation) = CASES[args.corpus]
     bad = 0
+    statuses: dict[str, int] = {}
     for seed in range(start, start + count):
         inst, label = make(seed)
         began = time.perf_counter()
@@ -124,6 +162,7 @@ def main() -> None:
                                 time_limit_s=limit)
         done = time.perf_counter()
         flag = disagree(default, reference)
+        statuses[str(default.status)] = statuses.get(str(default.status), 0) + 1
         bad += flag
         fallback = reference.details.get("fallback", "") or default.details.get("fallback", "")
         print(f"{seed} {label} | highs/patterns {default.status} {default.energy_j} "
@@ -131,6 +170,8 @@ def main() -> None:
               f"{reference.energy_j} {done - mid:.2f} s"
               + (f" | {fallback}" if fallback else "") + (" BAD" if flag else ""), flush=True)
     print(f"{bad} of {count} disagree")
+    print(f"agree on {count - bad} of {count} ({statuses.get('optimal', 0)} optimal, "
+          f"{statuses.get('infeasible', 0)} infeasible by the default path)")
 
 
 if __name__ == "__main__":
