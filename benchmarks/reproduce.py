@@ -23,7 +23,10 @@ the command is not there), and the numbers it re-measures:
   order, cells compared number by number, text cells exactly. With ``rows = "subset"`` the
   output may hold only some of the documented rows (a partial re-run, e.g. one batch size):
   each measured row is compared with the documented row of the same first ``key`` cells
-  (default 1), and a measured row the document lacks is a mismatch.
+  (default 1), and a measured row the document lacks is a mismatch. With ``format =
+  "console"`` the table is a terminal one (a transcript in a ``console`` block): ``doc`` and
+  ``out`` are snippets of its header line, columns are separated by two or more spaces, a line
+  of dashes is skipped, and the table ends at the first line with another number of cells.
 
 Tolerances (``tolerance`` of a value, ``tolerance`` / ``columns`` of a table):
 
@@ -165,8 +168,9 @@ def find_number(text: str, snippet: str, where: str) -> str:
 # --- Markdown tables ------------------------------------------------------------------------
 
 
-def tables_after(text: str, snippet: str, where: str) -> list[list[str]]:
-    """The first Markdown table after ``snippet`` in ``text``: rows of stripped cells."""
+def tables_after(text: str, snippet: str, where: str, console: bool = False) -> list[list[str]]:
+    """The first Markdown table after ``snippet`` in ``text``: rows of stripped cells (with
+    ``console``, the terminal table whose header line holds ``snippet``)."""
     lines = text.splitlines()
     squashed = squash(snippet)
     start = next((i for i, line in enumerate(lines) if squashed in squash(line)), None)
@@ -176,6 +180,8 @@ def tables_after(text: str, snippet: str, where: str) -> list[list[str]]:
         if position < 0:
             raise ClaimsError(f"{where}: snippet {snippet!r} not found")
         start = _line_of(lines, position)
+    if console:
+        return console_table(lines[start:])
     rows: list[list[str]] = []
     for line in lines[start:]:
         if line.lstrip().startswith("|"):
@@ -186,6 +192,19 @@ def tables_after(text: str, snippet: str, where: str) -> list[list[str]]:
             break
     if not rows:
         raise ClaimsError(f"{where}: no table after {snippet!r}")
+    return rows
+
+
+def console_table(lines: list[str]) -> list[list[str]]:
+    """A terminal table from its header line on: cells split at two or more spaces."""
+    rows = [re.split(r"\s{2,}", lines[0].strip())]
+    for line in lines[1:]:
+        if re.fullmatch(r"[-\s]+", line) and "-" in line:
+            continue
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) != len(rows[0]):
+            break
+        rows.append(cells)
     return rows
 
 
@@ -440,9 +459,12 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
         if rows not in ("all", "subset"):
             raise ClaimsError(f"{label}: rows {rows!r}: expected all or subset")
         subset_key = int(spec.get("key", 1)) if rows == "subset" else None
-        documented_rows = tables_after(doc_text, spec["doc"], f"{check.doc.name} ({label})")
+        console = spec.get("format", "markdown") == "console"
+        documented_rows = tables_after(doc_text, spec["doc"], f"{check.doc.name} ({label})",
+                                       console)
         try:
-            measured_rows = tables_after(output.text, spec.get("out", ""), f"output ({label})")
+            measured_rows = tables_after(output.text, spec.get("out", ""), f"output ({label})",
+                                         console)
         except ClaimsError as error:
             results.append(Comparison(label, Outcome.MISMATCH, str(error)))
             continue

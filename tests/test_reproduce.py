@@ -202,3 +202,23 @@ def test_a_value_may_name_a_table_cell_of_the_output(tmp_path):
                   {"doc": "the gap is {} %", "row": ["4096"], "column": "cell"}]})
     results = reproduce.evaluate_check(check, doc.read_text(), output, quick=False)
     assert [r.outcome for r in results] == [Outcome.MATCH, Outcome.MATCH, Outcome.MISMATCH]
+
+
+def test_console_tables_split_at_two_spaces_and_end_at_another_shape():
+    transcript = textwrap.dedent("""\
+        $ siftopt solve x.json
+        node  tokens  energy_j     note
+        ----  ------  -----------  ---------
+           1       2  3.08067e-05  a b
+           2       0            0  -
+        mean degradation 0.1 (budget 0.2)
+        """)
+    rows = reproduce.tables_after(transcript, "node tokens energy_j", "t", console=True)
+    assert rows == [["node", "tokens", "energy_j", "note"], ["1", "2", "3.08067e-05", "a b"],
+                    ["2", "0", "0", "-"]]
+    changed = transcript.replace("3.08067e-05", "3.1e-05")
+    measured = reproduce.tables_after(changed, "node  tokens", "t", console=True)
+    printed = Tolerance.parse("printed")
+    assert reproduce.compare_tables("t", rows, measured, printed, {}, True).outcome \
+        is Outcome.MISMATCH
+    assert reproduce.compare_tables("t", rows, rows, printed, {}, True).outcome is Outcome.MATCH
