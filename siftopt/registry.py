@@ -99,7 +99,7 @@ class PolicyEntry:
 
 
 #: ``--formulation`` values: ``auto`` (patterns for HiGHS and CP-SAT) or a registered one.
-FORMULATIONS = ("auto", "slots", "patterns")
+FORMULATIONS = ("auto", "slots", "patterns", "lagrange")
 #: ``--interface`` values (HiGHS only): ``auto`` (direct for patterns, pyomo for slots) or one.
 INTERFACES = ("auto", "pyomo", "direct")
 
@@ -250,6 +250,12 @@ register_backend(BackendEntry(
     "cpsat", "slots", "native", "siftopt.backends.cpsat.slots:solve_cpsat", "ortools",
     "the slot model in CP-SAT (element energies: exact for any table)",
     Capabilities(exact=True, warm_start=True)))
+register_backend(BackendEntry(
+    "cpsat", "lagrange", "native", "siftopt.backends.cpsat.lagrange:solve_cpsat_lagrange",
+    "ortools", "a second certificate: its own Lagrangian bound (GLOP prices), reduced-cost "
+    "fixing, CP-SAT on the patterns left; shares no code with the HiGHS master",
+    Capabilities(exact=True, warm_start=True, limits="slow fading (non-decreasing tables) "
+                 "and at most 20 relevant nodes per token: else the CP-SAT slot model")))
 register_backend(BackendEntry(
     "brute", "enumeration", "native", "siftopt.backends.brute:solve_brute", "numpy",
     "every assignment enumerated and evaluated: ground truth for tiny instances",

@@ -13,6 +13,7 @@ EXACT_BACKENDS: tuple[tuple[str, str, str], ...] = (
     ("highs", "slots", "direct"),
     ("cpsat", "patterns", "auto"),
     ("cpsat", "slots", "auto"),
+    ("cpsat", "lagrange", "auto"),
     ("brute", "auto", "auto"),
 )
 
