@@ -16,8 +16,9 @@ the command is not there), and the numbers it re-measures:
   the command's output (stdout, or the file ``source``), or ``key`` a dotted path into the JSON
   file ``json``, or a cell of a table in the output: ``row`` (the row's first cells, a list),
   ``column`` (its header) and optionally ``table`` (a snippet before the table, default: the
-  first table) and ``index`` (which number of the cell, default 0); ``scale`` multiplies the
-  measurement first (``1000`` for seconds printed as milliseconds in the document);
+  first table; ``format = "console"`` as for tables below) and ``index`` (which number of the
+  cell, default 0); ``scale`` multiplies the measurement first (``1000`` for seconds printed as
+  milliseconds in the document);
 * ``[[check.table]]`` — a Markdown table: the first table after the snippet ``doc`` in the
   document against the first table after the snippet ``out`` in the output; rows are matched in
   order, cells compared number by number, text cells exactly. With ``rows = "subset"`` the
@@ -407,7 +408,7 @@ def json_value(data: object, key: str, where: str) -> float:
 def table_value(text: str, spec: dict, where: str) -> float:
     """The ``index``-th number of the cell in column ``column`` of the row whose first cells are
     ``row``, in the first table after ``table``."""
-    rows = tables_after(text, spec.get("table", ""), where)
+    rows = tables_after(text, spec.get("table", ""), where, spec.get("format") == "console")
     key = [squash(cell) for cell in spec["row"]]
     header = [squash(cell) for cell in rows[0]]
     if squash(spec["column"]) not in header:

@@ -222,3 +222,5 @@ def test_console_tables_split_at_two_spaces_and_end_at_another_shape():
     assert reproduce.compare_tables("t", rows, measured, printed, {}, True).outcome \
         is Outcome.MISMATCH
     assert reproduce.compare_tables("t", rows, rows, printed, {}, True).outcome is Outcome.MATCH
+    cell = {"table": "node  tokens", "format": "console", "row": ["2"], "column": "tokens"}
+    assert reproduce.table_value(transcript, cell, "t") == 0.0
