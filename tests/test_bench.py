@@ -403,3 +403,21 @@ def test_scheduler_without_workers_is_exit_2(main, tmp_path, capsys, monkeypatch
     err = capsys.readouterr().err.strip()
     assert "has no workers" in err and "dask worker" in err and "\n" not in err
     assert not (tmp_path / "new").exists()
+
+
+def test_same_cells_rows_share_their_cells_and_leave_out_a_method_that_would_halve_them():
+    import pandas as pd
+
+    from siftopt.experiments.bench.tables import same_cells
+
+    # 10 proved cells; a feasible everywhere, b on 0-7, c on 2-9, d on 0-2 only
+    feasible = {"a": range(10), "b": range(8), "c": range(2, 10), "d": range(3)}
+    rows = [{"method": m, "instance_key": k, "proved": True, "compared": k in cells}
+            for m, cells in feasible.items() for k in range(10)]
+    rows += [{"method": m, "instance_key": 10, "proved": False, "compared": False}
+             for m in feasible]
+    chosen, common, left_out = same_cells(pd.DataFrame(rows), ["a", "b", "c", "d"])
+    assert chosen == ["a", "b", "c"] and left_out == ["d"]
+    assert common == set(range(2, 8))  # 6 of 10 proved cells: at least half kept
+    for method in chosen:
+        assert common <= set(feasible[method])

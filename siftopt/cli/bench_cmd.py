@@ -79,6 +79,12 @@ def run(args: argparse.Namespace) -> int:
                       [headline.header[i] for i in keep]))
     emit(f"* {headline.notes[0]}")
     emit(f"* {_cell_counts(headline.csv, bench.reference)}")
+    same = next((table for table in tables if table.name == "same-cells"), None)
+    if same is not None and same.rows:
+        emit(same.title)
+        emit(format_table(same.rows, same.header))
+        for note in same.notes:
+            emit(f"* {note}")
     emit(f"all columns and notes in {out / 'tables' / 'headline.md'}; tables, plots and "
          f"report.md in {out}")
     return 0

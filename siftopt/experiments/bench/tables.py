@@ -317,6 +317,67 @@ def headline_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
                  "ground", header, rows, stats, notes)
 
 
+def same_cells(frame: pd.DataFrame, methods: list[str]) -> tuple[list[str], set, list[str]]:
+    """The methods compared on one common set of cells, that set, and the methods left out.
+
+    The cells start as those where the reference proved the optimum; methods join in order of
+    how many of them they are feasible on (most first, then configuration order), each one
+    narrowing the cells to where it is feasible too, unless that would leave fewer than half
+    of the proved cells — then it is left out (and listed). Deterministic, and every row of
+    the resulting table is over exactly the same cells."""
+    proved = frame[frame["proved"].astype(bool)]
+    feasible_on: dict[str, set] = {}
+    for method in methods:
+        rows = proved[(proved["method"] == method) & proved["compared"].astype(bool)]
+        feasible_on[method] = set(rows["instance_key"])
+    all_proved = set(proved["instance_key"])
+    order = sorted(methods, key=lambda m: (-len(feasible_on[m]), methods.index(m)))
+    chosen: list[str] = []
+    left_out: list[str] = []
+    common = set(all_proved)
+    for method in order:
+        narrowed = common & feasible_on[method]
+        if narrowed and 2 * len(narrowed) >= len(all_proved):
+            chosen.append(method)
+            common = narrowed
+        else:
+            left_out.append(method)
+    return [m for m in methods if m in chosen], common, [m for m in methods if m in left_out]
+
+
+def same_cells_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
+    """Every row over the same cells: where the optimum is proved and every listed method's
+    decision is feasible (methods that would halve the cells are left out, :func:`same_cells`)."""
+    ref = bench.reference or "-"
+    methods = method_order(frame, bench)
+    chosen, common, left_out = same_cells(frame, methods)
+    header = ["method", "cells", "energy (mJ)", "optimum (mJ)", "energy / optimum",
+              "optimal %", "mean gap (%)", "max gap (%)", "mean time (s)"]
+    records = []
+    for method in chosen:
+        rows = frame[(frame["method"] == method) & frame["instance_key"].isin(common)]
+        rows = rows.drop_duplicates("instance_key", keep="last")
+        records.append({"method": method, **method_stats(rows)})
+    stats = pd.DataFrame(records)
+    rows_out = [[s["method"], int(s["compared"]), fmt(s["energy_mj"]), fmt(s["optimum_mj"]),
+                 fmt(s["ratio"], 4), fmt(s["optimal_pct"], 3), fmt(s["gap_mean_pct"], 3),
+                 fmt(s["gap_max_pct"], 3), fmt(s["time_mean_s"], 3)]
+                for _, s in stats.iterrows()]
+    proved = int(frame.loc[frame["proved"].astype(bool), "instance_key"].nunique())
+    notes = [f"same cells: every row is over the same {len(common)} of the {proved} cells where "
+             f"{ref} proved the optimum, those where every listed method's decision is "
+             "feasible; methods join in order of their feasible cells unless they would leave "
+             "fewer than half of the proved cells"]
+    if left_out:
+        compared = frame[frame["compared"].astype(bool)]
+        counts = ", ".join(
+            f"{m} ({compared.loc[compared['method'] == m, 'instance_key'].nunique()} "
+            "compared cells)" for m in left_out)
+        notes.append(f"left out (see the headline table for their own cells): {counts}")
+    return Table("same-cells", f"Methods on the same cells (optimum by {ref})", header,
+                 rows_out, stats, notes)
+
+
 def mode_table(frame: pd.DataFrame, bench: BenchConfig) -> Table:
     """The headline's comparison split by mode: decoding (L = 1) and prefilling (L > 1)."""
     base = bench.baseline or "-"
@@ -493,6 +554,8 @@ def all_tables(frame: pd.DataFrame, bench: BenchConfig) -> list[Table]:
     """Headline, per mode (decode, prefill), one table per sweep, gaps (when an exact reference
     ran), Monte Carlo (when simulated) and times."""
     tables = [headline_table(frame, bench)]
+    if bench.reference is not None:
+        tables.append(same_cells_table(frame, bench))
     if "tokens" in frame and frame["tokens"].notna().any():
         tables.append(mode_table(frame, bench))
     tables += [sweep_table(frame, s, bench) for s in bench.sweeps]
