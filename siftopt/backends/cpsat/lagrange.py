@@ -288,8 +288,9 @@ def lagrangian(pats: Patterns, tables: list[np.ndarray], mu: np.ndarray, nu: flo
     return Bound(value, mu, nu, rc, node_rc, FIX_MARGIN * max(size, 1.0))
 
 
-def hull_segments(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(length, slope)`` of the segments of the lower convex hull of ``(n, table[n])``."""
+def hull_points(table: np.ndarray) -> np.ndarray:
+    """Loads at the vertices of the lower convex hull of ``(n, table[n])``, from 0 to the
+    last load."""
     hull = [0]
     for k in range(1, table.size):
         while len(hull) >= 2:
@@ -299,9 +300,7 @@ def hull_segments(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             else:
                 break
         hull.append(k)
-    idx = np.array(hull)
-    length = np.diff(idx).astype(float)
-    return length, np.diff(table[idx]) / np.maximum(length, 1.0)
+    return np.array(hull, dtype=np.int64)
 
 
 def lp_prices(pats: Patterns, tables: list[np.ndarray], mean_cap: float | None,
@@ -315,14 +314,37 @@ def lp_prices(pats: Patterns, tables: list[np.ndarray], mean_cap: float | None,
     loads = [lp.Constraint(-infinity, 0.0) for _ in range(n_nodes)]
     top = max((float(np.max(np.diff(t))) for t in tables if t.size > 1), default=1.0)
     penalty = OVERFLOW_FACTOR * max(top, 1.0)
+    # node m's energy: e_m above the lines of the segments of its lower hull, added lazily
+    load_var, energy_var, hulls = [], [], []
     for m, table in enumerate(tables):
-        for length, slope in zip(*hull_segments(table), strict=True):
-            lam = lp.NumVar(0.0, float(length), "")
-            loads[m].SetCoefficient(lam, -1.0)
-            objective.SetCoefficient(lam, float(slope))
+        n = lp.NumVar(0.0, float(table.size - 1), "")
+        e = lp.NumVar(-infinity, infinity, "")
         over = lp.NumVar(0.0, infinity, "")
+        loads[m].SetCoefficient(n, -1.0)
         loads[m].SetCoefficient(over, -1.0)
+        objective.SetCoefficient(e, 1.0)
         objective.SetCoefficient(over, penalty)
+        load_var.append(n)
+        energy_var.append(e)
+        hulls.append(hull_points(table))
+    cut_in: list[set[int]] = [set() for _ in tables]
+
+    def add_cut(m: int, segment: int) -> bool:
+        if segment in cut_in[m]:
+            return False
+        points = hulls[m]
+        i, j = int(points[segment]), int(points[segment + 1])
+        slope = (tables[m][j] - tables[m][i]) / (j - i)
+        row = lp.Constraint(float(tables[m][i] - slope * i), infinity)
+        row.SetCoefficient(energy_var[m], 1.0)
+        row.SetCoefficient(load_var[m], float(-slope))
+        cut_in[m].add(segment)
+        return True
+
+    for m in range(n_nodes):
+        segs = hulls[m].size - 1
+        for segment in np.unique(np.linspace(0, max(segs - 1, 0), min(segs, 8)).astype(int)):
+            add_cut(m, int(segment))
     mean_row = None
     if mean_cap is not None:
         mean_row = lp.Constraint(-infinity, float(mean_cap))
@@ -372,12 +394,31 @@ def lp_prices(pats: Patterns, tables: list[np.ndarray], mean_cap: float | None,
         reduced[added] = np.inf
         enter = _argmin_per_class(pats, reduced)
         enter = enter[reduced[enter] < -PRICING_TOL]
-        if not enter.size or past(deadline):
+        cuts = 0
+        load_now = [v.solution_value() for v in load_var]
+        energy_now = [v.solution_value() for v in energy_var]
+        for m in range(n_nodes):
+            points = hulls[m]
+            if points.size < 2:
+                continue
+            load = min(max(load_now[m], 0.0), float(points[-1]))
+            segment = min(int(np.searchsorted(points, load, side="right")) - 1, points.size - 2)
+            i, j = int(points[segment]), int(points[segment + 1])
+            hull_value = tables[m][i] + (tables[m][j] - tables[m][i]) * (load - i) / (j - i)
+            if energy_now[m] < hull_value - PRICING_TOL * max(1.0, hull_value):
+                cuts += add_cut(m, segment)
+                if segment + 1 < points.size - 1:
+                    cuts += add_cut(m, segment + 1)
+                if segment > 0:
+                    cuts += add_cut(m, segment - 1)
+        if (not enter.size and not cuts) or past(deadline):
             break
-        add(enter)
+        if enter.size:
+            add(enter)
     if best is None:
         best = lagrangian(pats, tables, np.zeros(n_nodes), 0.0, mean_cap or 0.0)
-    return best, {"lp_rounds": rounds, "lp_columns": int(added.sum()), "glop_s": lp_s}
+    return best, {"lp_rounds": rounds, "lp_columns": int(added.sum()),
+                  "lp_energy_cuts": sum(len(c) for c in cut_in), "glop_s": lp_s}
 
 
 def _cost(pats: Patterns, bound: Bound) -> np.ndarray:
