@@ -12,8 +12,11 @@ nodes a token is sent to — but enumerates, prices and decodes them itself:
    :func:`~siftopt.model.budgets.token_degradation` gives the decision the pattern decodes
    to. A subset is kept iff the per-token rule accepts D (:meth:`Budgets.token_ok`), D is at
    most the class's room (:meth:`Budgets.token_caps`, a relaxation of the mean budget) and
-   every node of S strictly lowers D (else the subset without it has the same D and a load
-   that is not larger: with non-decreasing tables it is at least as good). ``2^r`` subsets
+   it is not dominated: with a mean row every node of S strictly lowers D (else the subset
+   without it has the same D and loads that are not larger: with non-decreasing tables it is
+   at least as good); without one, no subset one node smaller is kept (D no longer matters
+   once the rule accepts it, and a kept subset of a set is reached by dropping nodes one at a
+   time, since D never falls when a node is dropped). ``2^r`` subsets
    per class with r relevant nodes: past :data:`MAX_RELEVANT` nodes, or non-monotone tables
    (fast fading), the CP-SAT slot model answers instead (``details["fallback"]``).
 2. **A Lagrangian bound** (:func:`lagrangian`). For prices ``μ ≥ 0`` on the node loads
@@ -189,7 +192,7 @@ def enumerate_classes(data: ProblemData, *, max_relevant: int = MAX_RELEVANT,
             values = np.take_along_axis(remote[g], nodes[:, None, :], axis=2)  # (c, K, r)
             parts.append(_kept_subsets(g, nodes, local[g], values,
                                        None if eps is None else eps[g], room[g],
-                                       data.num_tokens))
+                                       data.num_tokens, budgets.mean_binds))
     cls = np.concatenate([p[0] for p in parts])
     order = np.argsort(cls, kind="stable")
     cls = cls[order]
@@ -200,7 +203,7 @@ def enumerate_classes(data: ProblemData, *, max_relevant: int = MAX_RELEVANT,
 
 
 def _kept_subsets(g: np.ndarray, nodes: np.ndarray, local: np.ndarray, values: np.ndarray,
-                  eps: np.ndarray | None, room: np.ndarray, num_tokens: int
+                  eps: np.ndarray | None, room: np.ndarray, num_tokens: int, mean_row: bool
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Kept subsets of classes ``g`` (same r): ``(class, global mask, D)``."""
     c, top_k, r = values.shape
@@ -221,9 +224,17 @@ def _kept_subsets(g: np.ndarray, nodes: np.ndarray, local: np.ndarray, values: n
         rule = Budgets(eps_token=np.broadcast_to(eps[:, None], deg.shape), eps_mean=None,
                        num_tokens=num_tokens)
         keep &= rule.token_ok(deg)
-    for j in range(r):  # every node strictly lowers D: view bit j as an axis of length 2
-        d = deg.reshape(c, size >> (j + 1), 2, 1 << j)
-        keep.reshape(c, size >> (j + 1), 2, 1 << j)[:, :, 1, :] &= d[:, :, 0, :] > d[:, :, 1, :]
+    # dominance, viewing bit j as an axis of length 2: with a mean row every node must
+    # strictly lower D; without one no subset one node smaller may be kept
+    fit = None if mean_row else keep.copy()
+    for j in range(r):
+        shape = (c, size >> (j + 1), 2, 1 << j)
+        on = keep.reshape(shape)[:, :, 1, :]
+        if fit is None:
+            d = deg.reshape(shape)
+            on &= d[:, :, 0, :] > d[:, :, 1, :]
+        else:
+            on &= ~fit.reshape(shape)[:, :, 0, :]
     row, sub = np.nonzero(keep)
     mask = np.zeros(row.size, dtype=np.uint64)
     for j in range(r):
