@@ -27,12 +27,16 @@ from hypothesis import strategies as st
 
 from siftopt.experiments.synthetic import random_document
 from siftopt.facade import solve_exact
+from siftopt.formulations.enumerate import enumerate_patterns
+from siftopt.formulations.space import PatternLimitError, pattern_space
 from siftopt.io.instance_file import instance_from_document
 from siftopt.model.evaluate import energies_equal, evaluate
 from siftopt.model.instance import Instance
 from siftopt.model.problem import problem_data
+from siftopt.policies import prefill
 from siftopt.policies.common import PolicyAnswer, policy_targets
 from siftopt.policies.prefill import lagrangian_bound, sift_prefill, sift_prefill_run
+from siftopt.policies.prefill_primal import LoadDP, Pool, load_dp
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, SolveResult
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
@@ -239,3 +243,53 @@ def test_policy_answer_feeds_the_status_rule(seed: int) -> None:
         return
     assert result.status == OPTIMAL and energies_equal(result.energy_j, truth.energy_j)
     assert result.gap == 0.0 or result.gap <= 1e-6
+
+
+# --------------------------------------------------------------------------------------------
+# Theorem 6.4: the exact search over node loads of small batches
+# --------------------------------------------------------------------------------------------
+
+def load_search(inst: Instance, upper_j: float = np.inf) -> tuple[LoadDP, Any]:
+    """``load_dp`` on the complete pool of ``inst`` (every kept pattern), as the policy runs
+    it; returns its result and the policy's model (pool, tables, unit)."""
+    data = problem_data(inst)
+    model = prefill._Model(data, pattern_space(data))
+    every = enumerate_patterns(model.space)
+    model.pool.add(every.pattern_class, every.mask, every.degradation)
+    cls, _, deg, inc, start = model.pool.arrays
+    pool = Pool(cls=cls, inc=inc, deg=deg, start=start)
+    limit = prefill._mean_limit(data)
+    found = load_dp(pool, model.nodes.tables, model.space.token_class,
+                    np.inf if limit is None else limit,
+                    np.inf if model.mean_rhs is None else model.mean_rhs,
+                    upper_j / model.unit)
+    return found, model
+
+
+@SETTINGS
+@given(inst=tiny, slack=st.sampled_from([None, 1.0, 1.3]))
+def test_theorem_load_search_bound_and_answer(inst: Instance, slack: float | None) -> None:
+    """Theorem 6.4: the load search's bound is at most the optimum (with or without the box
+    of a known energy), and with non-decreasing tables its answer is accepted by the
+    evaluator and optimal (brute force)."""
+    truth = solve_exact(inst, "brute")
+    if truth.status == INFEASIBLE:
+        return
+    try:
+        upper = np.inf if slack is None else truth.energy_j * slack
+        found, model = load_search(inst, upper)
+    except PatternLimitError:
+        return
+    assert truth.status == OPTIMAL
+    bound_j = found.bound * model.unit
+    assert at_most(bound_j, truth.energy_j), (bound_j, truth.energy_j)
+    monotone = all(np.all(np.diff(t.energy_j[: t.cap + 1]) >= 0) for t in model.data.tables)
+    if not monotone:
+        return
+    assert found.pattern is not None
+    _, mask, _, _, _ = model.pool.arrays
+    targets = prefill._targets(model.space, mask[found.pattern])
+    ev = evaluate(inst, targets)
+    assert ev.feasible, [v.message for v in ev.violations]
+    assert energies_equal(ev.energy_j, truth.energy_j), (ev.energy_j, truth.energy_j)
+    assert energies_equal(prefill._energy(model, found.loads), ev.energy_j)

@@ -41,9 +41,14 @@ from siftopt.policies.prefill_dual import NodeTerms, PoolDual
 from siftopt.policies.prefill_newton import DUAL_RTOL, DualSolution, maximise
 from siftopt.policies.prefill_pool import PatternPool, least_degradation_patterns, price
 from siftopt.policies.prefill_primal import (
+    DP_CELLS,
+    DP_WORK,
     MOVES_PER_TOKEN,
     Pool,
     candidates,
+    load_box,
+    load_dp,
+    load_dp_work,
     recover,
     round_weights,
 )
@@ -223,11 +228,13 @@ def _mean_limit(data: ProblemData) -> float | None:
     return n * (eps + TOL) - 1e-12 * n * max(1.0, abs(eps))
 
 
-def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None
-            ) -> tuple[np.ndarray, bool, float]:
+def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None,
+            complete: bool = False) -> tuple[np.ndarray, bool, float, float | None]:
     """Round the softmax weights at ``(y, τ)`` and search; returns per-token masks,
-    feasibility, energy (J). Restarts (small instances, binding mean budget) only run when
-    the first answer is not already within the bound ``bound_j`` (J)."""
+    feasibility, energy (J) and the load search's bound (J; None if it did not run).
+    Restarts (small instances, binding mean budget) and the load search (a complete pool
+    of a small batch, :func:`~siftopt.policies.prefill_primal.load_dp`) only run when the
+    answer is not already within the bound ``bound_j`` (J)."""
     cls, mask, deg, inc, start = model.pool.arrays
     dual, _ = model.dual()
     pool = Pool(cls=cls, inc=inc, deg=deg, start=start)
@@ -245,8 +252,29 @@ def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None
     if not outcome.feasible and per_token < int(np.diff(start).max()):
         outcome = recover(pool, model.nodes, token_class, outcome.pattern, limit,
                           candidates(pool, costs, int(np.diff(start).max())))
-    closed = bound_j is not None and _energy(model, outcome.loads) - bound_j <= 1e-6 * bound_j
-    if (limit is not None and per_token == int(np.diff(start).max()) and not closed
+    feasible = outcome.feasible and model.data.budgets.accepts(deg[outcome.pattern])
+    pattern, energy = outcome.pattern, _energy(model, outcome.loads)
+
+    def closed() -> bool:
+        return feasible and bound_j is not None and energy - bound_j <= 1e-6 * energy
+
+    dp_bound = None
+    if complete and not closed():
+        # a small batch: the exact search over node loads, if its state space is small
+        upper = energy / model.unit * (1.0 + 1e-9) if feasible else np.inf
+        caps = np.minimum(model.nodes.caps, load_box(model.nodes.tables, upper))
+        work, cells = load_dp_work(pool, caps, token_class)
+        if work <= DP_WORK and cells <= DP_CELLS:
+            found = load_dp(pool, model.nodes.tables, token_class,
+                            np.inf if limit is None else limit,
+                            np.inf if model.mean_rhs is None else model.mean_rhs, upper)
+            dp_bound = max(0.0, found.bound * model.unit * (1.0 - BOUND_RTOL))
+            bound_j = dp_bound if bound_j is None else max(bound_j, dp_bound)
+            if found.pattern is not None and model.data.budgets.accepts(deg[found.pattern]):
+                dp_energy = _energy(model, found.loads)
+                if not feasible or dp_energy < energy:
+                    pattern, energy, feasible = found.pattern, dp_energy, True
+    if (limit is not None and per_token == int(np.diff(start).max()) and not closed()
             and model.data.num_tokens <= RESTART_TOKENS):
         # a small instance under a binding mean budget, where the LP is often not tight:
         # also start from each class's cheapest pattern at other degradation prices
@@ -255,11 +283,11 @@ def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None
             shifted[-1] *= factor
             alt = recover(pool, model.nodes, token_class,
                           _cheapest(dual, shifted, token_class, deg), limit, moves)
-            if (alt.feasible, -_energy(model, alt.loads)) > (
-                    outcome.feasible, -_energy(model, outcome.loads)):
-                outcome = alt
-    feasible = outcome.feasible and model.data.budgets.accepts(deg[outcome.pattern])
-    return mask[outcome.pattern], feasible, _energy(model, outcome.loads)
+            alt_feasible = alt.feasible and model.data.budgets.accepts(deg[alt.pattern])
+            alt_energy = _energy(model, alt.loads)
+            if (alt_feasible, -alt_energy) > (feasible, -energy):
+                pattern, energy, feasible = alt.pattern, alt_energy, alt_feasible
+    return mask[pattern], feasible, energy, dp_bound
 
 
 def _energy(model: _Model, loads: np.ndarray) -> float:
@@ -346,7 +374,9 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
     times["dual"] = time.perf_counter() - started - times["space"] - times["sample"]
     tau = solution.tau if solution is not None else _tau(model.dual()[0], y, DUAL_RTOL)
     bound = max(0.0, max(bounds) * model.unit * (1.0 - BOUND_RTOL)) if bounds else None
-    token_mask, feasible, energy = _primal(model, y, tau, bound)
+    token_mask, feasible, energy, dp_bound = _primal(model, y, tau, bound, complete)
+    if dp_bound is not None:
+        bound = dp_bound if bound is None else max(bound, dp_bound)
     targets = _targets(space, token_mask)
     certified = bool(feasible and bound is not None
                      and energy - bound <= 1e-6 * energy + 1e-15)

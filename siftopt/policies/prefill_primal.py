@@ -425,6 +425,153 @@ def recover(pool: Pool, nodes: NodeTerms, token_class: np.ndarray, pattern: np.n
                    feasible=feasible, moves=search.moves)
 
 
-__all__ = ["CHAIN_STEPS", "CHAIN_WORK", "Candidates", "EXCHANGE_CANDIDATES", "IMPROVE_RTOL",
-           "MAX_ROUNDS",
-           "MOVES_PER_TOKEN", "Outcome", "Pool", "candidates", "recover", "round_weights"]
+#: Largest work (state-array cells written, summed over tokens and patterns) of
+#: :func:`load_dp`, and largest number of cells it keeps for the backtracking.
+DP_WORK = 30_000_000
+DP_CELLS = 3_000_000
+
+
+@dataclass(frozen=True)
+class LoadDP:
+    """What :func:`load_dp` found: per token a pool pattern (None if no state meets the
+    limit), its loads, its sequential ``Σ_t D_t``, and the lower bound (energy units)."""
+
+    pattern: np.ndarray | None
+    loads: np.ndarray | None
+    degradation: float
+    bound: float
+
+
+def load_box(tables: tuple[np.ndarray, ...], upper: float) -> np.ndarray:
+    """Per node the largest load ``n`` with ``Ē_m(n) ≤ upper`` (``Ē`` as in :func:`load_dp`):
+    a decision of energy at most ``upper`` loads no node beyond it."""
+    box = np.empty(len(tables), dtype=np.int64)
+    for m, table in enumerate(tables):
+        below = np.minimum.accumulate(np.asarray(table, dtype=float)[::-1])[::-1]
+        box[m] = int(np.searchsorted(below, upper, side="right")) - 1
+    return np.maximum(box, 0)
+
+
+def load_dp_work(pool: Pool, caps: np.ndarray, token_class: np.ndarray
+                 ) -> tuple[int, int]:
+    """The work and the kept cells :func:`load_dp` would need (without running it)."""
+    work = cells = 0
+    used = np.zeros(caps.size, dtype=np.int64)
+    touch = np.zeros((pool.start.size - 1, caps.size), dtype=bool)
+    np.logical_or.at(touch, pool.cls, pool.inc > 0)
+    size = 1
+    for g in token_class.tolist():
+        used = used + touch[g]
+        dims = np.minimum(caps, used) + 1
+        size = int(np.prod(dims[dims > 1].astype(float)))
+        work += size * int(pool.start[g + 1] - pool.start[g])
+        cells += size
+        if work > DP_WORK or cells > DP_CELLS:
+            return work, cells
+    return work, cells
+
+
+def load_dp(pool: Pool, tables: tuple[np.ndarray, ...], token_class: np.ndarray,
+            limit: float, bound_limit: float, upper: float = np.inf) -> LoadDP:
+    """Exact search over node loads (docs/policies.md §6, Theorem 6.4), for small batches.
+
+    ``V_t(n)``: the least sequential sum ``Σ_{t'<t} D`` over pattern choices of the first t
+    tokens whose loads are ``n`` (``n ≤ n̂`` per node), by dynamic programming over the
+    tokens, ``V_{t+1}(n) = min_C V_t(n − u_C) + D_C``. The answer is the loads of least
+    ``Σ_m E_m(n_m)`` with ``V_L(n) ≤ limit`` (backtracked to patterns); the bound is the least
+    ``Σ_m Ē_m(n_m)`` with ``V_L(n) ≤ bound_limit``, ``Ē_m(n) = min_{n ≤ n' ≤ n̂_m} E_m(n')``
+    (non-decreasing, at most ``E_m``). ``tables[m]`` is ``E_m(0..n̂_m)``; the pool must hold
+    every kept pattern of every class for the bound to be valid.
+
+    With ``upper`` (the energy of a known decision), loads are searched only up to
+    :func:`load_box`; the bound is then the least of the above and ``Ē_m(box_m + 1)`` over
+    the nodes the box cuts (what any decision beyond the box pays at least)."""
+    m_all = len(tables)
+    caps = np.array([t.size - 1 for t in tables], dtype=np.int64)
+    beyond = np.inf
+    if np.isfinite(upper):
+        box = load_box(tables, upper)
+        for m in np.flatnonzero(box < caps).tolist():
+            below = np.minimum.accumulate(np.asarray(tables[m], dtype=float)[::-1])[::-1]
+            beyond = min(beyond, float(below[box[m] + 1]))
+        caps = np.minimum(caps, box)
+    nodes = np.flatnonzero((pool.inc > 0).any(axis=0) & (caps > 0))
+    inc = pool.inc[:, nodes] > 0
+    usable = ~(pool.inc[:, np.setdiff1d(np.arange(m_all), nodes)] > 0).any(axis=1)
+    caps_k = caps[nodes]
+    touch = np.zeros((pool.start.size - 1, nodes.size), dtype=bool)
+    np.logical_or.at(touch, pool.cls[usable], inc[usable])
+    values = [np.zeros((1,) * nodes.size)]
+    used = np.zeros(nodes.size, dtype=np.int64)
+    for g in token_class.tolist():
+        old = values[-1]
+        used = used + touch[g]
+        dims = tuple((np.minimum(caps_k, used) + 1).tolist())
+        new = np.full(dims, np.inf)
+        for j in range(int(pool.start[g]), int(pool.start[g + 1])):
+            if not usable[j]:
+                continue
+            src, dst = _shift(old.shape, dims, inc[j])
+            if src is None:
+                continue
+            view = new[dst + (Ellipsis,)]  # a view, also of a 0-d array
+            np.minimum(view, old[src + (Ellipsis,)] + pool.deg[j], out=view)
+        values.append(new)
+    final = values[-1]
+    energy = np.zeros(final.shape)
+    floor = np.zeros(final.shape)
+    for axis, m in enumerate(nodes.tolist()):
+        shape = [1] * nodes.size
+        shape[axis] = final.shape[axis]
+        table = tables[m][: final.shape[axis]]
+        energy = energy + table.reshape(shape)
+        below = np.minimum.accumulate(tables[m][::-1])[::-1][: final.shape[axis]]
+        floor = floor + below.reshape(shape)
+    reach = np.isfinite(final) & (final <= bound_limit)
+    bound = min(float(floor[reach].min()) if reach.any() else np.inf, beyond)
+    ok = np.isfinite(final) & (final <= limit)
+    if not ok.any():
+        return LoadDP(pattern=None, loads=None, degradation=np.inf, bound=bound)
+    key = np.where(ok, energy, np.inf)
+    best = np.flatnonzero(key.ravel() == key.min())
+    at = int(best[np.argmin(final.ravel()[best])])
+    state = np.array(np.unravel_index(at, final.shape), dtype=np.int64)
+    degradation = float(final.ravel()[at])
+    pattern = np.empty(token_class.size, dtype=np.int64)
+    for t in range(token_class.size - 1, -1, -1):
+        g = int(token_class[t])
+        prev_v, here = values[t], float(values[t + 1][tuple(state)])
+        for j in range(int(pool.start[g]), int(pool.start[g + 1])):
+            if not usable[j]:
+                continue
+            prev = state - inc[j]
+            if (prev < 0).any() or (prev >= np.array(prev_v.shape)).any():
+                continue
+            if float(prev_v[tuple(prev)]) + float(pool.deg[j]) == here:
+                pattern[t] = j
+                state = prev
+                break
+        else:  # pragma: no cover - the recursion always has a predecessor
+            raise AssertionError("load_dp: no predecessor")
+    loads = np.zeros(m_all, dtype=np.int64)
+    np.add.at(loads, nodes, (inc[pattern]).sum(axis=0))
+    return LoadDP(pattern=pattern, loads=loads, degradation=degradation, bound=bound)
+
+
+def _shift(old: tuple[int, ...], new: tuple[int, ...], step: np.ndarray
+           ) -> tuple[tuple[slice, ...] | None, tuple[slice, ...]]:
+    """Slices: states ``n`` of the old array and ``n + step`` of the new one, within both."""
+    src, dst = [], []
+    for a, b, s in zip(old, new, step.tolist(), strict=True):
+        width = min(a, b - int(s))
+        if width <= 0:
+            return None, ()
+        src.append(slice(0, width))
+        dst.append(slice(int(s), int(s) + width))
+    return tuple(src), tuple(dst)
+
+
+__all__ = ["CHAIN_STEPS", "CHAIN_WORK", "DP_CELLS", "DP_WORK", "Candidates",
+           "EXCHANGE_CANDIDATES", "IMPROVE_RTOL", "LoadDP", "MAX_ROUNDS", "MOVES_PER_TOKEN",
+           "Outcome", "Pool", "candidates", "load_dp", "load_dp_work", "recover",
+           "round_weights"]
