@@ -85,18 +85,44 @@ def rayleigh(length: int = 128, nodes: int = 8, powers: tuple[str, ...] = ("fixe
              methods: tuple[tuple[str, str], ...] = (("highs", "patterns"), ("highs", "slots"),
                                                      ("cpsat", "patterns")),
              limit: float = 60.0) -> None:
+    """One line per method, then the Markdown table docs/performance.md shows."""
+    table = []
     for power in powers:
         inst = random_instance(11, num_tokens=length, num_experts=64, top_k=8, num_nodes=nodes,
                                budgets="both", power_control=power, fading="rayleigh",
                                max_candidates=4)
         tables = problem_data(inst).tables
         concave = sum(bool(np.all(np.diff(t.energy_j, 2) <= 0)) for t in tables)
-        print(f"rayleigh: L={length} M={nodes} {power}: {sum(t.convex for t in tables)} of "
+        convex = sum(t.convex for t in tables)
+        print(f"rayleigh: L={length} M={nodes} {power}: {convex} of "
               f"{len(tables)} tables convex, {concave} concave")
+        kind = (f"{len(tables)} concave tables" if concave == len(tables) else
+                f"{len(tables)} non-convex tables" if convex == 0 else
+                f"{convex} of {len(tables)} tables convex")
+        cells = [f"{power} ({kind})"]
         for method, formulation in methods:
             started = time.perf_counter()
             result = solve_exact(inst, method, formulation=formulation, time_limit_s=limit)
-            print(_line(f"{method}/{formulation}", result, time.perf_counter() - started))
+            seconds = time.perf_counter() - started
+            print(_line(f"{method}/{formulation}", result, seconds), flush=True)
+            cells.append(_cell(result, seconds))
+        table.append(cells)
+    print(f"\nrayleigh table: L={length} M={nodes}, {limit:g} s\n")
+    print("| power | " + " | ".join(f"{m}/{f}" for m, f in methods) + " |")
+    print("|---|" + "---|" * len(methods))
+    for cells in table:
+        print("| " + " | ".join(cells) + " |")
+
+
+def _cell(result, seconds: float) -> str:
+    """``**optimal**, 14.5 s``, ``feasible, gap 12.6 %`` or the status."""
+    if result.status == "optimal":
+        return f"**optimal**, {seconds:.1f} s"
+    if result.energy_j is not None and result.dual_bound_j is not None and result.energy_j > 0:
+        gap = (result.energy_j - result.dual_bound_j) / result.energy_j
+        return f"{result.status}, gap {100 * gap:.3g} %"
+    return str(result.status).replace("_", " ") + (", no solution" if result.energy_j is None
+                                                    else ", no bound")
 
 
 PARTS = {"patterns": pattern_counts, "monotone": monotone_share, "hard": hard_instance,
