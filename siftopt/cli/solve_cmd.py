@@ -26,6 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formulation", choices=FORMULATIONS, default="auto",
                    help="exact model: slots (one binary per slot action; Pyomo for highs), "
                    "patterns (one choice of node set per token; highspy directly for highs), "
+                   "lagrange (cpsat only: its own patterns, a Lagrangian bound and CP-SAT on "
+                   "what reduced-cost fixing leaves; the second certificate at scale), "
                    "auto (the default: patterns, which fall back to slots on their own when "
                    "the pattern space is too large)")
     p.add_argument("--interface", choices=INTERFACES, default="auto",
