@@ -553,7 +553,195 @@ def cmd_digits(args: argparse.Namespace) -> None:
 
 
 def cmd_lm(args: argparse.Namespace) -> None:
-    raise SystemExit("lm: see docs/accuracy.md")
+    import pydoc_data.topics
+
+    from siftopt.experiments.validate.lm_data import corpus_bytes, split
+    from siftopt.experiments.validate.lm_output import markdown_table, reference_metrics
+    from siftopt.experiments.validate.lm_output import write_outputs as write_lm_outputs
+    from siftopt.experiments.validate.lm_run import LMValidationConfig, run_lm_validation
+
+    cfg = LMValidationConfig.make(seed=0)
+    res = run_lm_validation(cfg, Path(args.cache) if args.cache else None,
+                            progress=lambda m: print(f"lm: {m}", file=sys.stderr, flush=True))
+    write_lm_outputs(args.out, res)
+    print("## The full table (results.md)\n")
+    print(markdown_table(res.rows))
+    print("\n## Numbers\n")
+    t = res.timings_s
+    say("weights trained in this run", res.trained_now)
+    for key in ("total", "train_or_load", "bounds", "sweep"):
+        say(f"time {key} (s)", f"{t[key]:.2g}")
+    data = corpus_bytes()
+    train_bytes, held = split(data, cfg.held_out_fraction)
+    mc, tc = cfg.model, cfg.training
+    say("help topics", len(pydoc_data.topics.topics))
+    say("text bytes", f"{data.size:,}")
+    say("training text (%)", f"{100 * (1 - cfg.held_out_fraction):g}")
+    say("training bytes", f"{train_bytes.size:,}")
+    say("held-out text (%)", f"{100 * cfg.held_out_fraction:g}")
+    say("held-out windows", cfg.prefill_sequences)
+    say("window bytes", mc.context + 1)
+    say("predicted bytes in prefill", cfg.prefill_sequences * mc.context)
+    say("decode windows", cfg.decode_sequences)
+    say("predicted bytes in decode", cfg.decode_sequences * mc.context)
+    for name, value in (("model dim d", mc.model_dim), ("context", mc.context),
+                        ("blocks", mc.layers), ("heads", mc.heads),
+                        ("experts", mc.num_experts), ("top-k", mc.top_k),
+                        ("expert hidden dim h", mc.ffn_dim), ("dense steps", tc.dense_steps),
+                        ("upcycling noise (%)", f"{100 * tc.upcycle_noise:g}"),
+                        ("MoE steps", tc.moe_steps), ("training steps", tc.dense_steps
+                                                      + tc.moe_steps),
+                        ("load-balancing loss weight", f"{tc.aux_weight:g}"),
+                        ("batch windows", tc.batch), ("learning rate", f"{tc.learning_rate:g}"),
+                        ("weight decay", f"{tc.weight_decay:g}"), ("seed", tc.seed)):
+        say(name, value)
+    say("final training loss (nats/byte)", f"{res.train_meta['moe_loss'][-1]:.2f}")
+    ref = reference_metrics(res)
+    for mode in ("prefill", "decode"):
+        say(f"{mode} accuracy (%)", f"{100 * ref[mode]['accuracy']:.2f}")
+        say(f"{mode} perplexity", f"{ref[mode]['perplexity']:.3f}")
+    say("prefill bits per byte", f"{ref['prefill']['bits_per_byte']:.2f}")
+    p = ref["decode"]["accuracy"]
+    say("decode accuracy standard error (points)",
+        f"{100 * math.sqrt(p * (1 - p) / ref['decode']['tokens']):.0f}")
+    for layer, (b, tight) in enumerate(zip(res.bounds, res.tightness, strict=True)):
+        useful = int(np.count_nonzero((b.delta < b.beta[:, None])
+                                      & ~np.eye(b.beta.size, dtype=bool)))
+        say(f"layer {layer} radius", f"{b.radius:.2f}")
+        say(f"layer {layer} largest held-out x over radius",
+            f"{tight['x_norm_max_over_radius']:.2f}")
+        say(f"layer {layer} beta range", f"{b.beta.min():.1f}–{b.beta.max():.1f}")
+        say(f"layer {layer} useful replacement pairs", useful)
+        say(f"layer {layer} eps_skip", f"{res.eps_base[layer]:.2f}")
+    tight = res.tightness
+    delta = [v for x in tight for v in (x["delta_ratio_median"], x["delta_ratio_max"])]
+    beta = [v for x in tight for v in (x["beta_ratio_median"], x["beta_ratio_max"])]
+    say("delta ratio, medians to maxima", f"{min(delta):.2f}–{max(delta):.2f}")
+    say("beta ratio, medians to maxima", f"{min(beta):.2f}–{max(beta):.2f}")
+    say("beta above the data by", f"{1 / max(beta):.0f}–{1 / min(beta):.0f}")
+    say("payload bits per token", mc.model_dim * cfg.network.bits_per_element)
+    say("latency budget prefill (ms)", f"{1e3 * res.latency_s['prefill']:.2g}")
+    say("latency budget decode (us)", f"{1e6 * res.latency_s['decode']:.3g}")
+    say("decode instances per run", cfg.decode_sequences * mc.context * mc.layers)
+    q = res.ratio_quantiles
+    say("served token-layers with D_t > 0", f"{q['count']:,}")
+    say("token-layers per run", (cfg.prefill_sequences + cfg.decode_sequences) * mc.context
+        * mc.layers)
+    say("violating tokens", sum(r["violating_tokens"] for r in res.rows))
+    say("budgets", len(cfg.eps_fractions))
+    say("error / bound max", f"{q['max']:.3f}")
+    say("error / bound median", f"{q['median']:.3f}")
+    say("error / bound q99", f"{q['q99']:.3f}")
+    say("bound loose by at least a factor", f"{1 / q['max']:.0f}")
+    by = {(r["mode"], r["eps_fraction"], r["method"]): r for r in res.rows}
+    for frac in cfg.eps_fractions:
+        for mode in ("prefill", "decode"):
+            e, k = by[(mode, frac, "highs")], by[(mode, frac, "topk")]
+            say(f"{mode} {frac:g}: exact saves (%)", f"{e['saved_vs_topk_pct']:.0f}")
+            say(f"{mode} {frac:g}: perplexity change (%)",
+                f"{100 * (e['perplexity'] / k['perplexity'] - 1):+.1f}")
+            say(f"{mode} {frac:g}: accuracy change (points)",
+                f"{100 * (e['accuracy'] - k['accuracy']):+.1f}")
+    local = by[("prefill", 0.0, "local")]
+    topk0 = by[("prefill", 0.0, "topk")]
+    say("local: perplexity over Top-K", f"{local['perplexity'] / topk0['perplexity']:.1f}")
+    say("prefill token-layers", local["layer_tokens"])
+    same = [f for f in cfg.eps_fractions
+            if all(abs(by[(m, f, "sift-ratio")]["energy_j"] / by[(m, f, "highs")]["energy_j"] - 1)
+                   < 1e-9 if by[(m, f, "highs")]["energy_j"] > 0 else True
+                   for m in ("prefill", "decode"))]
+    say("budgets where sift-ratio's energy equals the optimum's",
+        ", ".join(f"{f:g}" for f in same))
+
+
+def cmd_lm_bench(args: argparse.Namespace) -> None:
+    """docs/real-models.md §4: bench the language model's trace (benchmarks/lm-trace.toml)."""
+    import tempfile
+    import tomllib
+
+    import pandas as pd
+
+    from siftopt.cli import main as siftopt_main
+    from siftopt.model.evaluate import energies_equal
+
+    lm = Path(args.lm)
+    if not ((lm / "trace.npz").exists() and (lm / "bounds.json").exists()):
+        print(f"lm-bench: no trace in {lm}: running validate-accuracy --model lm",
+              file=sys.stderr, flush=True)
+        status = siftopt_main(["validate-accuracy", "--model", "lm", "--out", str(lm),
+                               *(["--cache", args.cache] if args.cache else [])])
+        if status:
+            raise SystemExit(status)
+    config = ROOT / "benchmarks" / "lm-trace.toml"
+    text = config.read_text()
+    with config.open("rb") as handle:
+        tomllib.load(handle)  # the shipped file is valid as it is
+    text = (text.replace('"../results/lm/trace.npz"', f'"{(lm / "trace.npz").resolve()}"')
+                .replace('"../results/lm/bounds.json"', f'"{(lm / "bounds.json").resolve()}"'))
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "lm-trace.toml"
+        copy.write_text(text)
+        started = time.perf_counter()
+        status = siftopt_main(["bench", str(copy), "--out", args.out, "--workers", "2",
+                               "--quiet"])
+        seconds = time.perf_counter() - started
+    if status:
+        raise SystemExit(status)
+    df = pd.read_parquet(Path(args.out) / "results.parquet")
+    say("cells", len(df) // df["method"].nunique())
+    say("methods", df["method"].nunique())
+    say("bench time (s)", f"{seconds:.2g}")
+    opt = df[df["method"] == "highs"].set_index("instance_key")
+    trace = df[df["trace"].notna()] if "trace" in df else df.iloc[0:0]
+    prefill = trace[trace["tokens"] > 1]
+    decode = trace[trace["tokens"] == 1]
+    po = opt.loc[prefill["instance_key"].unique()]
+    say("prefill cells", len(po))
+    say("prefill optimum, least (mJ)", f"{1e3 * po['energy_j'].min():.3f}")
+    say("prefill optimum, largest (mJ)", f"{1e3 * po['energy_j'].max():.3f}")
+
+    def verdicts(rows: pd.DataFrame) -> pd.DataFrame:
+        rows = rows.copy()
+        best = opt.loc[rows["instance_key"], "energy_j"].to_numpy()
+        rows["opt"] = best
+        rows["optimal"] = [bool(f) and energies_equal(e, b)
+                           for f, e, b in zip(rows["feasible"], rows["energy_j"], best,
+                                              strict=True)]
+        rows["gap_pct"] = 100 * (rows["energy_j"] / rows["opt"] - 1)
+        return rows
+
+    for method in ("sift-price", "sift-ratio", "topk", "local"):
+        rows = verdicts(prefill[prefill["method"] == method])
+        say(f"prefill {method}: optimal cells", int(rows["optimal"].sum()))
+        say(f"prefill {method}: infeasible cells", int((~rows["feasible"].astype(bool)).sum()))
+        for layer in (0, 1):
+            at = rows[(rows["layer"] == layer) & rows["feasible"].astype(bool)]
+            say(f"prefill {method} layer {layer}: optimal cells",
+                f"{int(at['optimal'].sum())} of {int((rows['layer'] == layer).sum())}")
+            if len(at):
+                say(f"prefill {method} layer {layer}: gap range (%)",
+                    f"{at['gap_pct'].min():.2f}–{at['gap_pct'].max():.2f}")
+        feasible = rows[rows["feasible"].astype(bool)]
+        if len(feasible):
+            say(f"prefill {method}: gap range over feasible cells (%)",
+                f"{feasible['gap_pct'].min():.0f}–{feasible['gap_pct'].max():.0f}")
+        at = feasible[(feasible["layer"] == 0) & (feasible["accuracy"] == 0.3)]
+        if len(at):
+            say(f"prefill {method} layer 0, accuracy 0.3: mean gap (%)",
+                f"{at['gap_pct'].mean():.2f}")
+    for method in ("sift-price", "sift-ratio"):
+        rows = verdicts(decode[decode["method"] == method])
+        say(f"decode {method}: optimal cells", f"{int(rows['optimal'].sum())} of {len(rows)}")
+
+
+def cmd_reader(_args: argparse.Namespace) -> None:
+    """docs/real-models.md §1: the checkpoint reader's radius allowances and a layer's memory."""
+    from siftopt.similarity.checkpoint import F32_RADIUS_SLACK, LOW_PRECISION_RADIUS_SLACK
+
+    say("radius factor, float16/bfloat16", f"{LOW_PRECISION_RADIUS_SLACK:g}")
+    say("radius factor minus 1, float32", f"{F32_RADIUS_SLACK - 1:.0e}")
+    experts, matrices, d, h = 8, 3, 4096, 14336  # Mixtral-8x7B's config.json
+    say("Mixtral-8x7B layer experts in float32 (GB)", f"{experts * matrices * d * h * 4 / 1e9:.1f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -583,7 +771,14 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cmd_digits)
     p = sub.add_parser("lm")
     p.add_argument("--out", required=True)
+    p.add_argument("--cache", default=None, help="weight cache folder (default: the user's)")
     p.set_defaults(run=cmd_lm)
+    sub.add_parser("reader").set_defaults(run=cmd_reader)
+    p = sub.add_parser("lm-bench")
+    p.add_argument("--lm", required=True, help="the folder of validate-accuracy --model lm")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cache", default=None, help="weight cache folder (default: the user's)")
+    p.set_defaults(run=cmd_lm_bench)
     args = parser.parse_args(argv)
     args.run(args)
     return 0
