@@ -24,7 +24,11 @@ the command is not there), and the numbers it re-measures:
   order, cells compared number by number, text cells exactly. With ``rows = "subset"`` the
   output may hold only some of the documented rows (a partial re-run, e.g. one batch size):
   each measured row is compared with the documented row of the same first ``key`` cells
-  (default 1), and a measured row the document lacks is a mismatch. With ``format =
+  (default 1), and a measured row the document lacks is a mismatch. With ``rows =
+  "documented"`` the document shows only some of the output's rows (an excerpt of a
+  transcript): each documented row is compared with the measured row of the same first
+  ``key`` cells, other measured rows are ignored, and a documented row the output lacks is a
+  mismatch. With ``format =
   "console"`` the table is a terminal one (a transcript in a ``console`` block): ``doc`` and
   ``out`` are snippets of its header line, columns are separated by two or more spaces, a line
   of dashes is skipped, and the table ends at the first line with another number of cells.
@@ -232,9 +236,12 @@ CellTolerance = Tolerance | list[Tolerance]  # a list: one per number of the cel
 
 def compare_tables(label: str, documented: list[list[str]], measured: list[list[str]],
                    default: Tolerance, columns: dict[str, CellTolerance], quick: bool,
-                   subset_key: int | None = None) -> Comparison:
+                   subset_key: int | None = None, *,
+                   documented_key: int | None = None) -> Comparison:
     """Row by row in order; with ``subset_key`` each measured row against the documented row
-    with the same first ``subset_key`` cells (documented rows not measured are skipped)."""
+    with the same first ``subset_key`` cells (documented rows not measured are skipped); with
+    ``documented_key`` each documented row against the measured row with the same first
+    ``documented_key`` cells (measured rows not documented are skipped)."""
     header = documented[0]
     if [squash(c) for c in header] != [squash(c) for c in measured[0]]:
         return Comparison(label, Outcome.MISMATCH, f"headers differ: {header} vs {measured[0]}")
@@ -242,7 +249,16 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
     if unknown:
         raise ClaimsError(f"{label}: columns {sorted(unknown)} not in the table header {header}")
     problems: list[str] = []
-    if subset_key is None:
+    if documented_key is not None:
+        by_key = {tuple(squash(c) for c in row[:documented_key]): row for row in measured[1:]}
+        pairs = []
+        for row_doc in documented[1:]:
+            row_new = by_key.get(tuple(squash(c) for c in row_doc[:documented_key]))
+            if row_new is None:
+                problems.append(f"documented row {row_doc[:documented_key]} is not in the output")
+            else:
+                pairs.append((row_doc, row_new))
+    elif subset_key is None:
         if len(documented) != len(measured):
             return Comparison(label, Outcome.MISMATCH, f"{len(documented) - 1} documented rows, "
                                                        f"{len(measured) - 1} measured")
@@ -275,6 +291,8 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
     notes = []
     if subset_key is not None:
         notes.append(f"{len(pairs)} of {len(documented) - 1} documented rows measured")
+    if documented_key is not None:
+        notes.append(f"{len(pairs)} documented rows of {len(measured) - 1} measured")
     if skipped_times:
         notes.append(f"{skipped_times} time cells not checked (--quick)")
     return Comparison(label, Outcome.MATCH, "; ".join(notes))
@@ -457,9 +475,10 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
                            else Tolerance.parse(value))
                    for name, value in spec.get("columns", {}).items()}
         rows = spec.get("rows", "all")
-        if rows not in ("all", "subset"):
-            raise ClaimsError(f"{label}: rows {rows!r}: expected all or subset")
+        if rows not in ("all", "subset", "documented"):
+            raise ClaimsError(f"{label}: rows {rows!r}: expected all, subset or documented")
         subset_key = int(spec.get("key", 1)) if rows == "subset" else None
+        documented_key = int(spec.get("key", 1)) if rows == "documented" else None
         console = spec.get("format", "markdown") == "console"
         documented_rows = tables_after(doc_text, spec["doc"], f"{check.doc.name} ({label})",
                                        console)
@@ -470,7 +489,7 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
             results.append(Comparison(label, Outcome.MISMATCH, str(error)))
             continue
         results.append(compare_tables(label, documented_rows, measured_rows, default, columns,
-                                      quick, subset_key))
+                                      quick, subset_key, documented_key=documented_key))
     return results
 
 

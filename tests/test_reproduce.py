@@ -95,6 +95,20 @@ def test_subset_rows_are_matched_by_their_key_cells():
         is Outcome.MISMATCH
 
 
+def test_documented_rows_are_an_excerpt_of_the_output():
+    doc = [["instance", "method", "E"], ["a", "x", "2.0"]]
+    printed = Tolerance.parse("printed")
+    full = [["instance", "method", "E"], ["a", "y", "9.0"], ["a", "x", "2.0"], ["b", "x", "1"]]
+    result = reproduce.compare_tables("t", doc, full, printed, {}, True, documented_key=2)
+    assert result.outcome is Outcome.MATCH and "1 documented rows of 3" in result.detail
+    changed = [["instance", "method", "E"], ["a", "x", "2.1"], ["b", "x", "1"]]
+    assert reproduce.compare_tables("t", doc, changed, printed, {}, True,
+                                    documented_key=2).outcome is Outcome.MISMATCH
+    missing = [["instance", "method", "E"], ["b", "x", "1"]]
+    assert reproduce.compare_tables("t", doc, missing, printed, {}, True,
+                                    documented_key=2).outcome is Outcome.MISMATCH
+
+
 def write_case(tmp_path: Path, documented: str, command_in_doc: bool = True) -> Path:
     command = "python -c \"print('| x | y |'); print('|---|---|'); print('| 1 | 2.50 |')\""
     doc = tmp_path / "doc.md"
