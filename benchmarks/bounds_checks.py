@@ -6,7 +6,7 @@ Usage (from the repository root):
     python benchmarks/bounds_checks.py khatri-rao    # §5: (∞) against (c); (a), (b), (c) (~5 s)
     python benchmarks/bounds_checks.py norms         # §6: certified against exact norms (~3 s)
     python benchmarks/bounds_checks.py constants     # §6–§8: the code's parameters (<1 s)
-    python benchmarks/bounds_checks.py timing        # §6: CPU time of the two methods (~40 s)
+    python benchmarks/bounds_checks.py timing        # §6: CPU time of both methods (~35 s CPU)
     python benchmarks/bounds_checks.py ratios        # §9: analytic / empirical (~10 s)
 
 Random weights are Gaussian with entries of variance 1/(fan-in) (W1, W3: 1/d; W2: 1/h), drawn
