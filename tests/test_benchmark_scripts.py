@@ -60,3 +60,23 @@ def test_known_limits_script_counts_non_monotone_tables():
     done = _run("benchmarks/known_limits.py", "--only", "monotone")
     assert done.returncode == 0, done.stderr
     assert "Rayleigh tables" in done.stdout
+
+
+def test_compare_trees_prints_one_row_per_instance_with_both_trees():
+    """This tree against itself: the layout docs/performance.md shows (times never checked)."""
+    done = _run("benchmarks/compare_trees.py", str(ROOT), "--rounds", "1", "--labels",
+                "after,before", "--", "--lengths", "1", "--nodes", "3", "--power", "fixed",
+                "--methods", "highs/patterns", "--repeat", "1")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert lines[0] == ("| L | M | power | method | total s, after (rounds 1) | total s, "
+                        "before (rounds 1) | after / before |")
+    assert lines[2].startswith("| 1 | 3 | fixed | highs/patterns | ") and len(lines) == 3
+
+
+def test_doc_blocks_runs_the_python_blocks_of_a_page_in_order(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("```python\nx = 2\n```\ntext\n```python\nprint('x is', x + 1)\n```\n")
+    done = _run("benchmarks/doc_blocks.py", str(page))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "x is 3\n"
