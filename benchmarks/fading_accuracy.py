@@ -475,7 +475,7 @@ def cmd_digits(args: argparse.Namespace) -> None:
     say("training images", res.num_train)
     say("test images", res.num_test)
     say("trained test accuracy (%)", f"{100 * res.model_accuracy:.2f}")
-    say("correct test images", round(res.model_accuracy * tokens))
+    say("right answers on the test set", round(res.model_accuracy * tokens))
     beta, delta = res.bounds.beta, res.bounds.delta.copy()
     np.fill_diagonal(delta, np.inf)
     closest = delta.min(axis=1) / beta
@@ -509,7 +509,7 @@ def cmd_digits(args: argparse.Namespace) -> None:
     say("batches", blocks)
     say("tokens in the last batch", tokens - (blocks - 1) * cfg.batch_tokens)
     say("budgets in the sweep", len(fracs))
-    say("methods", len(cfg.methods))
+    say("methods served", len(cfg.methods))
     say("solves", len(fracs) * len(cfg.methods) * blocks)
     say("served tokens", len(fracs) * len(cfg.methods) * tokens)
     say("eps_skip", f"{res.eps_base:.4g}")
@@ -570,7 +570,11 @@ def cmd_lm(args: argparse.Namespace) -> None:
     t = res.timings_s
     say("weights trained in this run", res.trained_now)
     for key in ("total", "train_or_load", "bounds", "sweep"):
-        say(f"time {key} (s)", f"{t[key]:.2g}")
+        say(f"time {key} (s)", f"{t[key]:.3g}")
+    say("time without training (s)", f"{t['total'] - t['train_or_load']:.3g}")
+    quick = LMValidationConfig.make(seed=0, quick=True)
+    say("--quick: steps of training", quick.training.dense_steps + quick.training.moe_steps)
+    say("--quick: number of budgets", len(quick.eps_fractions))
     data = corpus_bytes()
     train_bytes, held = split(data, cfg.held_out_fraction)
     mc, tc = cfg.model, cfg.training
@@ -619,6 +623,9 @@ def cmd_lm(args: argparse.Namespace) -> None:
     say("delta ratio, medians to maxima", f"{min(delta):.2f}–{max(delta):.2f}")
     say("beta ratio, medians to maxima", f"{min(beta):.2f}–{max(beta):.2f}")
     say("beta above the data by", f"{1 / max(beta):.0f}–{1 / min(beta):.0f}")
+    say("remote nodes", len(cfg.network.distances_m))
+    say("nearest node (m)", f"{min(cfg.network.distances_m):g}")
+    say("farthest node (m)", f"{max(cfg.network.distances_m):g}")
     say("payload bits per token", mc.model_dim * cfg.network.bits_per_element)
     say("latency budget prefill (ms)", f"{1e3 * res.latency_s['prefill']:.2g}")
     say("latency budget decode (us)", f"{1e6 * res.latency_s['decode']:.3g}")
@@ -628,7 +635,7 @@ def cmd_lm(args: argparse.Namespace) -> None:
     say("token-layers per run", (cfg.prefill_sequences + cfg.decode_sequences) * mc.context
         * mc.layers)
     say("violating tokens", sum(r["violating_tokens"] for r in res.rows))
-    say("budgets", len(cfg.eps_fractions))
+    say("budgets in the sweep", len(cfg.eps_fractions))
     say("error / bound max", f"{q['max']:.3f}")
     say("error / bound median", f"{q['median']:.3f}")
     say("error / bound q99", f"{q['q99']:.3f}")
