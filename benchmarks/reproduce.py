@@ -6,6 +6,7 @@ Usage (from the repository root):
     python benchmarks/reproduce.py                  # every check; the long ones state their time
     python benchmarks/reproduce.py --list           # what is checked, where, and how long it takes
     python benchmarks/reproduce.py --only ID[,ID…]  # some checks
+    python benchmarks/reproduce.py --only ID --save DIR  # and keep each output as DIR/ID.txt
 
 The checks live in ``benchmarks/claims/*.toml`` (one file per document). Each check names a
 document, the command that is written next to the numbers in that document (the check fails if
@@ -493,8 +494,10 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
     return results
 
 
-def reproduce(checks: list[Check], quick: bool, log) -> list[Comparison]:
-    """Run each check's command once and compare its numbers with the documents."""
+def reproduce(checks: list[Check], quick: bool, log, save: Path | None = None
+              ) -> list[Comparison]:
+    """Run each check's command once and compare its numbers with the documents; with
+    ``save``, each output is also written to ``save/ID.txt`` (to update a document from it)."""
     results: list[Comparison] = []
     for check in checks:
         doc_text = check.doc.read_text()
@@ -510,6 +513,9 @@ def reproduce(checks: list[Check], quick: bool, log) -> list[Comparison]:
                 results.append(Comparison(check.id, Outcome.MISMATCH, str(error)))
                 continue
             log(f"[{check.id}] ran in {output.seconds:.1f} s")
+            if save is not None:
+                save.mkdir(parents=True, exist_ok=True)
+                (save / f"{check.id}.txt").write_text(output.text)
             results.extend(evaluate_check(check, doc_text, output, quick))
     return results
 
@@ -528,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the quick checks, and no time comparisons")
     parser.add_argument("--only", default=None, metavar="ID[,ID...]")
     parser.add_argument("--list", action="store_true", help="list the checks and exit")
+    parser.add_argument("--save", default=None, metavar="DIR",
+                        help="also write each check's output to DIR/ID.txt")
     parser.add_argument("--claims", default=str(CLAIMS), metavar="FILE_OR_FOLDER",
                         help="a claims file or a folder of them (default: benchmarks/claims)")
     args = parser.parse_args(argv)
@@ -556,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message, file=sys.stderr, flush=True)
 
     try:
-        results = reproduce(checks, args.quick, log)
+        results = reproduce(checks, args.quick, log, Path(args.save) if args.save else None)
     except ClaimsError as error:
         print(f"reproduce: {error}", file=sys.stderr)
         return 2

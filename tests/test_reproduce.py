@@ -149,6 +149,15 @@ def test_matching_documented_number_passes(tmp_path):
     assert "2 match, 0 mismatch" in result.stdout
 
 
+def test_save_keeps_each_output(tmp_path):
+    claims = write_case(tmp_path, "2.5")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "reproduce.py"),
+                             "--claims", str(claims), "--save", str(tmp_path / "out")],
+                            capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "| 1 | 2.50 |" in (tmp_path / "out" / "case.txt").read_text()
+
+
 def test_changed_documented_number_fails(tmp_path):
     result = run(write_case(tmp_path, "2.6"))
     assert result.returncode == 1
