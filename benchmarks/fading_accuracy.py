@@ -695,8 +695,8 @@ def cmd_lm_bench(args: argparse.Namespace) -> None:
     if status:
         raise SystemExit(status)
     df = pd.read_parquet(Path(args.out) / "results.parquet")
-    say("cells", len(df) // df["method"].nunique())
-    say("methods", df["method"].nunique())
+    say("lm-bench: cells in all", len(df) // df["method"].nunique())
+    say("lm-bench: methods", df["method"].nunique())
     say("bench time (s)", f"{seconds:.2g}")
     opt = df[df["method"] == "highs"].set_index("instance_key")
     trace = df[df["trace"].notna()] if "trace" in df else df.iloc[0:0]
