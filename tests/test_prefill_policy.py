@@ -249,9 +249,11 @@ def test_policy_answer_feeds_the_status_rule(seed: int) -> None:
 # Theorem 6.4: the exact search over node loads of small batches
 # --------------------------------------------------------------------------------------------
 
-def load_search(inst: Instance, upper_j: float = np.inf) -> tuple[LoadDP, Any]:
+def load_search(inst: Instance, upper_j: float = np.inf, price_scale: float | None = None,
+                nu_scale: float = 0.0) -> tuple[LoadDP, Any]:
     """``load_dp`` on the complete pool of ``inst`` (every kept pattern), as the policy runs
-    it; returns its result and the policy's model (pool, tables, unit)."""
+    it, at prices ``price_scale·E_m(1)`` and ``ν = nu_scale·max E_m(1)`` (None: no prices);
+    returns its result and the policy's model (pool, tables, unit)."""
     data = problem_data(inst)
     model = prefill._Model(data, pattern_space(data))
     every = enumerate_patterns(model.space)
@@ -259,25 +261,32 @@ def load_search(inst: Instance, upper_j: float = np.inf) -> tuple[LoadDP, Any]:
     cls, _, deg, inc, start = model.pool.arrays
     pool = Pool(cls=cls, inc=inc, deg=deg, start=start)
     limit = prefill._mean_limit(data)
+    unit = np.array([t[1] if t.size > 1 else 0.0 for t in model.nodes.tables])
+    prices = None if price_scale is None else unit * price_scale
     found = load_dp(pool, model.nodes.tables, model.space.token_class,
                     np.inf if limit is None else limit,
                     np.inf if model.mean_rhs is None else model.mean_rhs,
-                    upper_j / model.unit)
+                    upper_j / model.unit, prices, nu_scale * float(unit.max(initial=0.0)))
+    assert found is not None  # tiny instances stay within the work limits
     return found, model
 
 
 @SETTINGS
-@given(inst=tiny, slack=st.sampled_from([None, 1.0, 1.3]))
-def test_theorem_load_search_bound_and_answer(inst: Instance, slack: float | None) -> None:
-    """Theorem 6.4: the load search's bound is at most the optimum (with or without the box
-    of a known energy), and with non-decreasing tables its answer is accepted by the
-    evaluator and optimal (brute force)."""
+@given(inst=tiny, slack=st.sampled_from([None, 1.000001, 1.3]),
+       price_scale=st.sampled_from([None, 0.0, 0.5, 1.0, 3.0]),
+       nu_scale=st.sampled_from([0.0, 1.0, 30.0]))
+def test_theorem_load_search_bound_and_answer(inst: Instance, slack: float | None,
+                                              price_scale: float | None,
+                                              nu_scale: float) -> None:
+    """Theorem 6.4: the load search's bound is at most the optimum (with or without a known
+    energy, at any prices of its completion bound), and with non-decreasing tables its
+    answer is accepted by the evaluator and optimal (brute force)."""
     truth = solve_exact(inst, "brute")
     if truth.status == INFEASIBLE:
         return
     try:
         upper = np.inf if slack is None else truth.energy_j * slack
-        found, model = load_search(inst, upper)
+        found, model = load_search(inst, upper, price_scale, nu_scale)
     except PatternLimitError:
         return
     assert truth.status == OPTIMAL
@@ -293,3 +302,36 @@ def test_theorem_load_search_bound_and_answer(inst: Instance, slack: float | Non
     assert ev.feasible, [v.message for v in ev.violations]
     assert energies_equal(ev.energy_j, truth.energy_j), (ev.energy_j, truth.energy_j)
     assert energies_equal(prefill._energy(model, found.loads), ev.energy_j)
+
+
+small_batch = st.builds(
+    lambda seed, tokens, nodes, pc, fading, budgets, eps, lat: build(
+        seed, tokens=tokens, experts=8, k=2, nodes=nodes, pc=pc, fading=fading,
+        budgets=budgets, max_cand=2, eps_scale=eps, latency_factor=lat),
+    seed=st.integers(0, 10**6), tokens=st.integers(6, 14), nodes=st.integers(2, 4),
+    pc=st.sampled_from(["fixed", "adaptive"]), fading=st.sampled_from(["slow", "rayleigh"]),
+    budgets=st.sampled_from(["mean", "both"]), eps=st.sampled_from([0.1, 0.2]),
+    lat=st.sampled_from([0.6, 1.0]))
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(inst=small_batch, slack=st.sampled_from([1.00001, 1.001, 1.05]),
+       price_scale=st.sampled_from([0.5, 1.0, 2.0]),
+       nu_scale=st.sampled_from([1.0, 10.0, 100.0]))
+def test_theorem_load_search_against_highs(inst: Instance, slack: float, price_scale: float,
+                                           nu_scale: float) -> None:
+    """Theorem 6.4 on batches of 6–14 tokens under a binding mean budget, where the
+    completion bound prunes: the bound stays below HiGHS's proved optimum, and with
+    non-decreasing tables the answer reaches it."""
+    truth = solve_exact(inst, "highs")
+    if truth.status == INFEASIBLE:
+        return
+    assert truth.status == OPTIMAL
+    found, model = load_search(inst, truth.energy_j * slack, price_scale, nu_scale)
+    assert at_most(found.bound * model.unit, truth.energy_j), (found.bound * model.unit,
+                                                                truth.energy_j)
+    monotone = all(np.all(np.diff(t.energy_j[: t.cap + 1]) >= 0) for t in model.data.tables)
+    if monotone:
+        assert found.pattern is not None
+        assert energies_equal(prefill._energy(model, found.loads), truth.energy_j)

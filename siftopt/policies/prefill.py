@@ -41,14 +41,10 @@ from siftopt.policies.prefill_dual import NodeTerms, PoolDual
 from siftopt.policies.prefill_newton import DUAL_RTOL, DualSolution, maximise
 from siftopt.policies.prefill_pool import PatternPool, least_degradation_patterns, price
 from siftopt.policies.prefill_primal import (
-    DP_CELLS,
-    DP_WORK,
     MOVES_PER_TOKEN,
     Pool,
     candidates,
-    load_box,
     load_dp,
-    load_dp_work,
     recover,
     round_weights,
 )
@@ -262,12 +258,11 @@ def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None,
     if complete and not closed():
         # a small batch: the exact search over node loads, if its state space is small
         upper = energy / model.unit * (1.0 + 1e-9) if feasible else np.inf
-        caps = np.minimum(model.nodes.caps, load_box(model.nodes.tables, upper))
-        work, cells = load_dp_work(pool, caps, token_class)
-        if work <= DP_WORK and cells <= DP_CELLS:
-            found = load_dp(pool, model.nodes.tables, token_class,
-                            np.inf if limit is None else limit,
-                            np.inf if model.mean_rhs is None else model.mean_rhs, upper)
+        found = load_dp(pool, model.nodes.tables, token_class,
+                        np.inf if limit is None else limit,
+                        np.inf if model.mean_rhs is None else model.mean_rhs, upper,
+                        *model.split(y))
+        if found is not None:
             dp_bound = max(0.0, found.bound * model.unit * (1.0 - BOUND_RTOL))
             bound_j = dp_bound if bound_j is None else max(bound_j, dp_bound)
             if found.pattern is not None and model.data.budgets.accepts(deg[found.pattern]):
