@@ -747,6 +747,9 @@ def cmd_reader(_args: argparse.Namespace) -> None:
 
     say("radius factor, float16/bfloat16", f"{LOW_PRECISION_RADIUS_SLACK:g}")
     say("radius factor minus 1, float32", f"{F32_RADIUS_SLACK - 1:.0e}")
+    from siftopt.experiments.generate.experts import CLUSTER_SIZE
+
+    say("trace placement: experts per similarity cluster", CLUSTER_SIZE)
     experts, matrices, d, h = 8, 3, 4096, 14336  # Mixtral-8x7B's config.json
     say("Mixtral-8x7B layer experts in float32 (GB)", f"{experts * matrices * d * h * 4 / 1e9:.1f}")
 
