@@ -427,8 +427,8 @@ def recover(pool: Pool, nodes: NodeTerms, token_class: np.ndarray, pattern: np.n
 
 #: Largest number of candidate states (state × pattern pairs) :func:`load_dp` generates in
 #: one token step and in all; past either it gives up (no answer, no bound).
-DP_STEP = 2_000_000
-DP_WORK = 12_000_000
+DP_STEP = 1_000_000
+DP_WORK = 4_000_000
 
 
 @dataclass(frozen=True)
