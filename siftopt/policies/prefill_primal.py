@@ -468,7 +468,8 @@ def load_dp(pool: Pool, tables: tuple[np.ndarray, ...], token_class: np.ndarray,
     with ``H_m(n) = min_{n ≤ n' ≤ n̂_m} [Ē_m(n') − p_m·(n' − n)]`` and ``R = bound_limit``
     (Lemma 6.1 applied to the tokens still to come). A state also goes when ``V`` plus the
     least degradations of the tokens still to come exceeds ``R``. Returns None past
-    :data:`DP_STEP` or :data:`DP_WORK` candidate states."""
+    :data:`DP_STEP` candidate states in a step, or as soon as the work so far plus this
+    step's candidates for every token still to come exceeds :data:`DP_WORK`."""
     m_all = len(tables)
     caps = np.array([t.size - 1 for t in tables], dtype=np.int64)
     floors = [_floor(t) for t in tables]
@@ -519,8 +520,8 @@ def load_dp(pool: Pool, tables: tuple[np.ndarray, ...], token_class: np.ndarray,
         grow_h = step_h[np.arange(nodes.size)[None, :], digits] @ use.T
         full = (digits >= radix[None, :] - 1).astype(float) @ use.T > 0  # a cap passed
         work += grow.size
-        if grow.size > DP_STEP or work > DP_WORK:
-            return None
+        if grow.size > DP_STEP or work + grow.size * (token_class.size - t - 1) > DP_WORK:
+            return None  # past the limits, or on course to pass DP_WORK at this step's size
         new_floor = floor_sum[:, None] + grow
         new_h = h_sum[:, None] + grow_h
         new_value = values[:, None] + pool.deg[rows][None, :]
