@@ -12,10 +12,14 @@ Usage (from the repository root), one subcommand per group of documented numbers
     python benchmarks/fading_accuracy.py timing        # fading §8: simulation speed
     python benchmarks/fading_accuracy.py digits --out results/accuracy   # docs/accuracy.md
     python benchmarks/fading_accuracy.py lm --out results/lm             # docs/accuracy.md (lm)
+    python benchmarks/fading_accuracy.py reader         # docs/real-models.md §1, §3 constants
+    python benchmarks/fading_accuracy.py lm-bench --lm results/lm --out results/lm-bench
+                                                       # docs/real-models.md §4 (trace bench)
 
 Every random draw is seeded, so every number but the times is the same on every run. Each
 number is printed on a line ``label: value``; ``benchmarks/reproduce.py`` (claims in
-``benchmarks/claims/fading.toml`` and ``accuracy.toml``) re-runs these commands and compares
+``benchmarks/claims/fading.toml``, ``accuracy.toml`` and ``real-models.toml``) re-runs these
+commands and compares
 the printed numbers with the documents.
 """
 
