@@ -1,4 +1,4 @@
-"""The numbers of docs/fading.md and docs/accuracy.md, re-derived with the package's functions.
+"""The numbers of docs/fading.md, accuracy.md and real-models.md, re-derived by the package.
 
 Usage (from the repository root), one subcommand per group of documented numbers:
 
@@ -19,8 +19,7 @@ Usage (from the repository root), one subcommand per group of documented numbers
 Every random draw is seeded, so every number but the times is the same on every run. Each
 number is printed on a line ``label: value``; ``benchmarks/reproduce.py`` (claims in
 ``benchmarks/claims/fading.toml``, ``accuracy.toml`` and ``real-models.toml``) re-runs these
-commands and compares
-the printed numbers with the documents.
+commands and compares the printed numbers with the documents.
 """
 
 from __future__ import annotations
