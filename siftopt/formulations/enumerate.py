@@ -21,6 +21,7 @@ Past ``options.max_patterns`` patterns it raises :class:`PatternLimitError`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,26 +36,34 @@ from siftopt.formulations.space import (
     fits,
     pattern_space,
 )
-from siftopt.model.budgets import token_degradation
+from siftopt.model.budgets import TOL, token_degradation
 from siftopt.model.problem import ProblemData
 
 _ONE = np.uint64(1)
+#: Relative allowance for the rounding of degradation sums in pruning bounds.
+_MARGIN = 1e-12
 _BIT = np.concatenate([[0], np.left_shift(1, np.arange(LOCAL_BITS + 1))]).astype(np.int64)
 
 #: ``fit(D, row)``: whether monotone rows ``row`` may keep patterns of degradation ``D``.
 _Fit = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
-def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | None = None
-                       ) -> PatternSet:
+class PricingTimeout(Exception):
+    """The enumeration passed its deadline (nothing it found so far is returned)."""
+
+
+def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | None = None, *,
+                       deadline: float | None = None) -> PatternSet:
     """The non-dominated kept patterns of every class — all of them, or with ``pricing``
-    those with reduced cost at most the class's threshold (see the module docstring)."""
+    those with reduced cost at most the class's threshold (see the module docstring).
+    ``deadline`` (``time.perf_counter`` clock): checked between batches; past it
+    :class:`PricingTimeout` is raised."""
     if isinstance(space, ProblemData):
         space = pattern_space(space)
     threshold = None if pricing is None else np.array(pricing.threshold, dtype=float)
     parts = []
     if space.mono_classes.size:
-        parts.append(_grow(space, pricing, threshold))
+        parts.append(_grow(space, pricing, threshold, deadline))
     cls, mask, deg = space.general_patterns
     if cls.size:
         if pricing is not None:
@@ -127,10 +136,11 @@ class _Prices:
     nu: float
     threshold: np.ndarray  # (G1,) (tightened in place)
     tighten: bool
+    cap: np.ndarray  # (G1,) at least the largest D a kept pattern of the row can have
 
 
-def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None
-          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None,
+          deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-dominated patterns of the monotone classes as (class, global mask, D)."""
     rows_n, k_slots = space.values.shape[0], space.values.shape[2]
     local = space.slots.local[space.mono_classes]
@@ -146,9 +156,13 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
                              pricing.node_price[np.maximum(space.node_of_bit - 1, 0)], 0.0)
         neg = np.zeros((rows_n, bit_price.shape[1] + 1))
         neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
+        with np.errstate(over="ignore"):
+            cap = np.minimum(eps + TOL, room)
+            cap = cap + _MARGIN * np.maximum(1.0, np.abs(cap))
         prices = _Prices(dual=pricing.class_dual[space.mono_classes], bit_price=bit_price,
                          neg_suffix=neg, nu=float(pricing.degradation_price),
-                         threshold=threshold[space.mono_classes], tighten=pricing.tighten)
+                         threshold=threshold[space.mono_classes], tighten=pricing.tighten,
+                         cap=cap)
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     root = _Frontier(np.arange(rows_n), np.zeros(rows_n, np.int64), np.zeros(rows_n, np.int64),
                      local.copy(),
@@ -166,6 +180,8 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
     total = 0
     limits = space.options
     while stack:
+        if deadline is not None and time.perf_counter() > deadline:
+            raise PricingTimeout("pricing stopped at the deadline")
         front = stack.pop()
         if not len(front):
             continue
@@ -211,7 +227,82 @@ def _extension_count(space: PatternSpace, front: _Frontier, fit: _Fit,
         bound = (front.price + prices.neg_suffix[front.row, front.nxt]
                  + prices.nu * lower_d - prices.dual[front.row])
         alive &= bound <= prices.threshold[front.row]
+        # the cover bound costs about four extensions of a set: only where a finite
+        # threshold can prune
+        idx = np.flatnonzero(alive & np.isfinite(prices.threshold[front.row]))
+        if idx.size:
+            alive[idx] = (_cover_bound(space, front.take(idx), prices)
+                          <= prices.threshold[front.row[idx]])
     return np.where(alive, np.maximum(space.nbits[front.row] - front.nxt, 0), 0)
+
+
+def _cover_bound(space: PatternSpace, front: _Frontier, prices: _Prices) -> np.ndarray:
+    """A lower bound on the reduced cost of every kept extension ``S ∪ A`` of each frontier
+    set S by bits ≥ ``nxt`` (A may be empty), in chunks of ``_CHUNK`` sets.
+
+    Bit j lowers slot k by at most ``drop_jk = max(0, best_k − v_jk)`` (``best``: S's slot
+    values), so ``D(S) − D(S ∪ A) = Σ_k max_{j∈A} drop_jk =: drop(A)``. A kept extension has
+    ``D(S ∪ A) ≤ cap``, i.e. ``drop(A) ≥ need = D(S) − cap``, and reduced cost
+    ``price(S) + μ(A) + ν·(D(S) − drop(A)) − π``. For any ``λ ≥ 0`` (a Lagrange multiplier
+    of ``drop(A) ≥ need``) and ``Λ = λ + ν``:
+
+        μ(A) − ν·drop(A) ≥ λ·need + Σ_j min(0, μ_j) − max_A [Λ·drop(A) − μ⁺(A)]
+
+    and splitting each ``μ⁺_j`` over the slots in proportion to ``drop_jk`` (shares summing
+    to ``μ⁺_j`` where ``g_j = Σ_k drop_jk > 0``) bounds the maximum by
+    ``Σ_k max_j drop_jk·(Λ − μ⁺_j / g_j)⁺``. The bound is taken at a few λ (0 and ratios
+    ``μ⁺_j / g_j`` at and after the critical one of the fractional knapsack over the
+    ``g_j``, see ``_STEPS``),
+    each valid; ``need`` is lowered by a relative ``_MARGIN`` for the rounding of sums.
+    """
+    n = len(front)
+    out = np.empty(n)
+    for lo in range(0, n, _CHUNK):
+        out[lo: lo + _CHUNK] = _cover_chunk(space, front.take(slice(lo, lo + _CHUNK)), prices)
+    return out
+
+
+#: Frontier sets per chunk of :func:`_cover_bound` (memory about ``R·K·8`` bytes each).
+_CHUNK = 4096
+#: Multipliers tried by :func:`_cover_bound`: −1 is λ = 0, s ≥ 0 the s-th ratio after the
+#: critical one.
+_STEPS = (0, 3)
+
+
+def _cover_chunk(space: PatternSpace, front: _Frontier, prices: _Prices) -> np.ndarray:
+    n, r_max = len(front), space.values.shape[1]
+    d_now = token_degradation(front.best)
+    need = d_now - prices.cap[front.row] - _MARGIN * (1.0 + np.abs(d_now))
+    bits = np.arange(r_max)
+    usable = ((bits[None, :] >= front.nxt[:, None])
+              & (bits[None, :] < space.nbits[front.row, None]))
+    drop = np.maximum(front.best[:, None, :] - space.values[front.row], 0.0)  # (n, R, K)
+    drop[~usable] = 0.0
+    gain = drop.sum(axis=2)
+    mu = np.where(usable, prices.bit_price[front.row], 0.0)
+    negative = np.minimum(mu, 0.0).sum(axis=1)
+    mu_pos = np.maximum(mu, 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(gain > 0.0, mu_pos / gain, np.inf)
+    # the fractional knapsack's critical ratio: where the gains, by increasing ratio, first
+    # cover the need
+    order = np.argsort(ratio, axis=1)
+    r_sorted = np.take_along_axis(ratio, order, axis=1)
+    cum = np.cumsum(np.take_along_axis(gain, order, axis=1), axis=1)
+    first = np.minimum((cum < np.maximum(need, 0.0)[:, None]).sum(axis=1), r_max - 1)
+    rows = np.arange(n)
+    base = front.price + prices.nu * d_now - prices.dual[front.row] + negative
+    best = np.full(n, -np.inf)
+    for step in _STEPS:
+        if step < 0:
+            lam = np.zeros(n)
+        else:
+            lam = r_sorted[rows, np.minimum(first + step, r_max - 1)]
+            lam = np.where(np.isfinite(lam) & (need > 0.0), lam, 0.0)
+        big = lam + prices.nu
+        term = (drop * np.maximum(big[:, None] - ratio, 0.0)[:, :, None]).max(axis=1)
+        best = np.maximum(best, base + lam * need - term.sum(axis=1))
+    return best
 
 
 def _extend(space: PatternSpace, front: _Frontier, count: np.ndarray, fit: _Fit,
@@ -298,4 +389,4 @@ def _rows_to_global(space: PatternSpace, row: np.ndarray, local_mask: np.ndarray
     return mask
 
 
-__all__ = ["cheapest_patterns", "enumerate_patterns"]
+__all__ = ["PricingTimeout", "cheapest_patterns", "enumerate_patterns"]

@@ -39,7 +39,7 @@ from siftopt.backends.highs.common import (
 )
 from siftopt.backends.highs.master import Master, build_master
 from siftopt.backends.options import ColumnGenerationOptions
-from siftopt.formulations.enumerate import cheapest_patterns, enumerate_patterns
+from siftopt.formulations.enumerate import PricingTimeout, cheapest_patterns, enumerate_patterns
 from siftopt.formulations.space import PatternLimitError, PatternSet, PatternSpace, Pricing
 from siftopt.io.profiles import Profile
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT
@@ -65,12 +65,15 @@ class Trace:
     upper: float = np.inf  # best solution so far (energy units)
     lower: float = 0.0  # best valid lower bound so far (energy units)
 
-    def price(self, space: PatternSpace, pricing: Pricing | None = None) -> PatternSet:
-        """:func:`enumerate_patterns`, timed as pricing."""
+    def price(self, space: PatternSpace, pricing: Pricing | None = None,
+              deadline: float | None = None) -> PatternSet:
+        """:func:`enumerate_patterns`, timed as pricing (:class:`PricingTimeout` past the
+        deadline)."""
         started = time.perf_counter()
-        found = enumerate_patterns(space, pricing)
-        self.pricing_s += time.perf_counter() - started
-        return found
+        try:
+            return enumerate_patterns(space, pricing, deadline=deadline)
+        finally:
+            self.pricing_s += time.perf_counter() - started
 
     def add(self, phase: str, **values: Any) -> None:
         """An event with the global bounds so far in J (see :mod:`siftopt.backends.progress`)."""
@@ -109,18 +112,21 @@ def _mip_over(master: Master, bps: np.ndarray, patterns: np.ndarray, profile: Pr
     if patterns.size == 0:  # every class row needs a pattern
         return MipResult(INFEASIBLE, None, None, None, 0.0), None
     highs = new_highs(profile, remaining_s(deadline))
-    cols = Columns.concat([master.breakpoint_columns(bps), master.pattern_columns(patterns)])
-    pass_model(highs, cols, master.row_lower, master.row_upper, mip=True)
+    cols = Columns.concat([master.breakpoint_columns(bps), master.pattern_columns(patterns),
+                           master.load_columns()])
+    row_lower, row_upper = master.mip_rows()
+    pass_model(highs, cols, row_lower, row_upper, mip=True)
     if start is not None:
         amounts = np.zeros(patterns.size)
         amounts[np.searchsorted(patterns, start[0])] = start[1]
-        theta = master.theta(master.loads(*start), bps)
-        values = np.concatenate([theta, amounts])
+        loads = master.loads(*start)
+        theta = master.theta(loads, bps)
+        values = np.concatenate([theta, amounts, loads[master.nodes].astype(float)])
         highs.setSolution(values.size, np.arange(values.size, dtype=np.int32), values)
     result = run_mip(highs, gaps_zero(profile))
     if result.values is None:
         return result, None
-    amounts = np.rint(result.values[bps.size:])
+    amounts = np.rint(result.values[bps.size: bps.size + patterns.size])
     used = amounts > 0
     return result, (patterns[used], amounts[used])
 
@@ -159,9 +165,10 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     in_lp_bp = np.zeros(master.bp_node.size, dtype=bool)
     in_lp_bp[bps[0]] = True
     rounds, converged, z_lp, row_dual = 0, False, 0.0, None
-    escalations, lagrangian = 0, 0.0
+    escalations, lagrangian, quiet = 0, 0.0, False
     while rounds < options.max_rounds:
         rounds += 1
+        _limit_lp(highs, deadline)
         if not _run_lp(highs, trace):
             if deadline is not None and time.perf_counter() > deadline:
                 break
@@ -170,7 +177,21 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         z_lp = float(highs.getInfo().objective_function_value)
         solution = highs.getSolution()
         row_dual = np.asarray(solution.row_dual)
-        found = trace.price(space, master.pricing(row_dual, -options.pricing_tol, True))
+        new_bps = _new_breakpoints(master, row_dual, in_lp_bp, options.pricing_tol)
+        if quiet and new_bps.size:
+            # the last pattern pricing found nothing: settle the breakpoints (cheap) before
+            # pricing every class again
+            in_lp_bp[new_bps] = True
+            bps.append(new_bps)
+            add_columns(highs, master.breakpoint_columns(new_bps, lp=True))
+            if deadline is not None and time.perf_counter() > deadline:
+                break
+            continue
+        try:
+            found = trace.price(space, master.pricing(row_dual, -options.pricing_tol, True),
+                                deadline)
+        except PricingTimeout:
+            break
         lagrangian = max(lagrangian, _lagrangian_bound(master, z_lp, row_dual, found,
                                                        options.pricing_tol))
         trace.improve(lower=lagrangian)
@@ -178,7 +199,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         idx = master.store.add(found.pattern_class[pick], found.mask[pick],
                                found.degradation[pick])
         new = np.array(sorted(set(idx.tolist()) - known), dtype=np.int64)
-        new_bps = _new_breakpoints(master, row_dual, in_lp_bp, options.pricing_tol)
+        quiet = new.size == 0
         if new.size == 0 and new_bps.size == 0:
             used = np.asarray(solution.col_value)[: overflow_cost.size] > options.overflow_tol
             if not used.any():
@@ -236,6 +257,14 @@ def _lagrangian_bound(master: Master, z_lp: float, row_dual: np.ndarray, found: 
     return float(z_lp + counts @ least + np.minimum(per_node, -pricing_tol).sum())
 
 
+def _limit_lp(highs: highspy.Highs, deadline: float | None) -> None:
+    """HiGHS's time limit counts the run time of every run of one object, not the time spent
+    outside it (pricing): before each run it is set to that run time plus the time left."""
+    if deadline is not None:
+        highs.setOptionValue("time_limit",
+                             highs.getRunTime() + max(deadline - time.perf_counter(), 1e-3))
+
+
 def _run_lp(highs: highspy.Highs, trace: Trace) -> bool:
     """Run the LP; on a failure other than optimality, once more from a fresh factorisation.
     Returns whether it is optimal."""
@@ -277,18 +306,25 @@ def _best_per_class(pset: PatternSet, per_class: int) -> np.ndarray:
     return order[rank < per_class]
 
 
-def _columns_below(master: Master, row_dual: np.ndarray, threshold: float, trace: Trace
+def _columns_below(master: Master, row_dual: np.ndarray, threshold: float, trace: Trace,
+                   deadline: float | None = None, *, stored: bool = False
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Breakpoints and (stored) patterns with reduced cost ≤ threshold at ``row_dual``;
     breakpoints come with their neighbours (a load between two breakpoints uses both, and
-    costs at least LB + the smaller reduced cost)."""
+    costs at least LB + the smaller reduced cost). Patterns: all of them (an enumeration,
+    :class:`PricingTimeout` past ``deadline``), or with ``stored`` only those the master
+    already holds (no enumeration: enough for a restricted MILP, not for fixing)."""
     low = master.breakpoint_reduced_costs(row_dual) <= threshold
     keep = low.copy()
     same_node = master.bp_node[1:] == master.bp_node[:-1]
     keep[1:] |= low[:-1] & same_node
     keep[:-1] |= low[1:] & same_node
     bps = np.flatnonzero(keep)
-    found = trace.price(master.space, master.pricing(row_dual, threshold, False))
+    pricing = master.pricing(row_dual, threshold, False)
+    if stored:
+        cls, mask, deg = master.store.arrays
+        return bps, np.flatnonzero(pricing.reduced_cost(cls, mask, deg) <= threshold)
+    found = trace.price(master.space, pricing, deadline)
     return bps, np.unique(master.store.add_set(found))
 
 
@@ -352,10 +388,14 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         trace.improve(upper=ub)
         trace.add("warm start")
 
-    tau = options.tau
+    tau, stored = options.tau, True
     while True:
         if cg.row_dual is not None:  # the LP's basis has rc = 0: included
-            bps, pats = _columns_below(master, cg.row_dual, tau, trace)
+            try:  # first the patterns priced so far, then every pattern below tau
+                bps, pats = _columns_below(master, cg.row_dual, tau, trace, deadline,
+                                           stored=stored)
+            except PricingTimeout:
+                bps, pats = np.arange(master.bp_node.size), cg.lp_patterns
         else:
             bps, pats = np.arange(master.bp_node.size), cg.lp_patterns
         if incumbent is not None:
@@ -380,7 +420,10 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         if cg.row_dual is None or tau >= options.max_tau:
             # the restricted MILPs are infeasible; that proves nothing about (P)
             raise NoIncumbentError("no feasible solution among the priced patterns")
-        tau = max(8.0 * tau, 0.1)  # widen the restricted MILP (from any start)
+        if stored:
+            stored = False  # every pattern below tau, then wider
+        else:
+            tau = max(8.0 * tau, 0.1)  # widen the restricted MILP (from any start)
     if incumbent is None:  # time limit: the restricted MILP's bound is not valid for (P)
         result.bound = lb
         return result, master, None, details
@@ -391,7 +434,14 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         result.bound = lb  # converged LP bound, or the best Lagrangian bound
         return result, master, incumbent, details
     threshold = ub - lb + options.fix_margin[0] * abs(ub) + options.fix_margin[1]
-    fixed_bps, fixed = _columns_below(master, cg.row_dual, threshold, trace)
+    try:
+        fixed_bps, fixed = _columns_below(master, cg.row_dual, threshold, trace, deadline)
+    except PricingTimeout:  # the best solution so far, optimality unproved
+        details["mip_columns"] = int(bps.size + pats.size)
+        result.status = FEASIBLE
+        result.bound = lb
+        trace.add("fixing stopped at the time limit")
+        return result, master, incumbent, details
     details["fixed_columns"] = int(fixed.size + fixed_bps.size)
     if (result.status == OPTIMAL and exact_gaps and chosen is not None
             and result.objective <= ub and np.isin(fixed, pats).all()
