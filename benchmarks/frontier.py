@@ -2,7 +2,8 @@
 
 Usage (from the repository root; about 8 minutes with the default 120 s limit):
 
-    python benchmarks/frontier.py [--only NAME[,NAME...]] [--time-limit 120] [--all]
+    python benchmarks/frontier.py [--only NAME[,NAME...]] [--time-limit 120] [--all] \
+        [--json PATH]
                                   [--method highs|cpsat/lagrange|...]
 
 Each row is generated with the Python API (``siftopt.generate``, urban scenario, the default
@@ -11,12 +12,15 @@ profile) and solved with ``siftopt.solve(inst, "highs", time_limit=T)`` (or ``--
 (instance, status, energy, bound, gap, time) is printed row by row. ``--all`` adds the
 L = 32768 row (a single 32768-token batch from the generator; the issue's row was eight
 4096-token prompts, which the generator has no option for). Mean-budget rows use seed 0 (the
-issue gives none).
+issue gives none). ``--json PATH`` also writes every row (name, instance, status, energy and
+bound in J, relative gap, seconds, load average at the start) to PATH, rewritten after each.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -38,7 +42,8 @@ class Row:
     large: bool = False  # only with --all
 
     def label(self) -> str:
-        budget = f", mean {self.accuracy:g}" if self.budget == "mean" else ""
+        budget = (f", {self.budget} {self.accuracy:g}" if self.budget in ("mean", "both")
+                  else "")
         return (f"{self.preset}, L={self.tokens}, M={self.nodes}, {self.fading}, {self.power}"
                 f"{budget}, seed {self.seed}")
 
@@ -53,6 +58,7 @@ ROWS = (
     Row("mean-qwen128", "qwen3-30b-a3b", 128, 8, "slow", "adaptive", 0, "mean", 0.3),
     Row("mean-mixtral512", "mixtral-8x7b", 512, 4, "slow", "fixed", 0, "mean", 0.2),
     Row("mean-olmoe1024", "olmoe-1b-7b", 1024, 8, "slow", "adaptive", 0, "mean", 0.2),
+    Row("both-qwen1024", "qwen3-30b-a3b", 1024, 16, "slow", "adaptive", 0, "both", 0.2),
 )
 
 
@@ -74,6 +80,7 @@ def main() -> None:
                         + ", ".join(r.name for r in ROWS))
     parser.add_argument("--time-limit", type=float, default=120.0)
     parser.add_argument("--all", action="store_true", help="include the L = 32768 row")
+    parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH")
     parser.add_argument("--method", default="highs",
                         help="METHOD or METHOD/FORMULATION, e.g. cpsat/lagrange (default highs)")
     args = parser.parse_args()
@@ -83,12 +90,14 @@ def main() -> None:
         sys.exit(f"unknown rows: {', '.join(sorted(unknown))}")
     print("| instance | status | energy (J) | bound (J) | gap | time (s) |")
     print("|---|---|---|---|---|---|", flush=True)
+    rows: list[dict[str, object]] = []
     for row in ROWS:
         if wanted is not None and row.name not in wanted:
             continue
         if wanted is None and row.large and not args.all:
             continue
         inst = instance(row)
+        load = os.getloadavg()[0]
         started = time.perf_counter()
         method, _, formulation = args.method.partition("/")
         result = siftopt.solve(inst, method, time_limit=args.time_limit,
@@ -97,10 +106,19 @@ def main() -> None:
         energy = result.energy_j if result.evaluation is not None else None
         bound = result.dual_bound_j
         gap = "–"
+        rel_gap = None
         if energy is not None and bound is not None and energy > 0:
-            gap = f"{max(energy - bound, 0.0) / energy:.2%}"
+            rel_gap = max(energy - bound, 0.0) / energy
+            gap = f"{rel_gap:.2%}"
         print(f"| {row.label()} | {result.status} | {_j(energy)} | {_j(bound)} | {gap} "
               f"| {took:.1f} |", flush=True)
+        rows.append({"name": row.name, "instance": row.label(), "status": str(result.status),
+                     "energy_j": energy, "bound_j": bound, "gap": rel_gap,
+                     "seconds": round(took, 3), "time_limit_s": args.time_limit,
+                     "loadavg_1min": load})
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as out:
+                json.dump(rows, out, indent=1)
 
 
 if __name__ == "__main__":
