@@ -146,3 +146,100 @@ def test_warm_start_and_fallback() -> None:
         return  # no decreasing table drawn: nothing to fall back from
     out = solve_cpsat_lagrange(data, load_profile(None), time_limit_s=30)
     assert "slot formulation" in out.details["fallback"]
+
+
+# ---- fast fading (Rayleigh): tables concave, S-shaped or decreasing ------------------------
+
+
+def _monotone(data) -> bool:
+    return all(bool(np.all(np.diff(t.energy_j) >= 0)) for t in data.tables)
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), tokens=st.integers(1, 4), nodes=st.integers(1, 3),
+       top_k=st.integers(1, 2), power=st.sampled_from(["fixed", "adaptive"]),
+       budgets=st.sampled_from(["token", "mean", "both"]),
+       eps_scale=st.sampled_from([0.1, 0.3, 1.0]))
+def test_rayleigh_equals_brute_force(seed, tokens, nodes, top_k, power, budgets,
+                                     eps_scale) -> None:
+    """Rayleigh tables (concave at low loads in both power modes) through the greedy cuts
+    and the per-class prices; decreasing tables still go to the slot model."""
+    inst = random_instance(seed, num_tokens=tokens, num_experts=5, top_k=top_k,
+                           num_nodes=nodes, power_control=power, budgets=budgets,
+                           eps_scale=eps_scale, fading="rayleigh")
+    truth = solve(inst, "brute")
+    got = solve(inst, "cpsat", formulation="lagrange")
+    assert_same_answer(inst, got, truth)
+    if _monotone(problem_data(inst)) and got.status == "optimal":
+        assert got.solver_info.get("fallback") is None
+
+
+@SETTINGS
+@given(seed=st.integers(0, 2**31), power=st.sampled_from(["fixed", "adaptive"]),
+       budgets=st.sampled_from(["token", "mean", "both"]), prices=st.integers(0, 2**31),
+       fading=st.sampled_from(["slow", "rayleigh"]))
+def test_the_bound_holds_at_any_class_prices(seed, power, budgets, prices, fading) -> None:
+    """LB(d, ν) ≤ the brute-force optimum for random per-class node prices d (the node term
+    min_k E(k) − top_k(d) is exact for any table, convex or not)."""
+    inst = random_instance(seed, num_tokens=4, num_experts=5, top_k=2, num_nodes=3,
+                           power_control=power, budgets=budgets, fading=fading)
+    data = problem_data(inst)
+    if not _monotone(data):
+        return  # the pattern set assumes non-decreasing tables
+    truth = solve(inst, "brute")
+    if truth.status != "optimal":
+        return
+    pats = enumerate_classes(data)
+    scale = data.energy_scale_j()
+    tables = [t.energy_j / scale for t in data.tables]
+    rng = np.random.default_rng(prices)
+    per_token = max(float(t[-1]) / max(t.size - 1, 1) for t in tables)
+    d = rng.exponential(per_token * rng.choice([0.5, 2.0, 8.0]),
+                        size=(pats.num_classes, data.num_nodes))
+    d *= rng.integers(0, 2, size=d.shape)
+    nu = float(rng.exponential(5.0)) if data.budgets.mean_binds else 0.0
+    mean_cap = data.budgets.mean_row_upper() if data.budgets.mean_binds else 0.0
+    bound = lagrangian(pats, tables, d, nu, mean_cap)
+    assert bound.value * scale <= truth.energy_j * (1 + 1e-12) + 1e-300
+    assert np.all(bound.rc >= 0)
+
+
+def test_greedy_points_are_below_the_concave_part() -> None:
+    """Every greedy point y of B's base polytope has y(S) ≤ B(|S|) for every token set S
+    (checked over all subsets of 7 tokens in 3 classes), and E = A + B."""
+    from itertools import combinations
+
+    from siftopt.backends.cpsat.lagrange import greedy_point, split_tables
+
+    table = np.array([0.0, 5.0, 8.0, 10.0, 11.5, 13.5, 16.5, 20.0])  # concave, then convex
+    split = split_tables([table], 7)
+    step = split.steps[0]
+    assert step is not None and np.all(np.diff(step) <= 0)
+    b = np.concatenate([[0.0], np.cumsum(step)])
+    assert np.allclose(split.convex[0] + b[: table.size], table)
+    assert np.all(np.diff(split.convex[0], 2) >= -1e-12)
+    count = np.array([3, 2, 2])
+    token_class = np.repeat(np.arange(3), count)
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        y = greedy_point(b, count, np.array(order))
+        for k in range(8):
+            for subset in combinations(range(7), k):
+                assert y[token_class[list(subset)]].sum() <= b[k] + 1e-12
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31), tokens=st.sampled_from([12, 24]),
+       power=st.sampled_from(["fixed", "adaptive"]),
+       budgets=st.sampled_from(["token", "both"]))
+def test_rayleigh_agrees_with_the_level_binary_slot_model(seed, tokens, power,
+                                                          budgets) -> None:
+    """Medium Rayleigh instances: the same optimum as HiGHS's slot MILP (level binaries for
+    tables that are not convex)."""
+    inst = random_instance(seed, num_tokens=tokens, num_experts=12, top_k=3, num_nodes=4,
+                           power_control=power, budgets=budgets, max_candidates=3,
+                           fading="rayleigh")
+    truth = solve(inst, "highs", formulation="slots", time_limit_s=120)
+    if truth.status not in ("optimal", "infeasible"):
+        return
+    got = solve(inst, "cpsat", formulation="lagrange", time_limit_s=120)
+    assert_same_answer(inst, got, truth)
