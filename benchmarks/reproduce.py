@@ -29,7 +29,9 @@ the command is not there), and the numbers it re-measures:
   "documented"`` the document shows only some of the output's rows (an excerpt of a
   transcript): each documented row is compared with the measured row of the same first
   ``key`` cells, other measured rows are ignored, and a documented row the output lacks is a
-  mismatch. With ``format =
+  mismatch. ``skip_rows`` (a list of first cells, e.g. ``[["prefill128 (L=128)", "fixed",
+  "cpsat+slots (exact)"]]``) leaves out documented rows no re-run can repeat (an answer at a
+  time limit). With ``format =
   "console"`` the table is a terminal one (a transcript in a ``console`` block): ``doc`` and
   ``out`` are snippets of its header line, columns are separated by two or more spaces, a line
   of dashes is skipped, and the table ends at the first line with another number of cells.
@@ -238,11 +240,13 @@ CellTolerance = Tolerance | list[Tolerance]  # a list: one per number of the cel
 def compare_tables(label: str, documented: list[list[str]], measured: list[list[str]],
                    default: Tolerance, columns: dict[str, CellTolerance], quick: bool,
                    subset_key: int | None = None, *,
-                   documented_key: int | None = None) -> Comparison:
+                   documented_key: int | None = None,
+                   skip_rows: list[list[str]] | None = None) -> Comparison:
     """Row by row in order; with ``subset_key`` each measured row against the documented row
     with the same first ``subset_key`` cells (documented rows not measured are skipped); with
     ``documented_key`` each documented row against the measured row with the same first
-    ``documented_key`` cells (measured rows not documented are skipped)."""
+    ``documented_key`` cells (measured rows not documented are skipped). A documented row whose
+    first cells are one of ``skip_rows`` is not compared (a run stopped by a time limit)."""
     header = documented[0]
     if [squash(c) for c in header] != [squash(c) for c in measured[0]]:
         return Comparison(label, Outcome.MISMATCH, f"headers differ: {header} vs {measured[0]}")
@@ -273,6 +277,11 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
                 problems.append(f"measured row {row_new[:subset_key]} is not documented")
             else:
                 pairs.append((row_doc, row_new))
+    skip = [[squash(c) for c in key] for key in skip_rows or []]
+    kept = [(row_doc, row_new) for row_doc, row_new in pairs
+            if not any([squash(c) for c in row_doc[:len(key)]] == key for key in skip)]
+    skipped_rows = len(pairs) - len(kept)
+    pairs = kept
     skipped_times = 0
     for row_doc, row_new in pairs:
         if len(row_doc) != len(row_new):
@@ -296,6 +305,8 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
         notes.append(f"{len(pairs)} documented rows of {len(measured) - 1} measured")
     if skipped_times:
         notes.append(f"{skipped_times} time cells not checked (--quick)")
+    if skipped_rows:
+        notes.append(f"{skipped_rows} rows not compared (skip_rows)")
     return Comparison(label, Outcome.MATCH, "; ".join(notes))
 
 
@@ -490,7 +501,8 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
             results.append(Comparison(label, Outcome.MISMATCH, str(error)))
             continue
         results.append(compare_tables(label, documented_rows, measured_rows, default, columns,
-                                      quick, subset_key, documented_key=documented_key))
+                                      quick, subset_key, documented_key=documented_key,
+                                      skip_rows=spec.get("skip_rows")))
     return results
 
 

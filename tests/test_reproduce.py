@@ -247,3 +247,17 @@ def test_console_tables_split_at_two_spaces_and_end_at_another_shape():
     assert reproduce.compare_tables("t", rows, rows, printed, {}, True).outcome is Outcome.MATCH
     cell = {"table": "node  tokens", "format": "console", "row": ["2"], "column": "tokens"}
     assert reproduce.table_value(transcript, cell, "t") == 0.0
+
+
+def test_skip_rows_leaves_out_rows_no_rerun_can_repeat():
+    doc = [["instance", "method", "E"], ["a", "exact", "1.0"], ["a", "cpsat", "3.0"]]
+    new = [["instance", "method", "E"], ["a", "exact", "1.0"], ["a", "cpsat", "2.2"]]
+    printed = Tolerance.parse("printed")
+    assert reproduce.compare_tables("t", doc, new, printed, {}, False).outcome \
+        is Outcome.MISMATCH
+    result = reproduce.compare_tables("t", doc, new, printed, {}, False,
+                                      skip_rows=[["a", "cpsat"]])
+    assert result.outcome is Outcome.MATCH and "1 rows not compared" in result.detail
+    changed = [["instance", "method", "E"], ["a", "exact", "1.1"], ["a", "cpsat", "2.2"]]
+    assert reproduce.compare_tables("t", doc, changed, printed, {}, False,
+                                    skip_rows=[["a", "cpsat"]]).outcome is Outcome.MISMATCH
