@@ -19,16 +19,19 @@ nodes a token is sent to — but enumerates, prices and decodes them itself:
    time, since D never falls when a node is dropped). ``2^r`` subsets
    per class with r relevant nodes: past :data:`MAX_RELEVANT` nodes, or non-monotone tables
    (fast fading), the CP-SAT slot model answers instead (``details["fallback"]``).
-2. **A Lagrangian bound** (:func:`lagrangian`). For prices ``μ ≥ 0`` on the node loads
-   (relaxing ``n_m ≥ Σ_t u[t,m]``) and ``ν ≥ 0`` on the mean row (``Σ_t D_t ≤ R``,
-   ``R = Budgets.mean_row_upper``, which every accepted decision meets)::
+2. **A Lagrangian bound** (:func:`lagrangian`). For per-class node prices ``d ≥ 0`` (a
+   token of class g pays ``d[g, m]`` on node m) and ``ν ≥ 0`` on the mean row
+   (``Σ_t D_t ≤ R``, ``R = Budgets.mean_row_upper``, which every accepted decision meets)::
 
-       LB(μ, ν) = Σ_m min_{0≤n≤n̂_m} (E_m(n) − μ_m n) + Σ_g count_g·min_{C∈P_g} (μ(C) + ν D_C) − ν R
+       LB(d, ν) = Σ_m min_{0≤k≤k̂_m} (E_m(k) − top_k(d[:, m]))
+                  + Σ_g count_g·min_{C∈P_g} (Σ_{m∈C} d[g, m] + ν D_C) − ν R
 
-   is a lower bound on (P) for *any* such prices — it is evaluated here directly from the
-   tables and the patterns, whoever proposed the prices. The prices come from the duals of a
-   restricted pattern LP solved with GLOP (OR-Tools' simplex; columns priced by the same
-   formula; energies of node m by the segments of the lower convex hull of its table).
+   is a lower bound on (P) for *any* such prices and any tables (``top_k``: the largest sum
+   of k tokens' prices on m) — it is evaluated here directly from the tables and the
+   patterns, whoever proposed the prices. The prices come from the duals of a restricted
+   pattern LP solved with GLOP (OR-Tools' simplex; columns priced by the same formula; node
+   m's energy by the segments of the lower convex hull of the convex part of its table and
+   by greedy cuts of its concave part, :class:`Split`).
 3. **Reduced-cost fixing.** For every decision x of energy f(x) that meets the budgets,
    ``f(x) ≥ LB + Σ_t rc_t + Σ_m rn_m(n_m)`` with ``rc_t = μ(C_t) + ν D_t − min_C(…) ≥ 0``
    and ``rn_m(n) = E_m(n) − μ_m n − min(…) ≥ 0``. So every decision with ``f(x) ≤ U`` uses
