@@ -106,6 +106,8 @@ FIRST_TAU = (1e-6, 1e-3)
 #: Column-generation rounds of the GLOP LP, and the reduced cost below which a column enters.
 MAX_LP_ROUNDS = 200
 PRICING_TOL = 1e-9
+#: Share of the time left after enumeration that the GLOP rounds may use.
+LP_SHARE = 0.5
 #: Penalty per token of overflow (above any node's energy per token) in the GLOP LP.
 OVERFLOW_FACTOR = 1e3
 
@@ -805,7 +807,10 @@ def solve_cpsat_lagrange(data: ProblemData, profile: Profile, *, time_limit_s: f
     tables = [t.energy_j / scale for t in data.tables]
     budgets = data.budgets
     mean_cap = budgets.mean_row_upper() if budgets.mean_binds else None
-    bound, stats = lp_prices(pats, tables, mean_cap, deadline)
+    # the LP may use half of the time left: CP-SAT needs the rest to find a decision
+    left = remaining_s(deadline)
+    lp_deadline = None if left is None else time.perf_counter() + LP_SHARE * left
+    bound, stats = lp_prices(pats, tables, mean_cap, lp_deadline)
     details.update(stats, lagrangian_bound_j=bound.value * scale)
     build_time = time.perf_counter() - started
     events: list[dict[str, Any]] = [{"t_s": round(build_time, 4), "phase": "lagrangian bound",
