@@ -16,7 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from siftopt import registry
-from siftopt.backends.base import check_warm_start
+from siftopt.backends.base import at_time_limit, check_warm_start, deadline_of
 from siftopt.backends.options import ExactOptions
 from siftopt.errors import InputError, PolicyRefusal
 from siftopt.io.profiles import Profile, load_profile
@@ -96,6 +96,8 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
                            instance=inst)
     outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start,
                              options=options)
+    # issue 14, goal 4: a time limit never leaves "no solution" (the policies' best answer)
+    outcome = at_time_limit(outcome, data, deadline_of(started, limit))
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)
     status, message = outcome.status, outcome.message
     if status == INFEASIBLE and not message:

@@ -17,6 +17,7 @@ lower bound.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
@@ -159,6 +160,76 @@ def accepted_start(data: ProblemData, warm_start: np.ndarray | None
     if np.any(decision_loads(data, options)[1:] > data.caps[1:]):
         return None
     return np.asarray(warm_start, dtype=np.int64), decision_energy_j(data, options)
+
+
+# ---- goal 4 of issue 14: never "no solution" at a time limit ---------------------------------
+
+
+def policy_incumbent(data: ProblemData, deadline: float | None = None
+                     ) -> tuple[np.ndarray, float, str] | None:
+    """The accepted decision (:func:`accepted_start`) of least energy among the answers of
+    ``sift-decode`` and ``sift-price``, as ``(actions, energy J, policy)``, or None.
+
+    Bounded by ``deadline`` (``time.perf_counter`` instant): ``sift-decode`` (one pass of the
+    exact per-token rule) always runs, even past the deadline — it is the slack of a
+    time-limited answer (0.02–0.8 s up to L = 1024, M = 16); ``sift-price`` then runs as many
+    price iterations (each about one decode pass, :func:`~siftopt.policies.price.sift_price_run`)
+    as fit in the time left, none when none fits. Without a deadline both run in full. A
+    policy that refuses the instance is skipped (the price iteration uses the same per-token
+    rule, so a refused decode skips both).
+    """
+    from siftopt.errors import PolicyRefusal
+    from siftopt.policies.common import policy_targets
+    from siftopt.policies.decode import sift_decode
+    from siftopt.policies.price import MAX_PRICE_ITERATIONS, sift_price_run
+
+    best = None
+
+    def consider(targets: np.ndarray, method: str) -> None:
+        nonlocal best
+        known = accepted_start(data, policy_targets(targets))
+        if known is not None and (best is None or known[1] < best[1]):
+            best = (known[0], known[1], method)
+
+    began = time.perf_counter()
+    try:
+        consider(sift_decode(data.inst), "sift-decode")
+    except PolicyRefusal:
+        return None
+    one_pass = max(time.perf_counter() - began, 1e-6)
+    iterations = MAX_PRICE_ITERATIONS
+    if deadline is not None:
+        iterations = min(iterations, int((deadline - time.perf_counter()) / one_pass))
+    if iterations >= 1:
+        with contextlib.suppress(PolicyRefusal):
+            consider(sift_price_run(data.inst, max_iterations=iterations).actions, "sift-price")
+    return best
+
+
+def at_time_limit(outcome: BackendOutcome, data: ProblemData, deadline: float | None
+                  ) -> BackendOutcome:
+    """Any backend's answer, completed so that a time limit never leaves "no solution".
+
+    An outcome stopped at its limit without a decision takes the policies' best accepted
+    answer (:func:`policy_incumbent`, bounded by ``deadline``) as ``feasible``
+    (``details["incumbent_policy"]``); ``time_limit`` stays only when no policy has one. A
+    time-limited answer without a bound gets 0 J, the trivial bound (energies are
+    non-negative). Other outcomes are returned unchanged.
+    """
+    if outcome.status not in (TIME_LIMIT, FEASIBLE):
+        return outcome
+    bound = outcome.dual_bound_j if outcome.dual_bound_j is not None else 0.0
+    if outcome.actions is not None:
+        return dataclasses.replace(outcome, status=FEASIBLE, dual_bound_j=bound)
+    known = policy_incumbent(data, deadline)
+    if known is None:
+        return dataclasses.replace(outcome, status=TIME_LIMIT, dual_bound_j=bound)
+    details = dict(outcome.details)
+    details["incumbent_policy"] = known[2]
+    reason = outcome.message or "stopped before finding a solution"
+    return dataclasses.replace(outcome, status=FEASIBLE, actions=known[0], dual_bound_j=bound,
+                               details=details,
+                               message=f"{reason}; returning the best policy answer ({known[2]})")
 
 
 #: One solve of a model with the given cuts added: ``solve_once(cuts) -> BackendOutcome``.
@@ -370,8 +441,9 @@ def checked_pattern_answer(outcome: BackendOutcome, data: ProblemData,
                                solve_time_s=got.solve_time_s + outcome.solve_time_s)
 
 
-__all__ = ["Cut", "PatternStart", "SlotSolver", "SolveOnce", "accepted_start", "budget_cuts",
+__all__ = ["Cut", "PatternStart", "SlotSolver", "SolveOnce", "accepted_start", "at_time_limit",
+           "budget_cuts",
            "check_warm_start", "checked_pattern_answer", "deadline_of", "decision_degradation",
            "decision_energy_j", "decision_loads", "decision_options", "every_pattern",
-           "no_pattern_outcome", "past", "pattern_start", "remaining_s", "rule_cuts",
-           "slot_fallback"]
+           "no_pattern_outcome", "past", "pattern_start", "policy_incumbent", "remaining_s",
+           "rule_cuts", "slot_fallback"]

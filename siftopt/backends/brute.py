@@ -15,7 +15,7 @@ import numpy as np
 from siftopt.errors import InputError
 from siftopt.model.budgets import token_degradation
 from siftopt.model.problem import ProblemData
-from siftopt.result import INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome
+from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT, BackendOutcome
 
 #: Largest number of assignments the brute-force backend will enumerate.
 MAX_ASSIGNMENTS = 2_000_000
@@ -79,7 +79,11 @@ def solve_brute(data: ProblemData, profile: object = None, *, time_limit_s: floa
         if energy[k] < best_energy:
             best_energy, best_options = float(energy[k]), options[k]
         if time_limit_s is not None and time.perf_counter() - started > time_limit_s:
-            return BackendOutcome(TIME_LIMIT, None, None, 0.0, time.perf_counter() - started)
+            # the best assignment so far (feasible, optimality unproved), bound 0 J (trivial)
+            found = None if best_options is None else \
+                data.opt_target[best_options].reshape(inst.topk_experts.shape)
+            return BackendOutcome(TIME_LIMIT if found is None else FEASIBLE, found, 0.0, 0.0,
+                                  time.perf_counter() - started, details={"assignments": total})
     elapsed = time.perf_counter() - started
     if best_options is None:
         return BackendOutcome(INFEASIBLE, None, None, 0.0, elapsed)

@@ -31,11 +31,11 @@ import numpy as np
 from siftopt.backends.base import (
     Cut,
     PatternStart,
-    accepted_start,
     begin,
     checked_pattern_answer,
     decision_options,
     pattern_start,
+    policy_incumbent,
     slot_fallback,
 )
 from siftopt.backends.highs.colgen import (
@@ -101,7 +101,7 @@ def _solve(start: PatternStart, profile: Profile, deadline: float | None,
     else:
         try:
             def known() -> Chosen | None:
-                found = policy_incumbent(data, POLICY_INCUMBENTS)
+                found = policy_incumbent(data, deadline)
                 if found is None:
                     return None
                 details["incumbent_policy"] = found[2]
@@ -127,7 +127,7 @@ def _solve(start: PatternStart, profile: Profile, deadline: float | None,
     bound = None if result.bound is None else max(result.bound, 0.0) * data.energy_scale_j()
     message = ""
     if status == TIME_LIMIT and actions is None:
-        known = policy_incumbent(data, POLICY_INCUMBENTS)
+        known = policy_incumbent(data, deadline)
         if known is not None:
             actions = known[0]
             details["incumbent_policy"] = known[2]
@@ -146,30 +146,6 @@ def _solve(start: PatternStart, profile: Profile, deadline: float | None,
     finished = time.perf_counter()
     return BackendOutcome(status, actions, bound, finished - started - solving, solving,
                           details, message=message)
-
-
-#: Policies whose answers the master falls back on at a time limit without a decision.
-POLICY_INCUMBENTS = ("sift-price", "sift-decode")
-
-
-def policy_incumbent(data: ProblemData, methods: tuple[str, ...]
-                     ) -> tuple[np.ndarray, float, str] | None:
-    """The accepted decision of least energy among the policies' answers, as
-    ``(actions, energy J, policy)``, or None (policies that refuse or fail are skipped)."""
-    from siftopt.errors import PolicyRefusal
-    from siftopt.policies.common import policy_targets
-    from siftopt.registry import policy
-
-    best = None
-    for method in methods:
-        try:
-            targets = policy_targets(policy(method).function(data.inst))
-        except PolicyRefusal:
-            continue
-        known = accepted_start(data, targets)
-        if known is not None and (best is None or known[1] < best[1]):
-            best = (known[0], known[1], method)
-    return best
 
 
 def _warm_patterns(space: PatternSpace, warm_start: np.ndarray | None) -> Chosen | None:
