@@ -335,3 +335,90 @@ def test_theorem_load_search_against_highs(inst: Instance, slack: float, price_s
     if monotone:
         assert found.pattern is not None
         assert energies_equal(prefill._energy(model, found.loads), truth.energy_j)
+
+
+# --------------------------------------------------------------------------------------------
+# Speed-ups that must not change what is computed
+# --------------------------------------------------------------------------------------------
+
+pricing_case = st.builds(
+    lambda seed, tokens, nodes, pc, budgets, eps: build(
+        seed, tokens=tokens, experts=12, k=4, nodes=nodes, pc=pc, fading="slow",
+        budgets=budgets, max_cand=3, eps_scale=eps),
+    seed=st.integers(0, 10**6), tokens=st.integers(4, 24), nodes=st.integers(3, 8),
+    pc=st.sampled_from(["fixed", "adaptive"]), budgets=st.sampled_from(["token", "mean", "both"]),
+    eps=st.sampled_from([0.05, 0.1, 0.3]))
+
+
+@SETTINGS
+@given(inst=pricing_case, data=st.data())
+def test_pricing_without_cover_bound_returns_the_same_patterns(inst: Instance,
+                                                               data: st.DataObject) -> None:
+    """The cover bound only prunes: without it (``cover=False``, what the policy's pricing
+    uses) the enumeration returns exactly the same patterns at any prices and finite
+    thresholds, and with tightening the same least reduced cost per class."""
+    from siftopt.formulations.space import Pricing
+
+    space = pattern_space(problem_data(inst))
+    m, g = space.data.num_nodes, space.num_classes
+    prices = np.asarray(data.draw(st.lists(st.floats(-0.5, 3.0), min_size=m, max_size=m)))
+    nu = data.draw(st.floats(0.0, 20.0))
+    every = enumerate_patterns(space, Pricing(np.zeros(g), prices, nu, np.full(g, np.inf)))
+    rc = np.asarray(every.reduced_cost)
+    # thresholds around the per-class costs (some prune everything, some nothing), with the
+    # pricing's relative slack (the cover bound may round above a cost lying exactly on
+    # its threshold)
+    q = data.draw(st.floats(0.0, 1.0))
+    threshold = np.full(g, -np.inf)
+    for c in range(g):
+        costs = rc[every.pattern_class == c]
+        if costs.size:
+            at = float(np.quantile(costs, q))
+            threshold[c] = at + 1e-9 * max(abs(at), 1.0)
+    for tighten in (False, True):
+        out = []
+        for cover in (True, False):
+            found = enumerate_patterns(space, Pricing(np.zeros(g), prices, nu, threshold.copy(),
+                                                      tighten=tighten), cover=cover)
+            out.append(found)
+        a, b = out
+        if not tighten:
+            assert (sorted(zip(a.pattern_class.tolist(), a.mask.tolist(), strict=True))
+                    == sorted(zip(b.pattern_class.tolist(), b.mask.tolist(), strict=True)))
+        least = []
+        for found in out:
+            best = np.full(g, np.inf)
+            np.minimum.at(best, found.pattern_class, np.asarray(found.reduced_cost))
+            least.append(best)
+        assert np.array_equal(least[0], least[1])
+
+
+@SETTINGS
+@given(inst=pricing_case)
+def test_least_degradation_patterns_are_least_and_non_dominated(inst: Instance) -> None:
+    """Per monotone class with a kept pattern the pool's first pattern reaches the least
+    degradation of the class (that of every relevant node), and every node in it is needed:
+    removing any one raises D (non-dominated); classes without kept patterns get none."""
+    from siftopt.model.budgets import token_degradation
+    from siftopt.policies.prefill_pool import least_degradation_patterns
+
+    space = pattern_space(problem_data(inst))
+    every = enumerate_patterns(space)
+    cls, mask, deg = least_degradation_patterns(space)
+    rows = {c: i for i, c in enumerate(space.mono_classes.tolist())}
+    got = {c: (mk, d) for c, mk, d in zip(cls.tolist(), mask.tolist(), deg.tolist(),
+                                          strict=True) if c in rows}
+    assert sorted(got) == sorted(c for c in set(every.pattern_class.tolist()) if c in rows)
+
+    def degradation(row: int, bits: list[int]) -> float:
+        vals = space.values[row, bits].min(axis=0) if bits else np.inf
+        return float(token_degradation(np.minimum(space.slots.local[row], vals)[None])[0])
+
+    for c, (mk, d) in got.items():
+        row = rows[c]
+        nodes = space.node_of_bit[row, : space.nbits[row]].tolist()
+        bits = [j for j, node in enumerate(nodes) if (mk >> (node - 1)) & 1]
+        assert sum(1 << (nodes[j] - 1) for j in bits) == mk  # only relevant nodes
+        assert d == degradation(row, bits) == degradation(row, list(range(len(nodes))))
+        for j in bits:
+            assert degradation(row, [b for b in bits if b != j]) > d

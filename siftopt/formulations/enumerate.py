@@ -53,17 +53,19 @@ class PricingTimeout(Exception):
 
 
 def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | None = None, *,
-                       deadline: float | None = None) -> PatternSet:
+                       deadline: float | None = None, cover: bool = True) -> PatternSet:
     """The non-dominated kept patterns of every class — all of them, or with ``pricing``
     those with reduced cost at most the class's threshold (see the module docstring).
     ``deadline`` (``time.perf_counter`` clock): checked between batches; past it
-    :class:`PricingTimeout` is raised."""
+    :class:`PricingTimeout` is raised. ``cover=False`` skips the cover bound (a pruning
+    test only: the same patterns are returned; cheaper when the price bound already prunes
+    most sets, as at near-optimal prices)."""
     if isinstance(space, ProblemData):
         space = pattern_space(space)
     threshold = None if pricing is None else np.array(pricing.threshold, dtype=float)
     parts = []
     if space.mono_classes.size:
-        parts.append(_grow(space, pricing, threshold, deadline))
+        parts.append(_grow(space, pricing, threshold, deadline, cover))
     cls, mask, deg = space.general_patterns
     if cls.size:
         if pricing is not None:
@@ -140,7 +142,8 @@ class _Prices:
 
 
 def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None,
-          deadline: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+          deadline: float | None = None, cover: bool = True
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-dominated patterns of the monotone classes as (class, global mask, D)."""
     rows_n, k_slots = space.values.shape[0], space.values.shape[2]
     local = space.slots.local[space.mono_classes]
@@ -185,7 +188,7 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
         front = stack.pop()
         if not len(front):
             continue
-        count = _extension_count(space, front, fit, prices)
+        count = _extension_count(space, front, fit, prices, cover)
         if int(count.sum()) > limits.batch and len(front) > 1:
             half = len(front) // 2
             stack += [front.take(slice(0, half)), front.take(slice(half, None))]
@@ -215,7 +218,7 @@ def _accept(prices: _Prices, row: np.ndarray, rc: np.ndarray) -> np.ndarray:
 
 
 def _extension_count(space: PatternSpace, front: _Frontier, fit: _Fit,
-                     prices: _Prices | None) -> np.ndarray:
+                     prices: _Prices | None, cover: bool = True) -> np.ndarray:
     """Number of bits each frontier set may still be extended by (0 when pruned).
 
     ``lower_d`` sums, in slot order, per-slot values no larger than any extension's, so it is
@@ -230,7 +233,7 @@ def _extension_count(space: PatternSpace, front: _Frontier, fit: _Fit,
         # the cover bound costs about four extensions of a set: only where a finite
         # threshold can prune
         idx = np.flatnonzero(alive & np.isfinite(prices.threshold[front.row]))
-        if idx.size:
+        if cover and idx.size:
             alive[idx] = (_cover_bound(space, front.take(idx), prices)
                           <= prices.threshold[front.row[idx]])
     return np.where(alive, np.maximum(space.nbits[front.row] - front.nxt, 0), 0)
