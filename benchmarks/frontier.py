@@ -13,7 +13,9 @@ profile) and solved with ``siftopt.solve(inst, "highs", time_limit=T)`` (or ``--
 L = 32768 row (a single 32768-token batch from the generator; the issue's row was eight
 4096-token prompts, which the generator has no option for). Mean-budget rows use seed 0 (the
 issue gives none). ``--json PATH`` also writes every row (name, instance, status, energy and
-bound in J, relative gap, seconds, load average at the start) to PATH, rewritten after each.
+bound in J, relative gap, seconds, load average at the start, the MILPs run in a child process
+and whether one was killed at the deadline, the policy whose answer was returned) to PATH,
+rewritten after each.
 """
 
 from __future__ import annotations
@@ -115,7 +117,11 @@ def main() -> None:
         rows.append({"name": row.name, "instance": row.label(), "status": str(result.status),
                      "energy_j": energy, "bound_j": bound, "gap": rel_gap,
                      "seconds": round(took, 3), "time_limit_s": args.time_limit,
-                     "loadavg_1min": load})
+                     "loadavg_1min": load,
+                     # MILPs run in a child process (True, or "killed at the deadline")
+                     "mip_child_processes": [e["child_process"] for e in result.trace
+                                             if "child_process" in e],
+                     "incumbent_policy": result.solver_info.get("incumbent_policy")})
         if args.json:
             with open(args.json, "w", encoding="utf-8") as out:
                 json.dump(rows, out, indent=1)

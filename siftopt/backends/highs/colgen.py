@@ -96,9 +96,11 @@ class Trace:
             self.improve(upper=result.objective)
         if bound_valid and result.bound is not None:
             self.improve(lower=result.bound)
+        extra = {"child_process": "killed at the deadline" if result.killed else True} \
+            if result.isolated else {}
         self.add(phase, columns=int(columns), status=result.status,
                  objective=result.objective, bound=result.bound,
-                 solve_s=round(result.seconds, 4), mip_nodes=result.nodes)
+                 solve_s=round(result.seconds, 4), mip_nodes=result.nodes, **extra)
 
 
 Chosen = tuple[np.ndarray, np.ndarray]  # (store indices, amounts)
@@ -116,14 +118,14 @@ def _mip_over(master: Master, bps: np.ndarray, patterns: np.ndarray, profile: Pr
                            master.load_columns()])
     row_lower, row_upper = master.mip_rows()
     pass_model(highs, cols, row_lower, row_upper, mip=True)
+    values = None
     if start is not None:
         amounts = np.zeros(patterns.size)
         amounts[np.searchsorted(patterns, start[0])] = start[1]
         loads = master.loads(*start)
         theta = master.theta(loads, bps)
         values = np.concatenate([theta, amounts, loads[master.nodes].astype(float)])
-        highs.setSolution(values.size, np.arange(values.size, dtype=np.int32), values)
-    result = run_mip(highs, gaps_zero(profile))
+    result = run_mip(highs, gaps_zero(profile), start=values, deadline=deadline)
     if result.values is None:
         return result, None
     amounts = np.rint(result.values[bps.size: bps.size + patterns.size])

@@ -6,7 +6,8 @@
 * models in CSC layout (:class:`Columns`, :func:`pass_model`, :func:`add_columns`) and
   no-good cut rows (:func:`add_cut_rows`);
 * a MILP run and its status (:func:`run_mip`: ``optimal`` means proved with the profile's
-  gaps at 0, or a bound that meets the incumbent);
+  gaps at 0, or a bound that meets the incumbent); with a deadline, a large MILP runs in a
+  child process killed at the deadline (:mod:`siftopt.backends.highs.isolated`);
 * bounds over time from HiGHS's improving-solution callback (:func:`watch_highs`).
 
 HiGHS prints a banner when a ``Highs`` object is constructed; it is swallowed here.
@@ -189,7 +190,8 @@ def add_cut_rows(highs: highspy.Highs, cuts: Sequence[Cut], column_of_option: np
 
 @dataclass
 class MipResult:
-    """What one HiGHS MILP run gave: status, values, objective and bound (energy units)."""
+    """What one HiGHS MILP run gave: status, values, objective and bound (energy units);
+    ``isolated``: run in a child process, ``killed``: stopped there at the deadline."""
 
     status: str
     values: np.ndarray | None
@@ -197,19 +199,61 @@ class MipResult:
     bound: float | None
     seconds: float
     nodes: int | None = None
+    isolated: bool = False
+    killed: bool = False
 
 
-def run_mip(highs: highspy.Highs, gaps_are_zero: bool) -> MipResult:
-    """Run HiGHS on the passed MILP and map its status (``optimal`` = proved, gap 0)."""
+#: With a deadline, MILPs of at least this many columns run in a child process that is killed
+#: at the deadline (:mod:`siftopt.backends.highs.isolated`); smaller ones, and every MILP
+#: without a deadline, run in this process.
+ISOLATE_COLUMNS = 10_000
+
+
+def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | None = None,
+            deadline: float | None = None) -> MipResult:
+    """Run HiGHS on the passed MILP, started from ``start`` (column values) if given, and map
+    its status (``optimal`` = proved, gap 0).
+
+    With a ``deadline`` (``time.perf_counter`` instant) a MILP of at least
+    :data:`ISOLATE_COLUMNS` columns runs in a child process killed at the deadline plus
+    :data:`~siftopt.backends.highs.isolated.KILL_GRACE_S` (HiGHS does not check its time
+    limit inside some root heuristics); a killed run is ``time_limit`` with no solution and
+    no bound. The values of a child's run are not loaded back into ``highs``.
+    """
+    if start is not None:
+        highs.setSolution(start.size, np.arange(start.size, dtype=np.int32), start)
+    if deadline is not None and highs.getNumCol() >= ISOLATE_COLUMNS:
+        from siftopt.backends.highs.isolated import run_isolated
+
+        raw = run_isolated(highs, start, deadline)
+        if raw is not None and raw.get("killed"):
+            return MipResult(TIME_LIMIT, None, None, None, raw["seconds"], isolated=True,
+                             killed=True)
+        if raw is not None:
+            result = _mip_result(highspy.HighsModelStatus(raw["model_status"]),
+                                 raw["solution_status"] == 2, raw["col_value"],
+                                 raw["objective"], raw["mip_dual_bound"],
+                                 raw["mip_node_count"], raw["seconds"] + raw["overhead_s"],
+                                 gaps_are_zero, highs)
+            result.isolated = True
+            return result
     started = time.perf_counter()
     highs.run()
     seconds = time.perf_counter() - started
-    model_status = highs.getModelStatus()
     info = highs.getInfo()
     has_solution = info.primal_solution_status == 2  # kSolutionStatusFeasible
-    values = np.asarray(highs.getSolution().col_value) if has_solution else None
-    objective = float(info.objective_function_value) if has_solution else None
-    bound = float(info.mip_dual_bound) if np.isfinite(info.mip_dual_bound) else None
+    return _mip_result(highs.getModelStatus(), has_solution,
+                       np.asarray(highs.getSolution().col_value) if has_solution else None,
+                       float(info.objective_function_value) if has_solution else None,
+                       float(info.mip_dual_bound), int(info.mip_node_count), seconds,
+                       gaps_are_zero, highs)
+
+
+def _mip_result(model_status: Any, has_solution: bool, values: np.ndarray | None,
+                objective: float | None, dual_bound: float, nodes: int, seconds: float,
+                gaps_are_zero: bool, highs: highspy.Highs) -> MipResult:
+    """A run's :class:`MipResult` from HiGHS's model status and info."""
+    bound = dual_bound if np.isfinite(dual_bound) else None
     ms = highspy.HighsModelStatus
     if model_status == ms.kOptimal and has_solution:
         status = OPTIMAL
@@ -226,7 +270,7 @@ def run_mip(highs: highspy.Highs, gaps_are_zero: bool) -> MipResult:
         raise RuntimeError(f"HiGHS ended with status {highs.modelStatusToString(model_status)}"
                            " and no solution")
     return MipResult(status, values, objective, bound, seconds,
-                     int(info.mip_node_count) if info.mip_node_count >= 0 else None)
+                     nodes if nodes >= 0 else None)
 
 
 def watch_highs(highs: Any, started: float, unit_j: float, events: list[dict[str, Any]]
@@ -247,5 +291,6 @@ def watch_highs(highs: Any, started: float, unit_j: float, events: list[dict[str
     highs.cbMipImprovingSolution.subscribe(on_improving)
 
 
-__all__ = ["INF", "Columns", "MipResult", "add_columns", "add_cut_rows", "check_highs_options",
-           "gaps_zero", "new_highs", "pass_model", "run_mip", "use_threads", "watch_highs"]
+__all__ = ["INF", "ISOLATE_COLUMNS", "Columns", "MipResult", "add_columns", "add_cut_rows",
+           "check_highs_options", "gaps_zero", "new_highs", "pass_model", "run_mip",
+           "use_threads", "watch_highs"]

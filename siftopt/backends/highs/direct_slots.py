@@ -163,14 +163,12 @@ class _SlotModel:
         self.cuts_added = len(cuts)
         self.highs.setOptionValue("time_limit", INF if time_limit_s is None
                                   else max(float(time_limit_s), 1e-3))
-        if self.start is not None:
-            self.highs.setSolution(self.start.size, np.arange(self.start.size, dtype=np.int32),
-                                   self.start)
         self.events.clear()
         build_s = (self.built if self.built is not None else began) - self.started
         self.built = None  # later rounds: only the cut rows count as building
         build_s += time.perf_counter() - began
-        result = run_mip(self.highs, gaps_zero(self.profile))
+        result = run_mip(self.highs, gaps_zero(self.profile), start=self.start,
+                         deadline=None if time_limit_s is None else began + time_limit_s)
         scale, data = self.scale, self.data
         events = list(self.events)
         if result.objective is not None:
@@ -192,7 +190,9 @@ class _SlotModel:
         return BackendOutcome(
             result.status, actions, bound, build_s, result.seconds,
             {"formulation": "slots", "interface": "highspy passModel", "energy_unit_j": scale,
-             "num_binaries": self.num_binaries, "mip_nodes": result.nodes, "trace": events},
+             "num_binaries": self.num_binaries, "mip_nodes": result.nodes, "trace": events,
+             **({"child_process": "killed at the deadline" if result.killed else True}
+                if result.isolated else {})},
             message="" if result.status != TIME_LIMIT else "stopped before finding a solution")
 
 
