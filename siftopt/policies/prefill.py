@@ -79,6 +79,9 @@ PRICE_CAP = 100.0
 #: Relative smoothing error of the first Newton stage (cold start) and of a warm restart.
 COLD_START = 0.1
 WARM_START = 1e-4
+#: Relative smoothing error of the batch's first Newton stage after a sample (its prices
+#: are already near the batch's).
+BATCH_START = 1e-3
 
 
 @dataclass(frozen=True)
@@ -165,8 +168,8 @@ def _tau(dual: PoolDual, y: np.ndarray, relative: float, change: float = 0.0) ->
 
 
 def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
-          record: list[float], rtol: float, final_rtol: float | None
-          ) -> tuple[np.ndarray, DualSolution | None, int, int]:
+          record: list[float], rtol: float, final_rtol: float | None,
+          cold: float = COLD_START) -> tuple[np.ndarray, DualSolution | None, int, int]:
     """Price, then maximise the pool dual to ``rtol``, while pricing finds new patterns (at
     most ``rounds`` pricings). When a pricing finds none and ``final_rtol`` is tighter, the
     dual is polished to it and priced once more. Returns the last point, its dual solution,
@@ -191,7 +194,7 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
             tolerance = final_rtol
         dual, _ = model.dual(classes)
         if solution is None or reached is None:
-            tau0 = _tau(dual, y, COLD_START)
+            tau0 = _tau(dual, y, cold)
         else:
             change = max(reached - dual.value(y), 0.0)
             tau0 = min(_tau(dual, y, WARM_START, change),
@@ -364,7 +367,8 @@ def sift_prefill_run(inst: Instance) -> PrefillRun:
                                                     SAMPLE_RTOL, None)
         times["sample"] = time.perf_counter() - started - times["space"]
         y, solution, rounds, more = _loop(model, y, None, MAX_ROUNDS, bounds, ROUND_RTOL,
-                                          DUAL_RTOL)
+                                          DUAL_RTOL, COLD_START if sample is None
+                                          else BATCH_START)
         iterations += more
     times["dual"] = time.perf_counter() - started - times["space"] - times["sample"]
     tau = solution.tau if solution is not None else _tau(model.dual()[0], y, DUAL_RTOL)
