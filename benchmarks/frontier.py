@@ -3,8 +3,7 @@
 Usage (from the repository root; about 8 minutes with the default 120 s limit):
 
     python benchmarks/frontier.py [--only NAME[,NAME...]] [--time-limit 120] [--all] \
-        [--json PATH]
-                                  [--method highs|cpsat/lagrange|...]
+        [--json PATH] [--method highs|cpsat/lagrange|...] [--no-child]
 
 Each row is generated with the Python API (``siftopt.generate``, urban scenario, the default
 profile) and solved with ``siftopt.solve(inst, "highs", time_limit=T)`` (or ``--method``,
@@ -15,7 +14,9 @@ L = 32768 row (a single 32768-token batch from the generator; the issue's row wa
 issue gives none). ``--json PATH`` also writes every row (name, instance, status, energy and
 bound in J, relative gap, seconds, load average at the start, the MILPs run in a child process
 and whether one was killed at the deadline, the policy whose answer was returned) to PATH,
-rewritten after each.
+rewritten after each. ``--no-child`` runs every HiGHS MILP in process (by default, with a time
+limit, MILPs of at least ``ISOLATE_COLUMNS`` columns run in a child process killed at the
+deadline: :mod:`siftopt.backends.highs.isolated`).
 """
 
 from __future__ import annotations
@@ -85,7 +86,14 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH")
     parser.add_argument("--method", default="highs",
                         help="METHOD or METHOD/FORMULATION, e.g. cpsat/lagrange (default highs)")
+    parser.add_argument("--no-child", action="store_true",
+                        help="run every HiGHS MILP in this process (no child process that is "
+                        "killed at the deadline): to measure the child's overhead")
     args = parser.parse_args()
+    if args.no_child:
+        from siftopt.backends.highs import common
+
+        common.ISOLATE_COLUMNS = 2**62
     wanted = set(args.only.split(",")) if args.only else None
     unknown = (wanted or set()) - {r.name for r in ROWS}
     if unknown:

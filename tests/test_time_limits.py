@@ -6,8 +6,8 @@ machine is shared); docs/performance.md, "Time limits (goal 4)", measures them.
 
 Also the pieces: the policy incumbent bounded by a deadline, the completion of a
 time-limited outcome (:func:`siftopt.backends.base.at_time_limit`), and a HiGHS MILP run in a
-child process (:mod:`siftopt.backends.highs.isolated`): the same answer as in process, and a
-killed child at the deadline.
+worker process (:mod:`siftopt.backends.highs.isolated`): the same answer as in process, the
+worker reused, and killed at the deadline.
 """
 
 from __future__ import annotations
@@ -133,6 +133,10 @@ def test_milp_in_a_child_process_matches_the_run_in_process(monkeypatch):
     assert there.status == "optimal"
     assert there.objective == pytest.approx(here.objective, abs=1e-9)
     assert np.allclose(there.values, here.values)
+    # the worker process is reused
+    pid = isolated._worker.pid
+    again = common.run_mip(_small_milp(1), True, deadline=time.perf_counter() + 60)
+    assert again.isolated and isolated._worker.pid == pid
     # without a deadline the run stays in process
     assert not common.run_mip(_small_milp(), True).isolated
 
@@ -140,6 +144,11 @@ def test_milp_in_a_child_process_matches_the_run_in_process(monkeypatch):
 def test_milp_child_is_killed_at_the_deadline(monkeypatch):
     monkeypatch.setattr(common, "ISOLATE_COLUMNS", 1)
     monkeypatch.setattr(isolated, "KILL_GRACE_S", 0.0)
+    isolated.prestart()
     result = common.run_mip(_small_milp(), True, deadline=time.perf_counter() - 1.0)
     assert result.isolated and result.killed
     assert result.status == TIME_LIMIT and result.values is None and result.bound is None
+    assert isolated._worker is None  # killed; the next run starts a new worker
+    monkeypatch.setattr(isolated, "KILL_GRACE_S", 2.0)
+    after = common.run_mip(_small_milp(), True, deadline=time.perf_counter() + 60)
+    assert after.isolated and not after.killed and after.status == "optimal"

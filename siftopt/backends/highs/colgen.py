@@ -37,6 +37,7 @@ from siftopt.backends.highs.common import (
     pass_model,
     run_mip,
 )
+from siftopt.backends.highs.isolated import prestart
 from siftopt.backends.highs.master import Master, build_master
 from siftopt.backends.options import ColumnGenerationOptions
 from siftopt.formulations.enumerate import PricingTimeout, cheapest_patterns, enumerate_patterns
@@ -96,8 +97,10 @@ class Trace:
             self.improve(upper=result.objective)
         if bound_valid and result.bound is not None:
             self.improve(lower=result.bound)
-        extra = {"child_process": "killed at the deadline" if result.killed else True} \
-            if result.isolated else {}
+        extra: dict[str, Any] = {}
+        if result.isolated:
+            extra["child_process"] = "killed at the deadline" if result.killed else True
+            extra["child_overhead_s"] = round(result.overhead_s, 4)
         self.add(phase, columns=int(columns), status=result.status,
                  objective=result.objective, bound=result.bound,
                  solve_s=round(result.seconds, 4), mip_nodes=result.nodes, **extra)
@@ -356,6 +359,8 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
     Returns the last MILP result, the master, the chosen
     (patterns, amounts) and details.
     """
+    if deadline is not None:  # the worker for large MILPs starts while the LP phase runs
+        prestart()
     master = build_master(space)
     store = master.store
     exact_gaps = gaps_zero(profile)

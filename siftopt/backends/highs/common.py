@@ -7,7 +7,7 @@
   no-good cut rows (:func:`add_cut_rows`);
 * a MILP run and its status (:func:`run_mip`: ``optimal`` means proved with the profile's
   gaps at 0, or a bound that meets the incumbent); with a deadline, a large MILP runs in a
-  child process killed at the deadline (:mod:`siftopt.backends.highs.isolated`);
+  worker process killed at the deadline (:mod:`siftopt.backends.highs.isolated`);
 * bounds over time from HiGHS's improving-solution callback (:func:`watch_highs`).
 
 HiGHS prints a banner when a ``Highs`` object is constructed; it is swallowed here.
@@ -201,12 +201,14 @@ class MipResult:
     nodes: int | None = None
     isolated: bool = False
     killed: bool = False
+    overhead_s: float = 0.0  # of a child run: start-up, copying the model and the answer
 
 
-#: With a deadline, MILPs of at least this many columns run in a child process that is killed
+#: With a deadline, MILPs of at least this many columns run in a worker process that is killed
 #: at the deadline (:mod:`siftopt.backends.highs.isolated`); smaller ones, and every MILP
-#: without a deadline, run in this process.
-ISOLATE_COLUMNS = 10_000
+#: without a deadline, run in this process. (HiGHS overran a 1 s limit by 8 s on a MILP of
+#: 3709 columns and by over 6 minutes on one of 43 162; docs/performance.md.)
+ISOLATE_COLUMNS = 1_000
 
 
 def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | None = None,
@@ -215,10 +217,10 @@ def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | No
     its status (``optimal`` = proved, gap 0).
 
     With a ``deadline`` (``time.perf_counter`` instant) a MILP of at least
-    :data:`ISOLATE_COLUMNS` columns runs in a child process killed at the deadline plus
+    :data:`ISOLATE_COLUMNS` columns runs in a worker process killed at the deadline plus
     :data:`~siftopt.backends.highs.isolated.KILL_GRACE_S` (HiGHS does not check its time
     limit inside some root heuristics); a killed run is ``time_limit`` with no solution and
-    no bound. The values of a child's run are not loaded back into ``highs``.
+    no bound. The values of a worker's run are not loaded back into ``highs``.
     """
     if start is not None:
         highs.setSolution(start.size, np.arange(start.size, dtype=np.int32), start)
@@ -235,7 +237,7 @@ def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | No
                                  raw["objective"], raw["mip_dual_bound"],
                                  raw["mip_node_count"], raw["seconds"] + raw["overhead_s"],
                                  gaps_are_zero, highs)
-            result.isolated = True
+            result.isolated, result.overhead_s = True, raw["overhead_s"]
             return result
     started = time.perf_counter()
     highs.run()
