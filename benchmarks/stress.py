@@ -153,6 +153,7 @@ def main() -> None:
     make, (ref_method, ref_formulation) = CASES[args.corpus]
     bad = 0
     statuses: dict[str, int] = {}
+    references: dict[str, int] = {}
     for seed in range(start, start + count):
         inst, label = make(seed)
         began = time.perf_counter()
@@ -163,6 +164,7 @@ def main() -> None:
         done = time.perf_counter()
         flag = disagree(default, reference)
         statuses[str(default.status)] = statuses.get(str(default.status), 0) + 1
+        references[str(reference.status)] = references.get(str(reference.status), 0) + 1
         bad += flag
         fallback = reference.details.get("fallback", "") or default.details.get("fallback", "")
         print(f"{seed} {label} | highs/patterns {default.status} {default.energy_j} "
@@ -172,6 +174,9 @@ def main() -> None:
     print(f"{bad} of {count} disagree")
     print(f"agree on {count - bad} of {count} ({statuses.get('optimal', 0)} optimal, "
           f"{statuses.get('infeasible', 0)} infeasible by the default path)")
+    print(f"reference {ref_method}/{ref_formulation}: "
+          + ", ".join(f"{references.get(status, 0)} {status}"
+                      for status in ("optimal", "infeasible", "feasible", "time_limit")))
 
 
 if __name__ == "__main__":
