@@ -143,12 +143,19 @@ def test_milp_in_a_child_process_matches_the_run_in_process(monkeypatch):
 
 def test_milp_child_is_killed_at_the_deadline(monkeypatch):
     monkeypatch.setattr(common, "ISOLATE_COLUMNS", 1)
-    monkeypatch.setattr(isolated, "KILL_GRACE_S", 0.0)
+    # a negative grace moves the kill before any answer can come back
+    monkeypatch.setattr(isolated, "KILL_GRACE_S", -120.0)
     isolated.prestart()
-    result = common.run_mip(_small_milp(), True, deadline=time.perf_counter() - 1.0)
+    result = common.run_mip(_small_milp(), True, deadline=time.perf_counter() + 60.0)
     assert result.isolated and result.killed
     assert result.status == TIME_LIMIT and result.values is None and result.bound is None
     assert isolated._worker is None  # killed; the next run starts a new worker
     monkeypatch.setattr(isolated, "KILL_GRACE_S", 2.0)
     after = common.run_mip(_small_milp(), True, deadline=time.perf_counter() + 60)
     assert after.isolated and not after.killed and after.status == "optimal"
+
+
+def test_no_milp_run_past_the_deadline():
+    result = common.run_mip(_small_milp(), True, start=np.zeros(30),
+                            deadline=time.perf_counter() - 1.0)
+    assert result.status == TIME_LIMIT and result.values is None and not result.isolated

@@ -220,8 +220,11 @@ def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | No
     :data:`ISOLATE_COLUMNS` columns runs in a worker process killed at the deadline plus
     :data:`~siftopt.backends.highs.isolated.KILL_GRACE_S` (HiGHS does not check its time
     limit inside some root heuristics); a killed run is ``time_limit`` with no solution and
-    no bound. The values of a worker's run are not loaded back into ``highs``.
+    no bound, and so is a run asked for past the deadline (HiGHS is not called). The values
+    of a worker's run are not loaded back into ``highs``.
     """
+    if deadline is not None and time.perf_counter() >= deadline:  # no time left: no run
+        return MipResult(TIME_LIMIT, None, None, None, 0.0)
     if start is not None:
         highs.setSolution(start.size, np.arange(start.size, dtype=np.int32), start)
     if deadline is not None and highs.getNumCol() >= ISOLATE_COLUMNS:
