@@ -12,8 +12,9 @@ profile) and solved with ``siftopt.solve(inst, "highs", time_limit=T)`` (or ``--
 L = 32768 row (a single 32768-token batch from the generator; the issue's row was eight
 4096-token prompts, which the generator has no option for). Mean-budget rows use seed 0 (the
 issue gives none). ``--json PATH`` also writes every row (name, instance, status, energy and
-bound in J, relative gap, seconds, load average at the start, the MILPs run in a child process
-and whether one was killed at the deadline, the policy whose answer was returned) to PATH,
+bound in J, relative gap, seconds, load average at the start, the MILPs run in a child process,
+whether one was killed at the deadline and their overhead in s, the policy whose answer was
+returned) to PATH,
 rewritten after each. ``--no-child`` runs every HiGHS MILP in process (by default, with a time
 limit, MILPs of at least ``ISOLATE_COLUMNS`` columns run in a child process killed at the
 deadline: :mod:`siftopt.backends.highs.isolated`).
@@ -129,6 +130,8 @@ def main() -> None:
                      # MILPs run in a child process (True, or "killed at the deadline")
                      "mip_child_processes": [e["child_process"] for e in result.trace
                                              if "child_process" in e],
+                     "mip_child_overhead_s": round(sum(e.get("child_overhead_s", 0.0)
+                                                       for e in result.trace), 4),
                      "incumbent_policy": result.solver_info.get("incumbent_policy")})
         if args.json:
             with open(args.json, "w", encoding="utf-8") as out:
