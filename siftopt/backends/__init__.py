@@ -6,8 +6,9 @@
   :mod:`.options` — the tuning knobs (:class:`~.options.ExactOptions`);
 * :mod:`.highs` — HiGHS: :mod:`.highs.common` (plumbing), :mod:`.highs.direct` (pattern
   master, highspy) over :mod:`.highs.master` and :mod:`.highs.colgen`,
-  :mod:`.highs.direct_slots` (slot MILP, highspy) with :mod:`.highs.energy`, and the Pyomo
-  models :mod:`.highs.pyomo_slots` and :mod:`.highs.pyomo_patterns`;
+  :mod:`.highs.direct_slots` (slot MILP, highspy) with :mod:`.highs.energy`, the Pyomo
+  models :mod:`.highs.pyomo_slots` and :mod:`.highs.pyomo_patterns`, and
+  :mod:`.highs.isolated` (large MILPs under a deadline in a worker process killed at it);
 * :mod:`.cpsat` — OR-Tools CP-SAT: :mod:`.cpsat.common` (scaling, parameters, status),
   :mod:`.cpsat.slots`, :mod:`.cpsat.patterns`;
 * :mod:`.brute` — exhaustive enumeration for tiny instances (the ground truth of the tests);

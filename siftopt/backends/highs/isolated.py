@@ -118,8 +118,9 @@ def stop_worker() -> None:
         worker.kill()
     worker.wait()
     for stream in (worker.stdin, worker.stdout):
-        with contextlib.suppress(OSError):
-            stream.close()
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
 
 
 atexit.register(stop_worker)
