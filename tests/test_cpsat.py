@@ -59,7 +59,8 @@ def assert_sound(inst: Instance, result: Any) -> None:
     again = evaluate(inst, result.actions)
     assert again.feasible, again.violations
     assert energies_equal(again.energy_j, result.energy_j)
-    assert energies_equal(again.energy_j, result.details["energy_model_j"])
+    if "incumbent_policy" not in result.details:  # a policy's answer at a time limit has none
+        assert energies_equal(again.energy_j, result.details["energy_model_j"])
     assert result.dual_bound_j is not None
     assert result.dual_bound_j <= again.energy_j * (1 + 1e-12) + 1e-300
 
