@@ -148,7 +148,11 @@ def test_milp_child_is_killed_at_the_deadline(monkeypatch):
     isolated.prestart()
     result = common.run_mip(_small_milp(), True, deadline=time.perf_counter() + 60.0)
     assert result.isolated and result.killed
-    assert result.status == TIME_LIMIT and result.values is None and result.bound is None
+    # what the worker reported before the kill, if anything (its start: take nothing)
+    if result.values is None:
+        assert result.status == TIME_LIMIT and result.objective is None
+    else:
+        assert result.status == FEASIBLE and result.objective <= 0.0
     assert isolated._worker is None  # killed; the next run starts a new worker
     monkeypatch.setattr(isolated, "KILL_GRACE_S", 2.0)
     after = common.run_mip(_small_milp(), True, deadline=time.perf_counter() + 60)
@@ -159,3 +163,35 @@ def test_no_milp_run_past_the_deadline():
     result = common.run_mip(_small_milp(), True, start=np.zeros(30),
                             deadline=time.perf_counter() - 1.0)
     assert result.status == TIME_LIMIT and result.values is None and not result.isolated
+
+
+def test_a_killed_worker_keeps_the_bound_and_solution_it_reported(monkeypatch):
+    # HiGHS reports progress from its callbacks; a kill right after the run ends keeps it
+    monkeypatch.setattr(common, "ISOLATE_COLUMNS", 1)
+    reference = common.run_mip(_small_milp(), True)
+    sent = []
+    real = isolated._read_message
+
+    def final_lost(fd, until):  # the final answer never arrives: as if HiGHS hung
+        message = real(fd, time.perf_counter() + 30.0)
+        if message is not None and message["kind"] == "final":
+            return None
+        sent.append(message)
+        return message
+
+    monkeypatch.setattr(isolated, "_read_message", final_lost)
+    result = common.run_mip(_small_milp(), True, start=np.zeros(30),
+                            deadline=time.perf_counter() + 60)
+    assert result.isolated and result.killed and sent
+    assert result.status == FEASIBLE
+    assert result.objective == pytest.approx(reference.objective, abs=1e-9)
+    assert result.bound is not None and result.bound <= result.objective + 1e-9
+
+
+def test_a_reported_solution_must_fit_the_model():
+    highs = _small_milp()
+    model = isolated._model_arrays(highs)
+    assert isolated._solution_fits(model, np.zeros(30))
+    assert not isolated._solution_fits(model, np.ones(30))  # over the rows' capacity
+    assert not isolated._solution_fits(model, np.full(30, 0.5))  # fractional
+    assert not isolated._solution_fits(model, np.zeros(29))

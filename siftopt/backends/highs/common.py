@@ -219,8 +219,10 @@ def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | No
     With a ``deadline`` (``time.perf_counter`` instant) a MILP of at least
     :data:`ISOLATE_COLUMNS` columns runs in a worker process killed at the deadline plus
     :data:`~siftopt.backends.highs.isolated.KILL_GRACE_S` (HiGHS does not check its time
-    limit inside some root heuristics); a killed run is ``time_limit`` with no solution and
-    no bound, and so is a run asked for past the deadline (HiGHS is not called). The values
+    limit inside some root heuristics); a killed run keeps the best bound and solution HiGHS
+    reported before (``feasible`` with that solution, else ``time_limit``, bound None if
+    none). A run asked for past the deadline is ``time_limit`` with nothing (HiGHS is not
+    called). The values
     of a worker's run are not loaded back into ``highs``.
     """
     if deadline is not None and time.perf_counter() >= deadline:  # no time left: no run
@@ -231,9 +233,11 @@ def run_mip(highs: highspy.Highs, gaps_are_zero: bool, *, start: np.ndarray | No
         from siftopt.backends.highs.isolated import run_isolated
 
         raw = run_isolated(highs, start, deadline)
-        if raw is not None and raw.get("killed"):
-            return MipResult(TIME_LIMIT, None, None, None, raw["seconds"], isolated=True,
-                             killed=True)
+        if raw is not None and raw.get("killed"):  # with what its progress gave
+            values = raw["col_value"]
+            return MipResult(TIME_LIMIT if values is None else FEASIBLE, values,
+                             raw["objective"], raw["mip_dual_bound"], raw["seconds"],
+                             isolated=True, killed=True)
         if raw is not None:
             result = _mip_result(highspy.HighsModelStatus(raw["model_status"]),
                                  raw["solution_status"] == 2, raw["col_value"],

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import math
 import os
 import pickle
 import select
@@ -142,53 +143,95 @@ def _read_exactly(fd: int, size: int, until: float) -> bytes | None:
     return b"".join(chunks)
 
 
+def _read_message(fd: int, until: float) -> dict[str, Any] | None:
+    """One length-prefixed pickled message from ``fd``, or None at EOF or when ``until``
+    passes before it starts (once started, its body gets 60 s more)."""
+    header = _read_exactly(fd, 8, until)
+    if header is None:
+        return None
+    body = _read_exactly(fd, struct.unpack("<Q", header)[0], time.perf_counter() + 60.0)
+    return None if body is None else pickle.loads(body)
+
+
+def _solution_fits(model: dict[str, Any], values: np.ndarray, tol: float = 1e-6) -> bool:
+    """Whether ``values`` is a point of the model: column bounds, integrality and rows."""
+    if values.shape != (model["num_col"],) or not np.all(np.isfinite(values)):
+        return False
+    if np.any(values < model["col_lower"] - tol) or np.any(values > model["col_upper"] + tol):
+        return False
+    integer = model["integrality"] == 1
+    if np.any(np.abs(values[integer] - np.rint(values[integer])) > tol):
+        return False
+    col = np.repeat(np.arange(model["num_col"]), np.diff(model["start"]))
+    rows = np.bincount(model["index"], weights=model["value"] * values[col],
+                       minlength=model["num_row"])
+    return bool(np.all(rows >= model["row_lower"] - tol) and
+                np.all(rows <= model["row_upper"] + tol))
+
+
 def run_isolated(highs: Any, start: np.ndarray | None, deadline: float) -> dict[str, Any] | None:
     """Run the MILP passed to ``highs`` in the worker process until ``deadline``
     (``time.perf_counter`` instant), started from ``start`` (column values) if given.
 
     Returns the run as a dict (``model_status``, ``solution_status``, ``col_value``,
     ``objective``, ``mip_dual_bound``, ``mip_node_count``, ``seconds`` in HiGHS and
-    ``overhead_s``, the rest of the wall time; ``killed`` True and the ``seconds`` when
-    the worker was killed at the deadline plus :data:`KILL_GRACE_S`), or None when the
-    worker failed (the caller runs HiGHS in process instead).
+    ``overhead_s``, the rest of the wall time), or None when the worker failed (the caller
+    runs HiGHS in process instead). When the worker is killed at the deadline plus
+    :data:`KILL_GRACE_S`: ``killed`` True, the ``seconds``, and what its progress messages
+    gave: the best ``mip_dual_bound`` (or None) and the best improving solution as
+    ``col_value`` and ``objective`` (or None; kept only if it satisfies the model's bounds,
+    integrality and rows within 1e-6).
 
     The worker is ``python -m siftopt.backends.highs.isolated`` (a plain subprocess, not
     :mod:`multiprocessing`, which would import the caller's main script again), started once
     per process and reused; jobs and answers are pickled through its standard input and
-    output with a length prefix.
+    output with a length prefix. While HiGHS runs, the worker sends a progress message at
+    each improving solution and whenever HiGHS's dual bound rises (its interrupt callback),
+    so a killed run still leaves the bound and the solution HiGHS had before it stalled.
     """
     began = time.perf_counter()
-    job = {"model": _model_arrays(highs), "options": _changed_options(highs),
+    model = _model_arrays(highs)
+    job = {"model": model, "options": _changed_options(highs),
            "start": None if start is None else np.asarray(start, float),
            # CLOCK_MONOTONIC is one clock for every process of the machine
            "deadline": time.monotonic() + (deadline - time.perf_counter())}
     payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
+    bound, objective, values = None, None, None
     try:
         worker = _start_worker()
         assert worker.stdin is not None and worker.stdout is not None
         worker.stdin.write(struct.pack("<Q", len(payload)) + payload)
         worker.stdin.flush()
         fd = worker.stdout.fileno()
-        header = _read_exactly(fd, 8, deadline + KILL_GRACE_S)
-        if header is None and worker.poll() is None:  # still running at the deadline
-            stop_worker()
-            return {"killed": True, "seconds": time.perf_counter() - began}
-        body = None if header is None else \
-            _read_exactly(fd, struct.unpack("<Q", header)[0], time.perf_counter() + 60.0)
+        while True:
+            message = _read_message(fd, deadline + KILL_GRACE_S)
+            if message is None:
+                break
+            if message["kind"] == "final":
+                answer: dict[str, Any] = message
+                # the cost of the worker: copying the model there and the answer back (and
+                # its start-up if it was not running yet)
+                answer["overhead_s"] = time.perf_counter() - began - answer["seconds"]
+                return answer
+            if message.get("bound") is not None and math.isfinite(message["bound"]):
+                bound = message["bound"] if bound is None else max(bound, message["bound"])
+            got = message.get("values")
+            if (got is not None and (objective is None or message["objective"] < objective)
+                    and _solution_fits(model, got)):
+                objective, values = message["objective"], got
+        alive = worker.poll() is None
     except OSError:
-        body = None
-    if body is None:  # the worker died or garbled its answer
-        stop_worker()
+        alive = False
+    stop_worker()
+    if not alive:  # the worker died or garbled its answer
         return None
-    answer: dict[str, Any] = pickle.loads(body)
-    # the cost of the worker: copying the model there and the answer back (and its start-up
-    # if it was not running yet)
-    answer["overhead_s"] = time.perf_counter() - began - answer["seconds"]
-    return answer
+    return {"killed": True, "seconds": time.perf_counter() - began, "mip_dual_bound": bound,
+            "objective": objective, "col_value": values}
 
 
-def _solve(highspy: Any, job: dict[str, Any]) -> dict[str, Any]:
-    """One job in the worker: HiGHS on the job's model, options and start."""
+def _solve(highspy: Any, job: dict[str, Any], send: Any) -> dict[str, Any]:
+    """One job in the worker: HiGHS on the job's model, options and start; progress goes
+    to ``send`` (see :func:`run_isolated`)."""
     model, start = job["model"], job["start"]
     highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
@@ -201,13 +244,29 @@ def _solve(highspy: Any, job: dict[str, Any]) -> dict[str, Any]:
                     model["value"], model["integrality"])
     if start is not None:
         highs.setSolution(start.size, np.arange(start.size, dtype=np.int32), start)
+    best = [-math.inf]
+
+    def on_interrupt(event: Any) -> None:
+        bound = event.data_out.mip_dual_bound
+        if math.isfinite(bound) and bound > best[0]:
+            best[0] = bound
+            send({"kind": "progress", "bound": float(bound)})
+
+    def on_improving(event: Any) -> None:
+        out = event.data_out
+        send({"kind": "progress", "bound": float(out.mip_dual_bound),
+              "objective": float(out.objective_function_value),
+              "values": np.array(out.mip_solution, dtype=float)})
+
+    highs.cbMipInterrupt.subscribe(on_interrupt)
+    highs.cbMipImprovingSolution.subscribe(on_improving)
     started = time.perf_counter()
     highs.setOptionValue("time_limit", max(job["deadline"] - time.monotonic(), 1e-3))
     highs.run()
     seconds = time.perf_counter() - started
     info = highs.getInfo()
     feasible = info.primal_solution_status == 2
-    return {"model_status": int(highs.getModelStatus()),
+    return {"kind": "final", "model_status": int(highs.getModelStatus()),
             "solution_status": int(info.primal_solution_status),
             "col_value": np.asarray(highs.getSolution().col_value) if feasible else None,
             "objective": float(info.objective_function_value) if feasible else None,
@@ -222,6 +281,11 @@ def _worker_main() -> None:
     os.dup2(null, 1)
     import highspy
 
+    def send(message: dict[str, Any]) -> None:
+        payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        answer_to.write(struct.pack("<Q", len(payload)) + payload)
+        answer_to.flush()
+
     source = sys.stdin.buffer
     threads = None
     while True:
@@ -233,9 +297,7 @@ def _worker_main() -> None:
         if threads is not None and wanted != threads:  # one global scheduler per process
             highspy.Highs.resetGlobalScheduler(True)
         threads = wanted
-        payload = pickle.dumps(_solve(highspy, job), protocol=pickle.HIGHEST_PROTOCOL)
-        answer_to.write(struct.pack("<Q", len(payload)) + payload)
-        answer_to.flush()
+        send(_solve(highspy, job, send))
 
 
 __all__ = ["KILL_GRACE_S", "prestart", "run_isolated", "stop_worker"]
