@@ -90,31 +90,30 @@ def large_case(seed: int) -> tuple[Instance, str]:
     return inst, f"L={length} M={nodes} {budgets} {power} eps_scale={eps}"
 
 
-def rayleigh_case(seed: int) -> tuple[Instance, str]:
-    """Rayleigh fading (non-convex, possibly non-monotone tables), L ≤ 64: against the slot MILP,
-    whose level binaries model any table exactly."""
-    rng = np.random.default_rng(2000 + seed)
-    length, nodes = int(rng.choice([4, 16, 32, 64])), int(rng.choice([4, 8]))
+def _rayleigh(seed: int, draw_seed: int, lengths: list[int], nodes: list[int], experts: int,
+              top_k: int, candidates: int) -> tuple[Instance, str]:
+    """A random instance (``seed``) under Rayleigh fading, its parameters drawn from
+    ``default_rng(draw_seed)``."""
+    rng = np.random.default_rng(draw_seed)
+    length, num_nodes = int(rng.choice(lengths)), int(rng.choice(nodes))
     budgets = str(rng.choice(["mean", "both", "token"]))
     power = str(rng.choice(["fixed", "adaptive"]))
     eps = float(rng.choice([0.05, 0.1, 0.3, 1.0]))
-    inst = random_instance(seed, num_tokens=length, num_experts=32, top_k=4, num_nodes=nodes,
-                           budgets=budgets, power_control=power, eps_scale=eps,
-                           max_candidates=3, fading="rayleigh")
-    return inst, f"rayleigh L={length} M={nodes} {budgets} {power} eps_scale={eps}"
+    inst = random_instance(seed, num_tokens=length, num_experts=experts, top_k=top_k,
+                           num_nodes=num_nodes, budgets=budgets, power_control=power,
+                           eps_scale=eps, max_candidates=candidates, fading="rayleigh")
+    return inst, f"rayleigh L={length} M={num_nodes} {budgets} {power} eps_scale={eps}"
+
+
+def rayleigh_case(seed: int) -> tuple[Instance, str]:
+    """Rayleigh fading (non-convex, possibly non-monotone tables), L ≤ 64: against the slot MILP,
+    whose level binaries model any table exactly."""
+    return _rayleigh(seed, 2000 + seed, [4, 16, 32, 64], [4, 8], experts=32, top_k=4, candidates=3)
 
 
 def rayleigh_small_case(seed: int) -> tuple[Instance, str]:
     """Rayleigh fading small enough for brute force (L ≤ 3, K = 2, M ≤ 3)."""
-    rng = np.random.default_rng(3000 + seed)
-    length, nodes = int(rng.choice([1, 2, 3])), int(rng.choice([2, 3]))
-    budgets = str(rng.choice(["mean", "both", "token"]))
-    power = str(rng.choice(["fixed", "adaptive"]))
-    eps = float(rng.choice([0.05, 0.1, 0.3, 1.0]))
-    inst = random_instance(seed, num_tokens=length, num_experts=6, top_k=2, num_nodes=nodes,
-                           budgets=budgets, power_control=power, eps_scale=eps,
-                           max_candidates=2, fading="rayleigh")
-    return inst, f"rayleigh L={length} M={nodes} {budgets} {power} eps_scale={eps}"
+    return _rayleigh(seed, 3000 + seed, [1, 2, 3], [2, 3], experts=6, top_k=2, candidates=2)
 
 
 CASES = {"random": (random_case, ("highs", "slots")),
