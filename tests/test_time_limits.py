@@ -88,6 +88,20 @@ def test_time_limit_without_a_decision_takes_the_policy_answer(rayleigh):
     assert siftopt.evaluate(rayleigh, done.actions).feasible
 
 
+def test_a_cheaper_policy_answer_replaces_a_time_limited_decision(rayleigh):
+    data = problem_data(rayleigh)
+    decode = base.policy_incumbent(data, time.perf_counter())  # sift-decode only
+    best = base.policy_incumbent(data)  # sift-price too: cheaper here
+    assert decode is not None and best is not None and best[1] < decode[1]
+    worse = BackendOutcome(FEASIBLE, decode[0], 0.3, 0.0, 0.0, {})
+    done = base.at_time_limit(worse, data, None)
+    assert done.status == FEASIBLE and done.details["incumbent_policy"] == "sift-price"
+    assert np.array_equal(done.actions, best[0]) and done.dual_bound_j == 0.3
+    as_good = BackendOutcome(FEASIBLE, best[0], 0.3, 0.0, 0.0, {"mine": True})
+    kept = base.at_time_limit(as_good, data, None)
+    assert kept.details == {"mine": True} and np.array_equal(kept.actions, best[0])
+
+
 def test_time_limit_without_any_policy_answer_keeps_a_bound(rayleigh, monkeypatch):
     data = problem_data(rayleigh)
     monkeypatch.setattr(base, "policy_incumbent", lambda data, deadline: None)

@@ -210,23 +210,28 @@ def at_time_limit(outcome: BackendOutcome, data: ProblemData, deadline: float | 
                   ) -> BackendOutcome:
     """Any backend's answer, completed so that a time limit never leaves "no solution".
 
-    An outcome stopped at its limit without a decision takes the policies' best accepted
-    answer (:func:`policy_incumbent`, bounded by ``deadline``) as ``feasible``
-    (``details["incumbent_policy"]``); ``time_limit`` stays only when no policy has one. A
-    time-limited answer without a bound gets 0 J, the trivial bound (energies are
-    non-negative). Other outcomes are returned unchanged.
+    An outcome stopped at its limit (``time_limit``, or ``feasible`` with optimality
+    unproved) returns the best decision known: the backend's, or the policies' best accepted
+    answer (:func:`policy_incumbent`, bounded by ``deadline``) if it is cheaper or the
+    backend has none (``details["incumbent_policy"]``), as ``feasible``; ``time_limit``
+    stays only when neither has one. Its bound is the backend's, or 0 J, the trivial bound
+    (energies are non-negative), when it gave none. Other outcomes are returned unchanged.
     """
     if outcome.status not in (TIME_LIMIT, FEASIBLE):
         return outcome
     bound = outcome.dual_bound_j if outcome.dual_bound_j is not None else 0.0
-    if outcome.actions is not None:
-        return dataclasses.replace(outcome, status=FEASIBLE, dual_bound_j=bound)
     known = policy_incumbent(data, deadline)
-    if known is None:
+    if outcome.actions is not None:
+        mine = decision_options(data, outcome.actions)
+        if known is None or mine is None or decision_energy_j(data, mine) <= known[1]:
+            return dataclasses.replace(outcome, status=FEASIBLE, dual_bound_j=bound)
+    elif known is None:
         return dataclasses.replace(outcome, status=TIME_LIMIT, dual_bound_j=bound)
+    assert known is not None
     details = dict(outcome.details)
     details["incumbent_policy"] = known[2]
-    reason = outcome.message or "stopped before finding a solution"
+    reason = outcome.message or ("stopped before finding a solution" if outcome.actions is None
+                                 else "stopped before proving optimality")
     return dataclasses.replace(outcome, status=FEASIBLE, actions=known[0], dual_bound_j=bound,
                                details=details,
                                message=f"{reason}; returning the best policy answer ({known[2]})")
