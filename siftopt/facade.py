@@ -94,8 +94,14 @@ def solve_exact(inst: Instance, method: str = "highs", *, profile: Profile | Non
                            build_time_s=time.perf_counter() - started, solve_time_s=0.0,
                            message=reason, backend=backend.name, proved_by="per-token bound",
                            instance=inst)
-    outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start,
-                             options=options)
+    try:
+        outcome = backend.load()(data, profile, time_limit_s=limit, warm_start=warm_start,
+                                 options=options)
+    except InputError as error:  # a solver rejects a profile option: name the profile's file
+        if error.file is None and (error.path or "").startswith(("highs.", "cpsat.")):
+            raise InputError(error.detail, file=profile.file or f"profile {profile.name}",
+                             path=error.path) from None
+        raise
     # issue 14, goal 4: a time limit never leaves "no solution" (the policies' best answer)
     outcome = at_time_limit(outcome, data, deadline_of(started, limit))
     evaluation = None if outcome.actions is None else evaluate(inst, outcome.actions)

@@ -133,6 +133,15 @@ def test_bad_profile_contents(tmp_path, capsys):
     assert "threads" in capsys.readouterr().err
 
 
+def test_a_solver_refusing_a_profile_option_names_the_profile_file(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[highs]\nmip_rel_gap = -5.0\n")
+    prefill = DECODE.parent / "example-prefill-fixed.json"
+    assert main(["solve", str(prefill), "--profile", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: highs.mip_rel_gap: HiGHS rejects" in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("name", ["default", "parallel", "quick"])
 def test_shipped_profiles_load_and_solve(capsys, name):
     obj = run_json(capsys, "solve", str(DECODE), "--profile", name)

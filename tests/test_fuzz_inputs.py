@@ -315,7 +315,7 @@ def test_profile_mutations(folder, rng):
         api.solve(folder / "example-prefill-fixed.json", rng.choice(("highs", "cpsat")),
                   profile=profile, time_limit=10)
     except InputError as exc:
-        assert_one_line(exc, None)  # a solver's refusal names the option, not the file
+        assert_one_line(exc, str(target))  # a solver's refusal too names the profile's file
 
 
 @pytest.mark.parametrize(("text", "field"), [
@@ -324,6 +324,8 @@ def test_profile_mutations(folder, rng):
     ("[highs]\npresolve = []", "highs.presolve"),
     ("[cpsat]\nrelative_gap_limit = -inf", "cpsat.relative_gap_limit"),
     ("[cpsat]\nmax_time_in_seconds = {a = 1}", "cpsat.max_time_in_seconds"),
+    ("[highs]\nmip_feasibility_tolerance = 1e30", "highs.mip_feasibility_tolerance"),
+    ("[highs]\nprimal_feasibility_tolerance = 0.0", "highs.primal_feasibility_tolerance"),
 ])
 def test_profile_values_out_of_range(tmp_path, text, field):
     path = tmp_path / "p.toml"

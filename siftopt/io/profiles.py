@@ -31,6 +31,9 @@ _TOP_KEYS = ("time_limit_s", "threads", "highs", "cpsat", "description")
 #: Accepted ranges: the time limit of one solve (s) and the threads / CP-SAT workers.
 MAX_TIME_LIMIT_S = 1e9
 MAX_THREADS = 1024
+#: Largest HiGHS ``*_tolerance`` option accepted: looser tolerances let HiGHS return values
+#: that are not integral or not within the rows, which no exact answer can be built from.
+MAX_HIGHS_TOLERANCE = 1e-4
 
 
 def _check_option(r: Reader, path: str, value: Any, *, lists: bool) -> None:
@@ -61,6 +64,7 @@ class Profile:
     threads: int
     highs: dict[str, Any] = field(default_factory=dict)
     cpsat: dict[str, Any] = field(default_factory=dict)
+    file: str = ""  # where it was read from (error messages)
 
 
 def _shipped_profiles() -> dict[str, Traversable]:
@@ -129,6 +133,11 @@ def _profile_from_dict(name: str, raw: dict[str, Any], file: str) -> Profile:
             raise r.fail(section, "must be a table")
         for key, value in raw.get(section, {}).items():
             _check_option(r, f"{section}.{key}", value, lists=section == "cpsat")
+    for key, value in raw.get("highs", {}).items():
+        if key.endswith("_tolerance") and is_number(value) and not (
+                0 < value <= MAX_HIGHS_TOLERANCE):
+            raise r.fail(f"highs.{key}", f"must be in (0, {MAX_HIGHS_TOLERANCE:g}] (an exact "
+                         f"answer needs tight tolerances), got {value!r}")
     return Profile(name=name, time_limit_s=None if limit is None else float(limit),
                    threads=threads, highs=dict(raw.get("highs", {})),
-                   cpsat=dict(raw.get("cpsat", {})))
+                   cpsat=dict(raw.get("cpsat", {})), file=file)
