@@ -68,9 +68,8 @@ def _energy(value: float) -> str:
 
 
 def _time(seconds: float) -> str:
-    if seconds < 1e-3:
-        return "<1 ms"
-    return f"{seconds * 1e3:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+    """Seconds with two significant digits, one unit throughout (so re-runs compare)."""
+    return f"{seconds:.2g} s"
 
 
 def policy_time(inst: siftopt.Instance, name: str, repeat: int) -> tuple[float, float]:
