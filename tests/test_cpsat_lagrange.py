@@ -15,7 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from siftopt.backends.cpsat import lagrange
-from siftopt.backends.cpsat.lagrange import enumerate_classes, lagrangian, solve_cpsat_lagrange
+from siftopt.backends.cpsat.lagrange import solve_cpsat_lagrange
+from siftopt.backends.cpsat.lagrange_bound import lagrangian
+from siftopt.backends.cpsat.lagrange_patterns import enumerate_classes
 from siftopt.experiments.synthetic import random_instance
 from siftopt.facade import solve
 from siftopt.formulations.enumerate import enumerate_patterns
@@ -209,7 +211,7 @@ def test_greedy_points_are_below_the_concave_part() -> None:
     (checked over all subsets of 7 tokens in 3 classes), and E = A + B."""
     from itertools import combinations
 
-    from siftopt.backends.cpsat.lagrange import greedy_point, split_tables
+    from siftopt.backends.cpsat.lagrange_bound import greedy_point, split_tables
 
     table = np.array([0.0, 5.0, 8.0, 10.0, 11.5, 13.5, 16.5, 20.0])  # concave, then convex
     split = split_tables([table], 7)
