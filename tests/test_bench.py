@@ -29,10 +29,9 @@ from siftopt.experiments.bench.tables import (
     headline_table,
     sweep_stats,
     sweep_table,
-    to_latex,
-    to_markdown,
     with_derived,
 )
+from siftopt.experiments.bench.writers import to_latex, to_markdown
 from siftopt.experiments.generate import GeneratorConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,10 +21,9 @@ from siftopt.experiments.bench.tables import (
     all_tables,
     common_ground_rule,
     run_summary,
-    to_markdown,
     with_derived,
-    write_tables,
 )
+from siftopt.experiments.bench.writers import to_markdown, write_tables
 from siftopt.version import __version__
 
 META_FILE = "bench.json"
