@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,6 +210,23 @@ def is_convex(table: np.ndarray, rtol: float = CONVEXITY_RTOL) -> bool:
         return True
     second = np.diff(table, 2)
     return bool(np.all(second >= -rtol * max(float(np.max(np.abs(table))), 1e-300)))
+
+
+def lower_hull(values: Sequence[float] | np.ndarray) -> list[int]:
+    """Indices (loads) of the vertices of the lower convex hull of the points
+    ``(k, values[k])``, the first and the last included (the monotone chain). Exact for
+    Python ints, so CP-SAT's integer tables use it as they are."""
+    hull: list[int] = []
+    for k, v in enumerate(values):
+        # drop the last vertex while it lies on or above the segment from its predecessor to k
+        while len(hull) >= 2:
+            i, j = hull[-2], hull[-1]
+            if (values[j] - values[i]) * (k - i) >= (v - values[i]) * (j - i):
+                hull.pop()
+            else:
+                break
+        hull.append(k)
+    return hull
 
 
 def _slow_fading_tables(inst: Instance) -> tuple[NodeEnergyTable, ...]:

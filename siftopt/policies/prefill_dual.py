@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from siftopt.model.physics import lower_hull as physics_lower_hull
+
 #: Softmax weights below ``exp(−CUTOFF)`` count as zero (they are below 1e-17), and node
 #: segments farther than ``CUTOFF·τ`` from the price are taken exactly.
 CUTOFF = 40.0
@@ -42,16 +44,7 @@ MERGE_RTOL = 1e-12
 def lower_hull(energy: np.ndarray) -> np.ndarray:
     """Loads of the vertices of the lower convex envelope of ``(n, energy[n])``, n = 0..cap
     (the monotone-chain algorithm; the first vertex is 0, the last the cap)."""
-    vertices: list[int] = []
-    for i in range(energy.size):
-        while len(vertices) >= 2:
-            a, b = vertices[-2], vertices[-1]
-            if (energy[b] - energy[a]) * (i - a) >= (energy[i] - energy[a]) * (b - a):
-                vertices.pop()
-            else:
-                break
-        vertices.append(i)
-    return np.array(vertices, dtype=np.int64)
+    return np.array(physics_lower_hull(energy), dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)

@@ -43,6 +43,7 @@ from ortools.sat.python import cp_model
 from siftopt.errors import InputError
 from siftopt.io.profiles import Profile
 from siftopt.model.evaluate import energies_equal
+from siftopt.model.physics import lower_hull
 from siftopt.result import FEASIBLE, OPTIMAL, Status
 
 #: Largest degradation (dimensionless) a row of integer coefficients may let through above
@@ -81,19 +82,6 @@ def add_table_energy(model: cp_model.CpModel, load: cp_model.IntVar, table_int: 
     return e
 
 
-def lower_hull(values: list[int]) -> list[int]:
-    """Indices of the vertices of the lower convex hull of the points ``(k, values[k])``."""
-    hull: list[int] = []
-    for k, v in enumerate(values):
-        # drop the last vertex while it lies on or above the segment from its predecessor to k
-        while len(hull) >= 2:
-            i, j = hull[-2], hull[-1]
-            if (values[j] - values[i]) * (k - i) >= (v - values[i]) * (j - i):
-                hull.pop()
-            else:
-                break
-        hull.append(k)
-    return hull
 
 
 def set_parameter(params: Any, key: str, value: Any) -> None:

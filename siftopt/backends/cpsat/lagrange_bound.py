@@ -20,6 +20,7 @@ from siftopt.backends.cpsat.lagrange_patterns import (
     mask_nodes,
     mask_prices,
 )
+from siftopt.model.physics import lower_hull
 
 #: Extra room of every fixing threshold, relative to the magnitude of the bound's terms.
 FIX_MARGIN = 1e-9
@@ -108,16 +109,7 @@ def lagrangian(pats: Patterns, tables: list[np.ndarray], d: np.ndarray, nu: floa
 def hull_points(table: np.ndarray) -> np.ndarray:
     """Loads at the vertices of the lower convex hull of ``(n, table[n])``, from 0 to the
     last load."""
-    hull = [0]
-    for k in range(1, table.size):
-        while len(hull) >= 2:
-            i, j = hull[-2], hull[-1]
-            if (table[j] - table[i]) * (k - i) >= (table[k] - table[i]) * (j - i):
-                hull.pop()
-            else:
-                break
-        hull.append(k)
-    return np.array(hull, dtype=np.int64)
+    return np.array(lower_hull(table), dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
