@@ -5,7 +5,9 @@ Lagrangian cover bound of :func:`siftopt.formulations.enumerate._cover_bound`; a
 bound would silently drop columns that column generation and reduced-cost fixing need. These
 tests compare priced enumerations with the full enumeration filtered by reduced cost, on
 random instances and random prices (negative node prices and a degradation price included),
-and check that a passed deadline stops pricing.
+and check that a passed deadline stops pricing. Both search engines are tested: the compiled
+depth-first search (the default) and the level-wise numpy reference, and they are compared
+with each other on larger generated instances.
 """
 
 from __future__ import annotations
@@ -35,15 +37,19 @@ def _keys(pset: PatternSet) -> set[tuple[int, int]]:
     return set(zip(pset.pattern_class.tolist(), pset.mask.tolist(), strict=True))
 
 
+ENGINES = ("compiled", "numpy")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=150, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(params=small, price_seed=st.integers(0, 10**6), nu=st.sampled_from([0.0, 0.0, 0.5, 3.0]),
        spread=st.sampled_from([0.0, 0.5, 2.0]))
-def test_priced_enumeration_is_the_filtered_full_one(params, price_seed, nu, spread):
+def test_priced_enumeration_is_the_filtered_full_one(engine, params, price_seed, nu, spread):
     params = dict(params)
     data = problem_data(random_instance(params.pop("seed"), **params))
     space = pattern_space(data)
-    full = enumerate_patterns(space)
+    full = enumerate_patterns(space, engine=engine)
     rng = np.random.default_rng(price_seed)
     node_price = rng.exponential(1.0, data.num_nodes) - 0.2 * rng.random(data.num_nodes)
     class_dual = rng.exponential(2.0, space.num_classes)
@@ -54,13 +60,14 @@ def test_priced_enumeration_is_the_filtered_full_one(params, price_seed, nu, spr
     rc = pricing.reduced_cost(full.pattern_class, full.mask, full.degradation)
     want = full.pattern_class[rc <= threshold[full.pattern_class]], \
         full.mask[rc <= threshold[full.pattern_class]]
-    got = enumerate_patterns(space, pricing)
+    got = enumerate_patterns(space, pricing, engine=engine)
     assert _keys(got) == set(zip(want[0].tolist(), want[1].tolist(), strict=True))
 
     # best-first (tightened): the least reduced cost of every class below its threshold
     tight = enumerate_patterns(space, Pricing(class_dual=class_dual, node_price=node_price,
                                               degradation_price=nu,
-                                              threshold=threshold.copy(), tighten=True))
+                                              threshold=threshold.copy(), tighten=True),
+                               engine=engine)
     best = np.full(space.num_classes, np.inf)
     np.minimum.at(best, full.pattern_class, rc)
     found = np.full(space.num_classes, np.inf)
@@ -71,11 +78,57 @@ def test_priced_enumeration_is_the_filtered_full_one(params, price_seed, nu, spr
     assert np.allclose(found[has], best[has], rtol=0, atol=1e-12)
 
 
-def test_pricing_stops_at_its_deadline():
+@pytest.mark.parametrize("preset, tokens, nodes, budget", [
+    ("qwen3-30b-a3b", 64, 8, "token"), ("deepseek-v3", 32, 16, "token"),
+    ("olmoe-1b-7b", 64, 8, "mean"), ("mixtral-8x7b", 64, 4, "both")])
+def test_the_engines_agree_on_generated_instances(preset, tokens, nodes, budget):
+    """The same patterns from both engines: all of them, and priced at random prices without
+    tightening; with tightening the same least reduced cost per class."""
+    import siftopt
+
+    inst = siftopt.generate(preset, seed=1, tokens=tokens, nodes=nodes, budget=budget)[0]
+    space = pattern_space(problem_data(inst))
+    full = {e: enumerate_patterns(space, engine=e) for e in ENGINES}
+    assert full["compiled"].num_patterns > 0
+    assert _with_d(full["compiled"]) == _with_d(full["numpy"])
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        node_price = rng.exponential(1.0, space.data.num_nodes)
+        class_dual = rng.exponential(3.0, space.num_classes)
+        nu = float(rng.choice([0.0, 1.0]))
+        for tighten in (False, True):
+            got = {e: enumerate_patterns(space, Pricing(
+                class_dual=class_dual, node_price=node_price, degradation_price=nu,
+                threshold=np.zeros(space.num_classes), tighten=tighten), engine=e)
+                for e in ENGINES}
+            if not tighten:
+                assert _with_d(got["compiled"]) == _with_d(got["numpy"])
+                continue
+            least = {}
+            for e, pset in got.items():
+                least[e] = np.full(space.num_classes, np.inf)
+                np.minimum.at(least[e], pset.pattern_class, pset.reduced_cost)
+            assert np.array_equal(least["compiled"], least["numpy"])
+
+
+def _with_d(pset: PatternSet) -> set[tuple[int, int, float]]:
+    return set(zip(pset.pattern_class.tolist(), pset.mask.tolist(),
+                   pset.degradation.tolist(), strict=True))
+
+
+def test_an_unknown_engine_is_refused():
+    space = pattern_space(problem_data(random_instance(1, num_tokens=2, num_experts=4,
+                                                       top_k=2, num_nodes=2)))
+    with pytest.raises(ValueError, match="engine"):
+        enumerate_patterns(space, engine="fortran")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_pricing_stops_at_its_deadline(engine):
     data = problem_data(random_instance(3, num_tokens=6, num_experts=16, top_k=4, num_nodes=8))
     space = pattern_space(data)
     pricing = Pricing(class_dual=np.full(space.num_classes, 10.0),
                       node_price=np.ones(data.num_nodes), degradation_price=0.0,
                       threshold=np.zeros(space.num_classes))
     with pytest.raises(PricingTimeout):
-        enumerate_patterns(space, pricing, deadline=time.perf_counter() - 1.0)
+        enumerate_patterns(space, pricing, deadline=time.perf_counter() - 1.0, engine=engine)

@@ -53,19 +53,24 @@ class PricingTimeout(Exception):
 
 
 def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | None = None, *,
-                       deadline: float | None = None, cover: bool = True) -> PatternSet:
+                       deadline: float | None = None, cover: bool = True,
+                       engine: str = "compiled") -> PatternSet:
     """The non-dominated kept patterns of every class — all of them, or with ``pricing``
     those with reduced cost at most the class's threshold (see the module docstring).
     ``deadline`` (``time.perf_counter`` clock): checked between batches; past it
-    :class:`PricingTimeout` is raised. ``cover=False`` skips the cover bound (a pruning
-    test only: the same patterns are returned; cheaper when the price bound already prunes
-    most sets, as at near-optimal prices)."""
+    :class:`PricingTimeout` is raised. ``engine``: ``"compiled"`` (the default, a
+    depth-first search compiled with numba, :mod:`siftopt.formulations.enumerate_kernel`) or
+    ``"numpy"`` (the level-wise reference search); both return the same patterns without
+    ``pricing.tighten``, and every pattern of least reduced cost per class with it.
+    ``cover=False`` skips the numpy search's cover bound (a pruning test only: the same
+    patterns are returned; cheaper when the price bound already prunes most sets, as at
+    near-optimal prices)."""
     if isinstance(space, ProblemData):
         space = pattern_space(space)
     threshold = None if pricing is None else np.array(pricing.threshold, dtype=float)
     parts = []
     if space.mono_classes.size:
-        parts.append(_grow(space, pricing, threshold, deadline, cover))
+        parts.append(_grow(space, pricing, threshold, deadline, cover, engine))
     cls, mask, deg = space.general_patterns
     if cls.size:
         if pricing is not None:
@@ -143,10 +148,39 @@ class _Prices:
     cap: np.ndarray  # (G1,) at least the largest D a kept pattern of the row can have
 
 
+def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None
+                ) -> _Prices | None:
+    """The pricing restated per monotone row and bit (None without pricing)."""
+    if pricing is None or threshold is None:
+        return None
+    eps, room = space.eps[space.mono_classes], space.room[space.mono_classes]
+    bit_price = np.where(space.node_of_bit > 0,
+                         pricing.node_price[np.maximum(space.node_of_bit - 1, 0)], 0.0)
+    neg = np.zeros((space.values.shape[0], bit_price.shape[1] + 1))
+    neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(over="ignore"):
+        cap = np.minimum(eps + TOL, room)
+        cap = cap + _MARGIN * np.maximum(1.0, np.abs(cap))
+    return _Prices(dual=pricing.class_dual[space.mono_classes], bit_price=bit_price,
+                   neg_suffix=neg, nu=float(pricing.degradation_price),
+                   threshold=threshold[space.mono_classes], tighten=pricing.tighten, cap=cap)
+
+
+#: Class rows per call of the compiled search (the deadline is checked between calls).
+KERNEL_ROWS = 256
+
+
 def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None,
-          deadline: float | None = None, cover: bool = True
+          deadline: float | None = None, cover: bool = True, engine: str = "compiled"
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Non-dominated patterns of the monotone classes as (class, global mask, D)."""
+    """Non-dominated patterns of the monotone classes as (class, global mask, D): by the
+    compiled depth-first search (:mod:`siftopt.formulations.enumerate_kernel`), or with
+    ``engine="numpy"`` by the level-wise numpy search below (the reference the compiled
+    one is tested against; it alone uses the cover bound)."""
+    if engine == "compiled":
+        return _grow_compiled(space, pricing, threshold, deadline)
+    if engine != "numpy":
+        raise ValueError(f"unknown enumeration engine {engine!r} (compiled, numpy)")
     rows_n, k_slots = space.values.shape[0], space.values.shape[2]
     local = space.slots.local[space.mono_classes]
 
@@ -155,19 +189,7 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
     def fit(deg: np.ndarray, row: np.ndarray) -> np.ndarray:  # PatternSpace.fits, by row
         return fits(deg, eps[row], room[row])
 
-    prices = None
-    if pricing is not None:
-        bit_price = np.where(space.node_of_bit > 0,
-                             pricing.node_price[np.maximum(space.node_of_bit - 1, 0)], 0.0)
-        neg = np.zeros((rows_n, bit_price.shape[1] + 1))
-        neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
-        with np.errstate(over="ignore"):
-            cap = np.minimum(eps + TOL, room)
-            cap = cap + _MARGIN * np.maximum(1.0, np.abs(cap))
-        prices = _Prices(dual=pricing.class_dual[space.mono_classes], bit_price=bit_price,
-                         neg_suffix=neg, nu=float(pricing.degradation_price),
-                         threshold=threshold[space.mono_classes], tighten=pricing.tighten,
-                         cap=cap)
+    prices = _row_prices(space, pricing, threshold)
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     root = _Frontier(np.arange(rows_n), np.zeros(rows_n, np.int64), np.zeros(rows_n, np.int64),
                      local.copy(),
@@ -209,6 +231,49 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
     deg = np.concatenate([o[2] for o in out])
     if prices is not None and pricing.tighten:
         threshold[space.mono_classes] = prices.threshold
+    return space.mono_classes[row], _rows_to_global(space, row, local_mask), deg
+
+
+def _grow_compiled(space: PatternSpace, pricing: Pricing | None,
+                   threshold: np.ndarray | None, deadline: float | None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_grow` by the compiled search, :data:`KERNEL_ROWS` rows per call."""
+    from siftopt.formulations.enumerate_kernel import OVER_LIMIT, grow_rows
+
+    rows_n = space.values.shape[0]
+    prices = _row_prices(space, pricing, threshold)
+    arrays = [np.ascontiguousarray(a, dtype=float) for a in (
+        space.values, space.suffix, space.slots.local[space.mono_classes],
+        space.eps[space.mono_classes], space.room[space.mono_classes])]
+    if prices is None:
+        priced = (False, np.zeros((1, 1)), np.zeros((1, 1)), 0.0, np.zeros(1), np.zeros(1),
+                  False)
+    else:
+        priced = (True, np.ascontiguousarray(prices.bit_price, dtype=float),
+                  np.ascontiguousarray(prices.neg_suffix, dtype=float), prices.nu,
+                  np.ascontiguousarray(prices.dual, dtype=float),
+                  np.ascontiguousarray(prices.threshold, dtype=float), bool(prices.tighten))
+    values, suffix, local, eps, room = arrays
+    nbits = np.ascontiguousarray(space.nbits, dtype=np.int64)
+    limit = space.options.max_patterns
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    total = 0
+    for lo in range(0, rows_n, KERNEL_ROWS):
+        if deadline is not None and time.perf_counter() > deadline:
+            raise PricingTimeout("pricing stopped at the deadline")
+        row, mask, deg, status = grow_rows(
+            lo, min(lo + KERNEL_ROWS, rows_n), values, suffix, local, nbits, eps, room,
+            not space.mean_row, priced[0], priced[1], priced[2], priced[3], priced[4],
+            priced[5], priced[6], limit - total)
+        total += row.size
+        if status == OVER_LIMIT or total > limit:
+            raise PatternLimitError(f"more than {limit} patterns")
+        out.append((row, mask, deg))
+    if prices is not None and threshold is not None and prices.tighten:
+        threshold[space.mono_classes] = priced[5]
+    row = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.int64)
+    local_mask = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.int64)
+    deg = np.concatenate([o[2] for o in out]) if out else np.zeros(0)
     return space.mono_classes[row], _rows_to_global(space, row, local_mask), deg
 
 

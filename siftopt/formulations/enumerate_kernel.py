@@ -1,0 +1,216 @@
+"""The compiled depth-first search behind ``enumerate.enumerate_patterns``.
+
+The same enumeration as the level-wise numpy search of :mod:`siftopt.formulations.enumerate`
+(its module docstring states the rules), compiled with numba and run depth first, one class
+row at a time:
+
+* a set's extensions by bit ``b`` are tried in increasing ``b``; before each, the set is
+  pruned with the bounds of the numpy search taken at ``nxt = b`` (per-slot suffix minima for
+  ``D``, the price bound). Both only grow with ``b``, so the first failing bit ends the set;
+* with ``tighten`` a class's threshold drops to each accepted reduced cost at once, so later
+  branches of the same class are pruned against the best pattern found so far (the numpy
+  search tightens once per batch). Without ``tighten`` the two searches return the same
+  patterns; with it both return every pattern of least reduced cost of each class (and the
+  numpy search may return more patterns above that least cost);
+* every floating-point value is computed as in the numpy search — ``D`` summed over slots
+  left to right (:func:`~siftopt.model.budgets.token_degradation`), the budget rule
+  ``D − ε ≤ TOL`` and ``D ≤ room`` (:func:`~siftopt.formulations.space.fits`), price sums
+  in increasing bit order — so both searches decide every set alike.
+
+The search works on ``chunk`` rows per call, so that the caller can check its deadline and
+the pattern limit between calls. Arrays are passed as they are stored in the
+:class:`~siftopt.formulations.space.PatternSpace`; local masks are int64 bit sets over a
+row's relevant nodes (bit j = ``node_of_bit[row, j]``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from siftopt.model.budgets import TOL
+
+#: Status codes of :func:`grow_rows`.
+DONE = 0
+OVER_LIMIT = 1
+
+
+@njit(cache=True, inline="always")
+def _degradation(vals: np.ndarray) -> float:
+    """``Σ_k vals[k]`` left to right (token_degradation's order)."""
+    total = vals[0]
+    for k in range(1, vals.size):
+        total += vals[k]
+    return total
+
+
+@njit(cache=True, inline="always")
+def _fits(d: float, eps: float, room: float) -> bool:
+    return (d - eps) <= TOL and d <= room
+
+
+@njit(cache=True)
+def grow_rows(lo: int, hi: int, values: np.ndarray, suffix: np.ndarray, local: np.ndarray,
+              nbits: np.ndarray, eps: np.ndarray, room: np.ndarray, token_mode: bool,
+              priced: bool, bit_price: np.ndarray, neg_suffix: np.ndarray, nu: float,
+              dual: np.ndarray, threshold: np.ndarray, tighten: bool, limit: int
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """The kept non-dominated patterns of rows ``lo..hi−1`` as ``(row, local mask, D)`` and a
+    status (:data:`OVER_LIMIT` once more than ``limit`` patterns were found; the arrays are
+    then incomplete). ``eps``, ``room``, ``dual``, ``threshold`` are per row (``threshold``
+    is tightened in place); with ``priced`` false the price arguments are ignored."""
+    k_slots = values.shape[2]
+    r_max = values.shape[1]
+    cap = 1024
+    out_row = np.empty(cap, np.int64)
+    out_mask = np.empty(cap, np.int64)
+    out_deg = np.empty(cap, np.float64)
+    n_out = 0
+    depth_max = min(r_max, k_slots) + 2
+    st_mask = np.zeros(depth_max, np.int64)
+    st_next = np.zeros(depth_max, np.int64)
+    st_price = np.zeros(depth_max, np.float64)
+    st_best = np.empty((depth_max, k_slots), np.float64)
+    st_second = np.empty((depth_max, k_slots), np.float64)
+    st_owner = np.empty((depth_max, k_slots), np.int64)
+    tmp = np.empty(k_slots, np.float64)
+    child_best = np.empty(k_slots, np.float64)
+    child_second = np.empty(k_slots, np.float64)
+    child_owner = np.empty(k_slots, np.int64)
+    for row in range(lo, hi):
+        e, rm = eps[row], room[row]
+        nb = nbits[row]
+        for k in range(k_slots):
+            st_best[0, k] = local[row, k]
+            st_second[0, k] = np.inf
+            st_owner[0, k] = -1
+        st_mask[0] = 0
+        st_next[0] = 0
+        st_price[0] = 0.0
+        d = _degradation(st_best[0])
+        fit = _fits(d, e, rm)
+        if fit:
+            emit = True
+            if priced:
+                rc = nu * d - dual[row]
+                if tighten and rc < threshold[row]:
+                    threshold[row] = rc
+                emit = rc <= threshold[row]
+            if emit:
+                if n_out == cap:
+                    cap *= 2
+                    out_row = _grown_int(out_row, cap)
+                    out_mask = _grown_int(out_mask, cap)
+                    out_deg = _grown_float(out_deg, cap)
+                out_row[n_out] = row
+                out_mask[n_out] = 0
+                out_deg[n_out] = d
+                n_out += 1
+        if token_mode and fit:
+            continue
+        depth = 0
+        while depth >= 0:
+            b = st_next[depth]
+            if b >= nb:
+                depth -= 1
+                continue
+            # prune: no extension by bits ≥ b can be kept (or priced below the threshold)
+            for k in range(k_slots):
+                tmp[k] = min(st_best[depth, k], suffix[row, b, k])
+            lower_d = _degradation(tmp)
+            alive = _fits(lower_d, e, rm)
+            if alive and priced:
+                bound = (st_price[depth] + neg_suffix[row, b] + nu * lower_d - dual[row])
+                alive = bound <= threshold[row]
+            if not alive:
+                depth -= 1
+                continue
+            st_next[depth] = b + 1
+            # the extension by bit b
+            mask = st_mask[depth] | (np.int64(1) << b)
+            owned = np.int64(0)
+            for k in range(k_slots):
+                v = values[row, b, k]
+                best = st_best[depth, k]
+                owner = st_owner[depth, k]
+                if token_mode:
+                    prev = st_second[depth, k]
+                    if v < best:
+                        child_second[k] = best
+                    elif v == best or v < prev:
+                        child_second[k] = v
+                    else:
+                        child_second[k] = prev
+                if v < best:
+                    child_best[k] = v
+                    child_owner[k] = b
+                elif v == best:
+                    child_best[k] = best
+                    child_owner[k] = -1
+                else:
+                    child_best[k] = best
+                    child_owner[k] = owner
+                if child_owner[k] >= 0:
+                    owned |= np.int64(1) << child_owner[k]
+            if owned != mask:  # some node owns no slot: dominated, and so are supersets
+                continue
+            price = st_price[depth]
+            if priced:
+                price = price + bit_price[row, b]
+            d = _degradation(child_best)
+            fit = _fits(d, e, rm)
+            emit = fit
+            if token_mode and fit:
+                # no kept one-node-smaller subset (then no kept proper subset at all)
+                for j in range(b + 1):
+                    if (mask >> j) & 1:
+                        for k in range(k_slots):
+                            tmp[k] = child_second[k] if child_owner[k] == j else child_best[k]
+                        if _fits(_degradation(tmp), e, rm):
+                            emit = False
+                            break
+            if emit and priced:
+                rc = price + nu * d - dual[row]
+                if tighten and rc < threshold[row]:
+                    threshold[row] = rc
+                emit = rc <= threshold[row]
+            if emit:
+                if n_out == cap:
+                    cap *= 2
+                    out_row = _grown_int(out_row, cap)
+                    out_mask = _grown_int(out_mask, cap)
+                    out_deg = _grown_float(out_deg, cap)
+                out_row[n_out] = row
+                out_mask[n_out] = mask
+                out_deg[n_out] = d
+                n_out += 1
+                if n_out > limit:
+                    return out_row[:n_out], out_mask[:n_out], out_deg[:n_out], OVER_LIMIT
+            if (token_mode and fit) or b + 1 >= nb:
+                continue
+            depth += 1
+            st_mask[depth] = mask
+            st_next[depth] = b + 1
+            st_price[depth] = price
+            for k in range(k_slots):
+                st_best[depth, k] = child_best[k]
+                st_second[depth, k] = child_second[k] if token_mode else np.inf
+                st_owner[depth, k] = child_owner[k]
+    return out_row[:n_out], out_mask[:n_out], out_deg[:n_out], DONE
+
+
+@njit(cache=True)
+def _grown_int(a: np.ndarray, cap: int) -> np.ndarray:
+    out = np.empty(cap, np.int64)
+    out[: a.size] = a
+    return out
+
+
+@njit(cache=True)
+def _grown_float(a: np.ndarray, cap: int) -> np.ndarray:
+    out = np.empty(cap, np.float64)
+    out[: a.size] = a
+    return out
+
+
+__all__ = ["DONE", "OVER_LIMIT", "grow_rows"]
