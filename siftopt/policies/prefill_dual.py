@@ -29,6 +29,7 @@ energy_scale_j` (J per unit), prices per token of load, ``ν`` per unit of degra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -110,6 +111,20 @@ class NodeTerms:
     @property
     def num_nodes(self) -> int:
         return len(self.tables)
+
+    @cached_property
+    def supply(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per node the weighted supply ``weight·Σ ℓ`` below each load: ``cum`` (S + M,)
+        (per node 0, then after each segment) and ``at`` (S,), the supply at each segment's
+        own slope (ties of equal slopes included), for the coordinate sweeps."""
+        cum, at = [], []
+        for m in range(self.num_nodes):
+            part = slice(int(self.seg_start[m]), int(self.seg_start[m + 1]))
+            c = np.concatenate([[0.0], np.cumsum(self.length[part] * self.weight)])
+            cum.append(c)
+            at.append(c[np.searchsorted(self.slope[part], self.slope[part], side="right")])
+        return (np.concatenate(cum) if cum else np.zeros(0),
+                np.concatenate(at) if at else np.zeros(0))
 
     @property
     def caps(self) -> np.ndarray:
@@ -217,12 +232,33 @@ class PoolDual:
         """``M`` prices, plus ν when there is a mean row."""
         return self.nodes.num_nodes + (self.mean_rhs is not None)
 
+    _node_rows: list | None = field(default=None, init=False, repr=False)
+
     def set_pool(self, cls: np.ndarray, inc: np.ndarray, deg: np.ndarray, start: np.ndarray
                  ) -> None:
         """Use the pool ``(cls, inc, D)`` (sorted by class, CSR offsets ``start``)."""
         self.cls, self.start = cls, start
         self.columns = (np.concatenate([inc, deg[:, None]], axis=1)
                         if self.mean_rhs is not None else inc)
+        self._node_rows = None
+
+    def node_rows(self) -> list[tuple[np.ndarray, ...]]:
+        """Per node m (kept while the pool is): ``(uses, first_u, cls_u, avoids, first_a,
+        cls_a, weight_u)`` — the patterns through m and the others, each with the offsets
+        and classes of its class runs — and the counts of the classes in ``cls_u``."""
+        if self._node_rows is None:
+            rows = []
+            for m in range(self.nodes.num_nodes):
+                on = self.columns[:, m] > 0
+                parts: list[np.ndarray] = []
+                for sel in (np.flatnonzero(on), np.flatnonzero(~on)):
+                    c = self.cls[sel]
+                    first = np.flatnonzero(np.r_[True, c[1:] != c[:-1]]) if c.size else \
+                        np.zeros(0, np.int64)
+                    parts += [sel, first, c[first]]
+                rows.append((*parts, self.counts[parts[2]]))
+            self._node_rows = rows
+        return self._node_rows
 
     def pattern_costs(self, y: np.ndarray) -> np.ndarray:
         """``Σ_{m∈C} p_m + ν·D`` of every pool pattern."""

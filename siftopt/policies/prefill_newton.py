@@ -61,41 +61,67 @@ def coordinate_sweep(dual: PoolDual, y: np.ndarray, upper: np.ndarray) -> np.nda
     """
     y = y.copy()
     nodes = dual.nodes
-    first = dual.start[:-1]
-    weight = nodes.weight
+    supply_cum, supply_at = nodes.supply
     cost = dual.pattern_costs(y)
-    for m in range(nodes.num_nodes):
-        uses = dual.columns[:, m] > 0
+    num_classes = dual.counts.size
+    for m, (uses, first_u, cls_u, avoids, first_a, cls_a, weight_u) in enumerate(
+            dual.node_rows()):
         fixed = 0.0 if dual.fixed is None else float(dual.fixed[m])
-        if not uses.any() and fixed == 0.0:
+        if uses.size == 0 and fixed == 0.0:
             continue
-        breaks, demand_w = np.zeros(0), np.zeros(0)
         old = float(y[m])
-        if uses.any():
-            a = np.minimum.reduceat(np.where(uses, cost - y[m], np.inf), first)
-            b = np.minimum.reduceat(np.where(uses, np.inf, cost), first)
-            live = np.isfinite(a)
-            breaks = np.where(np.isfinite(b), b - a, np.inf)[live]
-            demand_w = dual.counts[live]
-        order = np.argsort(breaks)
-        breaks, demand_w = breaks[order], demand_w[order]
-        # demand(q) = Σ c over breaks > q; supply(q) = weight·Σ ℓ over slopes < q
+        if uses.size:
+            a = np.minimum.reduceat(cost[uses], first_u) - y[m]
+            b = np.full(num_classes, np.inf)
+            if avoids.size:
+                b[cls_a] = np.minimum.reduceat(cost[avoids], first_a)
+            breaks = b[cls_u] - a  # inf where the class has no pattern avoiding m
+            order = np.argsort(breaks)
+            breaks = breaks[order]
+            tail = np.concatenate([np.cumsum(weight_u[order][::-1])[::-1], [0.0]])
+        else:
+            breaks, tail = np.zeros(0), np.zeros(1)
         lo, hi = int(nodes.seg_start[m]), int(nodes.seg_start[m + 1])
-        slopes, lengths = nodes.slope[lo:hi], nodes.length[lo:hi] * weight
-        cand = np.unique(np.concatenate([[0.0], breaks[np.isfinite(breaks)], slopes,
-                                         [upper[m]]]))
-        cand = cand[(cand >= 0.0) & (cand <= upper[m])]
-        tail = np.concatenate([np.cumsum(demand_w[::-1])[::-1], [0.0]])
-        demand = tail[np.searchsorted(breaks, cand, side="right")] + fixed  # breaks > q
-        cum = np.concatenate([[0.0], np.cumsum(lengths)])
-        supply = cum[np.searchsorted(slopes, cand, side="right")]  # slopes ≤ q
-        # slope of g just above q is demand(q⁺) − supply(q⁺): the first q where it is ≤ 0
-        stop = np.flatnonzero(demand - supply <= 0)
-        y[m] = float(cand[stop[0]]) if stop.size else float(upper[m])
-        cost = cost + (y[m] - old) * dual.columns[:, m]
+        y[m] = _line_maximum(breaks, tail, fixed, nodes.slope[lo:hi],
+                             supply_cum[lo + m: hi + m + 1], supply_at[lo:hi], float(upper[m]))
+        if uses.size and y[m] != old:
+            cost[uses] += y[m] - old
     if dual.mean_rhs is not None:
         y[-1] = _best_multiplier(dual, y, float(upper[-1]))
     return y
+
+
+def _line_maximum(breaks: np.ndarray, tail: np.ndarray, fixed: float, slopes: np.ndarray,
+                  cum: np.ndarray, at: np.ndarray, upper: float) -> float:
+    """The least ``q`` among 0, the breaks and the slopes in ``[0, upper]`` where the demand
+    ``tail[#breaks ≤ q] + fixed`` (``breaks`` sorted) is at most the supply ``cum[#slopes ≤
+    q]`` (``at``: the supply at each slope), else ``upper``. Demand minus supply is
+    non-increasing in q, so in each group of candidates the first that qualifies is found
+    at once."""
+    def demand(q: np.ndarray | float) -> np.ndarray:
+        return tail[np.searchsorted(breaks, q, side="right")] + fixed
+
+    if not upper >= 0.0:
+        return upper
+    if demand(0.0) <= cum[np.searchsorted(slopes, 0.0, side="right")]:
+        return 0.0
+    best = upper
+    q = breaks[np.searchsorted(breaks, 0.0, side="right"):
+               np.searchsorted(breaks, upper, side="right")]
+    q = q[np.isfinite(q)]
+    if q.size:
+        ok = demand(q) <= cum[np.searchsorted(slopes, q, side="right")]
+        k = int(np.argmax(ok))
+        if ok[k]:
+            best = float(q[k])
+    j0 = int(np.searchsorted(slopes, 0.0, side="right"))
+    j1 = int(np.searchsorted(slopes, best, side="left"))
+    if j1 > j0:
+        ok = demand(slopes[j0:j1]) <= at[j0:j1]
+        k = int(np.argmax(ok))
+        if ok[k]:
+            best = float(slopes[j0 + k])
+    return best
 
 
 def _best_multiplier(dual: PoolDual, y: np.ndarray, upper: float) -> float:
