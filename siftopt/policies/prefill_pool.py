@@ -29,6 +29,10 @@ THRESHOLD_RTOL = 1e-12
 #: the policy's prices the price bound alone prunes well and the cover bound costs more
 #: than it saves: 21 against 38 ms per pricing of all classes at L = 1024, M = 16).
 COVER_BOUND = False
+#: Patterns per class a pricing adds to the pool at most (those of least cost): the search
+#: tightens each class's threshold pattern by pattern, so it returns a chain of ever cheaper
+#: patterns, most of them far above the class's least cost.
+PER_CLASS = 2
 
 
 class PatternPool:
@@ -146,7 +150,8 @@ class Priced:
 def price(space: PatternSpace, pool: PatternPool, prices: np.ndarray, nu: float,
           classes: np.ndarray | None = None) -> Priced:
     """Exact pricing at node prices ``prices[m−1] ≥ 0`` and ``ν ≥ 0`` of the given classes
-    (default: all); patterns cheaper than the pool's best enter the pool."""
+    (default: all); patterns cheaper than the pool's best enter the pool (the
+    :data:`PER_CLASS` cheapest of each class)."""
     cls, mask, deg, inc, start = pool.arrays
     cost = inc @ prices + nu * deg
     best = np.full(space.num_classes, np.inf)
@@ -165,12 +170,18 @@ def price(space: PatternSpace, pool: PatternPool, prices: np.ndarray, nu: float,
         rc = np.asarray(found.reduced_cost)
         np.minimum.at(phi, found.pattern_class, rc)
         better = rc < best[found.pattern_class]
-        if better.any():
-            new = pool.add(found.pattern_class[better], found.mask[better],
-                           found.degradation[better])
+        order = np.flatnonzero(better)
+        order = order[np.lexsort((rc[order], found.pattern_class[order]))]
+        cls_sorted = found.pattern_class[order]
+        rank = np.arange(order.size) - np.searchsorted(cls_sorted, cls_sorted)
+        pick = order[rank < PER_CLASS]
+        if pick.size:
+            new = pool.add(found.pattern_class[pick], found.mask[pick],
+                           found.degradation[pick])
     if classes is not None:
         phi[skip] = np.nan
     return Priced(phi=phi, new=new)
 
 
-__all__ = ["PatternPool", "Priced", "THRESHOLD_RTOL", "least_degradation_patterns", "price"]
+__all__ = ["PER_CLASS", "PatternPool", "Priced", "THRESHOLD_RTOL", "least_degradation_patterns",
+           "price"]

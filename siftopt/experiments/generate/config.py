@@ -152,7 +152,7 @@ def _optional(check: Check) -> Check:
 CHECKS: dict[str, Check] = {
     "preset": _choice(ARCHITECTURES),
     "scenario": _choice(SCENARIOS),
-    "tokens": _integer(1, 4096),
+    "tokens": _integer(1, 32_768),  # up to 32k-token prompts (issue 14)
     "nodes": _integer(1, 64),
     "fading": _choice(FADING_MODES),
     "power_control": _choice(POWER_MODES),
