@@ -127,9 +127,9 @@ def reference_patterns(data: ProblemData) -> dict[int, dict[int, float]]:
     return out
 
 
-def check_enumeration(data: ProblemData) -> None:
+def check_enumeration(data: ProblemData, engine: str = "auto") -> None:
     space = P.pattern_space(data)
-    pset = P.enumerate_patterns(space)
+    pset = P.enumerate_patterns(space, engine=engine)
     reference = reference_patterns(data)
     start = pset.start
     for t, kept in reference.items():
@@ -152,13 +152,14 @@ def check_enumeration(data: ProblemData) -> None:
         assert again.degradation[t] == pset.degradation[p]
 
 
+@pytest.mark.parametrize("engine", ["compiled", "numpy"])
 @settings(max_examples=200, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(params=tiny)
-def test_enumeration_is_the_definition(params):
+def test_enumeration_is_the_definition(engine, params):
     data = problem_data(make(params))
     if count_assignments(data) <= BRUTE_LIMIT:
-        check_enumeration(data)
+        check_enumeration(data, engine)
 
 
 @settings(max_examples=80, deadline=None, derandomize=True,

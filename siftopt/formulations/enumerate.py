@@ -54,14 +54,16 @@ class PricingTimeout(Exception):
 
 def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | None = None, *,
                        deadline: float | None = None, cover: bool = True,
-                       engine: str = "compiled") -> PatternSet:
+                       engine: str = "auto") -> PatternSet:
     """The non-dominated kept patterns of every class — all of them, or with ``pricing``
     those with reduced cost at most the class's threshold (see the module docstring).
     ``deadline`` (``time.perf_counter`` clock): checked between batches; past it
-    :class:`PricingTimeout` is raised. ``engine``: ``"compiled"`` (the default, a
-    depth-first search compiled with numba, :mod:`siftopt.formulations.enumerate_kernel`) or
-    ``"numpy"`` (the level-wise reference search); both return the same patterns without
-    ``pricing.tighten``, and every pattern of least reduced cost per class with it.
+    :class:`PricingTimeout` is raised. ``engine``: ``"compiled"`` (a depth-first search
+    compiled with numba, :mod:`siftopt.formulations.enumerate_kernel`), ``"numpy"`` (the
+    level-wise reference search) or ``"auto"`` (compiled past :data:`COMPILED_ABOVE` sets,
+    where it pays for loading numba, about 0.6 s once per process); both return the same
+    patterns without ``pricing.tighten``, and every pattern of least reduced cost per class
+    with it.
     ``cover=False`` skips the numpy search's cover bound (a pruning test only: the same
     patterns are returned; cheaper when the price bound already prunes most sets, as at
     near-optimal prices)."""
@@ -168,19 +170,29 @@ def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndar
 
 #: Class rows per call of the compiled search (the deadline is checked between calls).
 KERNEL_ROWS = 256
+#: ``engine="auto"`` compiles past this many candidate sets (``Σ_rows 2^{min(bits, K)}``).
+COMPILED_ABOVE = 20_000
+
+
+def _auto_engine(space: PatternSpace) -> str:
+    """The engine ``"auto"`` stands for (see :func:`enumerate_patterns`)."""
+    sets = np.power(2.0, np.minimum(space.nbits, space.values.shape[2])).sum()
+    return "compiled" if sets > COMPILED_ABOVE else "numpy"
 
 
 def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None,
-          deadline: float | None = None, cover: bool = True, engine: str = "compiled"
+          deadline: float | None = None, cover: bool = True, engine: str = "auto"
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Non-dominated patterns of the monotone classes as (class, global mask, D): by the
     compiled depth-first search (:mod:`siftopt.formulations.enumerate_kernel`), or with
     ``engine="numpy"`` by the level-wise numpy search below (the reference the compiled
     one is tested against; it alone uses the cover bound)."""
+    if engine == "auto":
+        engine = _auto_engine(space)
     if engine == "compiled":
         return _grow_compiled(space, pricing, threshold, deadline)
     if engine != "numpy":
-        raise ValueError(f"unknown enumeration engine {engine!r} (compiled, numpy)")
+        raise ValueError(f"unknown enumeration engine {engine!r} (auto, compiled, numpy)")
     rows_n, k_slots = space.values.shape[0], space.values.shape[2]
     local = space.slots.local[space.mono_classes]
 
@@ -459,4 +471,4 @@ def _rows_to_global(space: PatternSpace, row: np.ndarray, local_mask: np.ndarray
     return mask
 
 
-__all__ = ["PricingTimeout", "cheapest_patterns", "enumerate_patterns"]
+__all__ = ["COMPILED_ABOVE", "PricingTimeout", "cheapest_patterns", "enumerate_patterns"]
