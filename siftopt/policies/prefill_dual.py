@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
+from numba import njit
 
 from siftopt.model.physics import lower_hull as physics_lower_hull
 
@@ -152,12 +153,24 @@ class NodeTerms:
 
     def value(self, p: np.ndarray) -> np.ndarray:
         """``h_m(p_m)`` per node (exact)."""
+        return self.smooth(p, 0.0)[0]
+
+    def smooth(self, p: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Smoothed values, derivatives (minus the soft load) and second derivatives
+        (compiled; :meth:`smooth_numpy` is the reference). ``τ = 0``: the exact values."""
+        return _node_smooth(self.slope, self.length, self.seg_start, self.cum_len,
+                            self.cum_len_slope, float(self.weight),
+                            np.ascontiguousarray(p, dtype=float), float(tau), CUTOFF)
+
+    def value_numpy(self, p: np.ndarray) -> np.ndarray:
+        """:meth:`value` with numpy (the reference)."""
         lo, _ = self._split(p, 0.0)
         length, length_slope = self._below(p, lo)
         return -(p * length - length_slope) * self.weight
 
-    def smooth(self, p: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Smoothed values, derivatives (minus the soft load) and second derivatives."""
+    def smooth_numpy(self, p: np.ndarray, tau: float
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`smooth` with numpy (the reference)."""
         lo, hi = self._split(p, CUTOFF * tau)
         length, length_slope = self._below(p, lo)
         value = -(p * length - length_slope) * self.weight
@@ -212,6 +225,148 @@ def _truncated_geometric(x: np.ndarray, length: np.ndarray
     return log_sum, mean, var
 
 
+@njit(cache=True)
+def _geometric_one(x: float, length: float) -> tuple[float, float, float]:
+    """:func:`_truncated_geometric` of one segment."""
+    flip = x > 0
+    z = -x if flip else x
+    n1 = length + 1.0
+    if z * n1 > -1e-4:
+        ser = length * (length + 2.0) / 12.0
+        log_sum = np.log(n1) + z * length / 2.0
+        mean = length / 2.0 + z * ser
+        var = ser
+    else:
+        q = np.exp(z)
+        qn = np.exp(n1 * z)
+        log_sum = np.log1p(-qn) - np.log1p(-q)
+        mean = q / (1.0 - q) - n1 * qn / (1.0 - qn)
+        var = max(q / (1.0 - q) ** 2 - n1 ** 2 * qn / (1.0 - qn) ** 2, 0.0)
+    if flip:
+        log_sum = log_sum - z * length
+        mean = length - mean
+    return log_sum, mean, var
+
+
+@njit(cache=True)
+def _node_smooth(slope: np.ndarray, length: np.ndarray, seg_start: np.ndarray,
+                 cum_len: np.ndarray, cum_len_slope: np.ndarray, weight: float, p: np.ndarray,
+                 tau: float, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:meth:`NodeTerms.smooth` (``τ = 0``: exact values, zero curvature)."""
+    num = seg_start.size - 1
+    value = np.empty(num)
+    deriv = np.empty(num)
+    curv = np.zeros(num)
+    width = cutoff * tau
+    for m in range(num):
+        s0, s1 = seg_start[m], seg_start[m + 1]
+        lo = s0 + np.searchsorted(slope[s0:s1], p[m] - width, side="left")
+        hi = lo if width == 0.0 else s0 + np.searchsorted(slope[s0:s1], p[m] + width,
+                                                          side="right")
+        below, below_slope = cum_len[lo + m], cum_len_slope[lo + m]
+        log_sum = mean = var = 0.0
+        for i in range(lo, hi):
+            a, b, c = _geometric_one((p[m] - slope[i]) / tau, length[i])
+            log_sum += tau * a
+            mean += b
+            var += c
+        value[m] = -(p[m] * below - below_slope) * weight - weight * log_sum
+        deriv[m] = -below * weight - weight * mean
+        if hi > lo:
+            curv[m] = -weight * var / tau
+    return value, deriv, curv
+
+
+@njit(cache=True)
+def _pool_smooth(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray,
+                 counts: np.ndarray, y: np.ndarray, tau: float, hessian: bool,
+                 cutoff: float) -> tuple[float, np.ndarray, np.ndarray]:
+    """The class terms of :meth:`PoolDual.smooth`: ``Σ_g c_g·(soft minimum)``, its gradient
+    and Hessian (``τ = 0``: the exact ``Σ c_g·φ_g``, no derivatives). Pattern j uses the
+    nodes ``nidx[nptr[j]:nptr[j+1]]`` (0-based); ``deg[j]`` is its degradation when there is
+    a ν (the last entry of ``y``; ``deg`` empty: none)."""
+    dim = y.size
+    has_nu = deg.size > 0
+    m = dim - 1
+    num_pat = nptr.size - 1
+    cost = np.empty(num_pat)
+    for j in range(num_pat):
+        total = 0.0
+        for k in range(nptr[j], nptr[j + 1]):
+            total += y[nidx[k]]
+        if has_nu:
+            total += y[m] * deg[j]
+        cost[j] = total
+    grad = np.zeros(dim)
+    hess = np.zeros((dim, dim))
+    mu = np.zeros(dim)
+    touched = np.empty(dim, np.int64)
+    value = 0.0
+    w = np.empty(num_pat)
+    for g in range(start.size - 1):
+        a, b = start[g], start[g + 1]
+        low = np.inf
+        for j in range(a, b):
+            low = min(low, cost[j])
+        c = counts[g]
+        if tau == 0.0:
+            value += c * low
+            continue
+        total = 0.0
+        live = 0
+        for j in range(a, b):
+            z = (cost[j] - low) / tau
+            if z < cutoff:
+                w[j] = np.exp(-z)
+                live += 1
+            else:
+                w[j] = 0.0
+            total += w[j]
+        value += c * (low - tau * np.log(total))
+        second = hessian and live > 1  # a single live pattern: no curvature
+        nt = 0
+        for j in range(a, b):
+            if w[j] == 0.0:
+                continue
+            pi = w[j] / total
+            cw = c * pi
+            dj = deg[j] if has_nu else 0.0
+            for k in range(nptr[j], nptr[j + 1]):
+                grad[nidx[k]] += cw
+            if has_nu:
+                grad[m] += cw * dj
+            if not second:
+                continue
+            for k in range(nptr[j], nptr[j + 1]):  # −c·π·a aᵀ, and μ = Σ π·a
+                u = nidx[k]
+                if mu[u] == 0.0:
+                    touched[nt] = u
+                    nt += 1
+                mu[u] += pi
+                for k2 in range(nptr[j], nptr[j + 1]):
+                    hess[u, nidx[k2]] -= cw
+                if has_nu:
+                    hess[u, m] -= cw * dj
+                    hess[m, u] -= cw * dj
+            if has_nu and dj != 0.0:
+                if mu[m] == 0.0:
+                    touched[nt] = m
+                    nt += 1
+                mu[m] += pi * dj
+                hess[m, m] -= cw * dj * dj
+        for i in range(nt):  # + c·μ μᵀ
+            u = touched[i]
+            for i2 in range(nt):
+                hess[u, touched[i2]] += c * mu[u] * mu[touched[i2]]
+        for i in range(nt):
+            mu[touched[i]] = 0.0
+    if hessian:
+        for u in range(dim):
+            for v in range(dim):
+                hess[u, v] /= tau
+    return value, grad, hess
+
+
 @dataclass(eq=False)
 class PoolDual:
     """``g`` restricted to a pool: ``columns[j] = (inc_j, D_j)`` (``D`` only with a mean row),
@@ -233,6 +388,14 @@ class PoolDual:
         return self.nodes.num_nodes + (self.mean_rhs is not None)
 
     _node_rows: list | None = field(default=None, init=False, repr=False)
+    _sweep: tuple | None = field(default=None, init=False, repr=False)
+    _nptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64), init=False,
+                              repr=False)
+    _nidx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
+                              repr=False)
+    _deg: np.ndarray = field(default_factory=lambda: np.zeros(0), init=False, repr=False)
+    _start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64), init=False,
+                               repr=False)
 
     def set_pool(self, cls: np.ndarray, inc: np.ndarray, deg: np.ndarray, start: np.ndarray
                  ) -> None:
@@ -240,7 +403,25 @@ class PoolDual:
         self.cls, self.start = cls, start
         self.columns = (np.concatenate([inc, deg[:, None]], axis=1)
                         if self.mean_rhs is not None else inc)
-        self._node_rows = None
+        self._node_rows = self._sweep = None
+        on = np.asarray(inc) > 0
+        self._nptr = np.concatenate([[0], np.cumsum(on.sum(axis=1))]).astype(np.int64)
+        self._nidx = np.ascontiguousarray(np.nonzero(on)[1], dtype=np.int64)
+        self._deg = (np.ascontiguousarray(deg, dtype=float) if self.mean_rhs is not None
+                     else np.zeros(0))
+        self._start = np.ascontiguousarray(start, dtype=np.int64)
+
+    def sweep_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the compiled sweeps (kept while the pool is): ``uses[j, m]`` (pattern j uses
+        node m) and per node the classes with such a pattern (CSR ``ptr``, ``cls``)."""
+        if self._sweep is None:
+            m = self.nodes.num_nodes
+            uses = np.ascontiguousarray(self.columns[:, :m] > 0)
+            cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(uses, axis=0)])
+            rows, cols = np.nonzero((cum[self.start[1:]] - cum[self.start[:-1]]).T > 0)
+            ptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)
+            self._sweep = (uses, ptr, cols.astype(np.int64))
+        return self._sweep
 
     def node_rows(self) -> list[tuple[np.ndarray, ...]]:
         """Per node m (kept while the pool is): ``(uses, first_u, cls_u, avoids, first_a,
@@ -270,10 +451,14 @@ class PoolDual:
 
     def value(self, y: np.ndarray, phi: np.ndarray | None = None) -> float:
         """``g(y)`` with the class minima ``phi`` (default: over the pool)."""
-        if phi is None:
-            phi = self.class_minima(y)
+        y = np.ascontiguousarray(y, dtype=float)
         m = self.nodes.num_nodes
-        total = float(self.nodes.value(y[:m]).sum()) + float(self.counts @ phi)
+        if phi is None:
+            classes = _pool_smooth(self._start, self._nptr, self._nidx, self._deg,
+                                   self.counts, y, 0.0, False, CUTOFF)[0]
+        else:
+            classes = float(self.counts @ phi)
+        total = float(self.nodes.value(y[:m]).sum()) + classes
         if self.fixed is not None:
             total += float(self.fixed @ y)
         if self.mean_rhs is not None:
@@ -290,7 +475,28 @@ class PoolDual:
 
     def smooth(self, y: np.ndarray, tau: float, hessian: bool = True
                ) -> tuple[float, np.ndarray, np.ndarray | None]:
-        """Smoothed value, gradient and (optionally) Hessian at ``y``."""
+        """Smoothed value, gradient and (optionally) Hessian at ``y`` (compiled;
+        :meth:`smooth_numpy` is the reference)."""
+        y = np.ascontiguousarray(y, dtype=float)
+        value, grad, hess = _pool_smooth(self._start, self._nptr, self._nidx, self._deg,
+                                         self.counts, y, float(tau), hessian, CUTOFF)
+        m = self.nodes.num_nodes
+        h_val, h_grad, h_curv = self.nodes.smooth(y[:m], tau)
+        value += float(h_val.sum())
+        grad[:m] += h_grad
+        if hessian:
+            hess[np.arange(m), np.arange(m)] += h_curv
+        if self.fixed is not None:
+            value += float(self.fixed @ y)
+            grad += self.fixed
+        if self.mean_rhs is not None:
+            value -= float(y[m]) * self.mean_rhs
+            grad[m] -= self.mean_rhs
+        return value, grad, (hess if hessian else None)
+
+    def smooth_numpy(self, y: np.ndarray, tau: float, hessian: bool = True
+                     ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """:meth:`smooth` with numpy (the reference)."""
         v = self.pattern_costs(y)
         first = self.start[:-1]
         low = np.minimum.reduceat(v, first)
@@ -316,7 +522,7 @@ class PoolDual:
                 hess += (mean * self.counts[cls[edges], None]).T @ mean
                 hess /= tau
         m = self.nodes.num_nodes
-        h_val, h_grad, h_curv = self.nodes.smooth(y[:m], tau)
+        h_val, h_grad, h_curv = self.nodes.smooth_numpy(y[:m], tau)
         value += float(h_val.sum())
         grad[:m] += h_grad
         if hess is not None:
