@@ -1,6 +1,10 @@
-"""The compiled kernels of sift-prefill's dual agree with their numpy references."""
+"""The compiled kernels of sift-prefill's dual agree with their numpy references, and small
+instances run the numpy path without loading numba."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -8,7 +12,7 @@ import pytest
 from siftopt.experiments.synthetic import random_document
 from siftopt.io.instance_file import instance_from_document
 from siftopt.model.problem import problem_data
-from siftopt.policies import prefill, prefill_newton
+from siftopt.policies import prefill, prefill_dual, prefill_newton
 
 
 def _duals(num_tokens: int, power: str) -> list[tuple]:
@@ -42,7 +46,7 @@ def test_compiled_dual_matches_numpy(num_tokens: int, power: str) -> None:
         for y in (y0, out.y, out.y * rng.uniform(0.5, 1.5, out.y.size)):
             y = np.clip(y, 0.0, upper)
             for tau in (out.tau, 100 * out.tau):
-                fast, ref = dual.smooth(y, tau), dual.smooth_numpy(y, tau)
+                fast, ref = dual.smooth_compiled(y, tau), dual.smooth_numpy(y, tau)
                 scale = 1.0 + abs(ref[0])
                 assert abs(fast[0] - ref[0]) <= 1e-12 * scale
                 assert np.allclose(fast[1], ref[1], rtol=1e-7, atol=1e-9 * scale)
@@ -52,7 +56,47 @@ def test_compiled_dual_matches_numpy(num_tokens: int, power: str) -> None:
             exact = (float(dual.nodes.value_numpy(y[:m]).sum())
                      + float(dual.counts @ dual.class_minima(y))
                      - (float(y[m]) * dual.mean_rhs if dual.mean_rhs is not None else 0.0))
-            assert abs(dual.value(y) - exact) <= 1e-12 * (1.0 + abs(exact))
-            fast_y = prefill_newton.coordinate_sweep(dual, y, upper)
+            for engine in ("compiled", "numpy"):
+                dual.engine = engine
+                assert abs(dual.value(y) - exact) <= 1e-12 * (1.0 + abs(exact))
+            dual.engine = "auto"
+            assert np.allclose(dual.nodes.value(y[:m], compiled=True),
+                               dual.nodes.value_numpy(y[:m]), rtol=1e-12, atol=1e-12)
+            fast_y = prefill_newton.coordinate_sweep_compiled(dual, y, upper)
             ref_y = prefill_newton.coordinate_sweep_numpy(dual, y, upper)
             assert np.allclose(fast_y, ref_y, rtol=1e-9, atol=1e-12)
+
+
+def test_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    dual, _, _, _ = _duals(96, "adaptive")[-1]
+    monkeypatch.setattr(prefill_dual, "COMPILED_ABOVE", dual.size - 1)
+    assert dual.compiled
+    monkeypatch.setattr(prefill_dual, "COMPILED_ABOVE", dual.size)
+    assert not dual.compiled
+    dual.engine = "compiled"
+    assert dual.compiled
+    dual.engine = "fast"
+    with pytest.raises(ValueError):
+        _ = dual.compiled
+
+
+def test_numpy_path_runs_without_numba() -> None:
+    """A small instance runs on numpy and never imports numba; forcing the compiled path on
+    the same instance gives the same energy and a bound equal to float rounding."""
+    code = """
+import sys
+import siftopt
+from siftopt.policies import prefill, prefill_dual
+assert "numba" not in sys.modules
+inst = siftopt.generate("mixtral-8x7b", seed=0, tokens=16, nodes=4)[0]
+run = prefill.sift_prefill_run(inst)
+assert "numba" not in sys.modules, "the numpy path imported numba"
+prefill_dual.COMPILED_ABOVE = -1
+forced = prefill.sift_prefill_run(inst)
+assert "numba" in sys.modules
+assert forced.energy_j == run.energy_j and forced.certified == run.certified
+assert abs(forced.dual_bound_j - run.dual_bound_j) <= 1e-9 * abs(run.dual_bound_j)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr

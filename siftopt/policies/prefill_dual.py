@@ -22,6 +22,12 @@ truncated geometric sum (at most ``τ·log(ℓ+1)`` lower). The smoothed functio
 smooth; its gradient and Hessian are the mean and covariance of the softmax weights, which
 are also a fractional primal solution.
 
+Two engines compute the same numbers (to float rounding): numpy (the ``*_numpy`` methods) and
+numba kernels (:mod:`siftopt.policies.prefill_kernels`, the ``*_compiled`` methods). Loading
+numba costs about 0.6 s per process, so a pool takes the compiled path only past
+:data:`COMPILED_ABOVE` entries (``PoolDual.engine``, ``"auto"`` by default); the kernels'
+module, and numba, are imported only then.
+
 Units: energies in the energy unit of :meth:`~siftopt.model.problem.ProblemData.
 energy_scale_j` (J per unit), prices per token of load, ``ν`` per unit of degradation.
 """
@@ -32,7 +38,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from numba import njit
 
 from siftopt.model.physics import lower_hull as physics_lower_hull
 
@@ -41,6 +46,22 @@ from siftopt.model.physics import lower_hull as physics_lower_hull
 CUTOFF = 40.0
 #: Consecutive sorted increments of a convex table this close (relatively) form one segment.
 MERGE_RTOL = 1e-12
+#: ``PoolDual.engine="auto"`` runs the numba kernels when the pool has more than this many
+#: entries (patterns × dimension, scaled to the batch: ``PoolDual.size``), numpy otherwise.
+#: Measured (process_time, best of 3, one core; scale.make instances L 16..4096, M 4/8/16,
+#: and siftopt.generate mixtral/deepseek/qwen3 at 16..256 tokens): loading numba and the
+#: cached kernels costs 0.52 s per process; per run (warm) numpy/compiled is 0.005/0.003 s
+#: (generate, 16 tokens, pools of 124-208 entries), 0.05/0.03 s (generate qwen3, 256 tokens,
+#: 6.1k), 0.28/0.13 s (L16 M16 adaptive, 1.9k), 0.36/0.23 s (L1024 M16 adaptive, 65k),
+#: 1.77/0.93 s (L4096 M16 adaptive, 243k). So numpy below 10k entries (every generated
+#: instance up to 256 tokens, L ≤ 64 at M = 16: at most 0.15 s lost, well under the load);
+#: above, mostly runs whose pricing loads numba anyway (enumeration past its own threshold:
+#: L ≥ 128 at M = 8 or 16), where the compiled path is free and 1.2-2x faster. The
+#: exceptions, full pools of 10-65k entries at L 256-1024 M 4 or L 16-64 M 8, pay the load
+#: in a fresh process for 0.01-0.02 s.
+COMPILED_ABOVE = 10_000
+#: The engines a :class:`PoolDual` accepts.
+ENGINES = ("auto", "compiled", "numpy")
 
 
 def lower_hull(energy: np.ndarray) -> np.ndarray:
@@ -151,26 +172,35 @@ class NodeTerms:
         at = lo + np.arange(self.num_nodes)  # cum arrays carry one extra entry per node
         return self.cum_len[at], self.cum_len_slope[at]
 
-    def value(self, p: np.ndarray) -> np.ndarray:
-        """``h_m(p_m)`` per node (exact)."""
-        return self.smooth(p, 0.0)[0]
+    def value(self, p: np.ndarray, compiled: bool = False) -> np.ndarray:
+        """``h_m(p_m)`` per node (exact; ``compiled``: by the numba kernel)."""
+        return self.smooth_compiled(p, 0.0)[0] if compiled else self.value_numpy(p)
 
-    def smooth(self, p: np.ndarray, tau: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def smooth(self, p: np.ndarray, tau: float, compiled: bool = False
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Smoothed values, derivatives (minus the soft load) and second derivatives
-        (compiled; :meth:`smooth_numpy` is the reference). ``τ = 0``: the exact values."""
-        return _node_smooth(self.slope, self.length, self.seg_start, self.cum_len,
-                            self.cum_len_slope, float(self.weight),
-                            np.ascontiguousarray(p, dtype=float), float(tau), CUTOFF)
+        (:meth:`smooth_numpy`, or with ``compiled`` :meth:`smooth_compiled`). ``τ = 0``:
+        the exact values."""
+        return self.smooth_compiled(p, tau) if compiled else self.smooth_numpy(p, tau)
+
+    def smooth_compiled(self, p: np.ndarray, tau: float
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`smooth` by the numba kernel (imports numba)."""
+        from siftopt.policies.prefill_kernels import node_smooth
+
+        return node_smooth(self.slope, self.length, self.seg_start, self.cum_len,
+                           self.cum_len_slope, float(self.weight),
+                           np.ascontiguousarray(p, dtype=float), float(tau), CUTOFF)
 
     def value_numpy(self, p: np.ndarray) -> np.ndarray:
-        """:meth:`value` with numpy (the reference)."""
+        """:meth:`value` with numpy."""
         lo, _ = self._split(p, 0.0)
         length, length_slope = self._below(p, lo)
         return -(p * length - length_slope) * self.weight
 
     def smooth_numpy(self, p: np.ndarray, tau: float
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """:meth:`smooth` with numpy (the reference)."""
+        """:meth:`smooth` with numpy (the reference of the kernel)."""
         lo, hi = self._split(p, CUTOFF * tau)
         length, length_slope = self._below(p, lo)
         value = -(p * length - length_slope) * self.weight
@@ -225,154 +255,14 @@ def _truncated_geometric(x: np.ndarray, length: np.ndarray
     return log_sum, mean, var
 
 
-@njit(cache=True)
-def _geometric_one(x: float, length: float) -> tuple[float, float, float]:
-    """:func:`_truncated_geometric` of one segment."""
-    flip = x > 0
-    z = -x if flip else x
-    n1 = length + 1.0
-    if z * n1 > -1e-4:
-        ser = length * (length + 2.0) / 12.0
-        log_sum = np.log(n1) + z * length / 2.0
-        mean = length / 2.0 + z * ser
-        var = ser
-    else:
-        q = np.exp(z)
-        qn = np.exp(n1 * z)
-        log_sum = np.log1p(-qn) - np.log1p(-q)
-        mean = q / (1.0 - q) - n1 * qn / (1.0 - qn)
-        var = max(q / (1.0 - q) ** 2 - n1 ** 2 * qn / (1.0 - qn) ** 2, 0.0)
-    if flip:
-        log_sum = log_sum - z * length
-        mean = length - mean
-    return log_sum, mean, var
-
-
-@njit(cache=True)
-def _node_smooth(slope: np.ndarray, length: np.ndarray, seg_start: np.ndarray,
-                 cum_len: np.ndarray, cum_len_slope: np.ndarray, weight: float, p: np.ndarray,
-                 tau: float, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:meth:`NodeTerms.smooth` (``τ = 0``: exact values, zero curvature)."""
-    num = seg_start.size - 1
-    value = np.empty(num)
-    deriv = np.empty(num)
-    curv = np.zeros(num)
-    width = cutoff * tau
-    for m in range(num):
-        s0, s1 = seg_start[m], seg_start[m + 1]
-        lo = s0 + np.searchsorted(slope[s0:s1], p[m] - width, side="left")
-        hi = lo if width == 0.0 else s0 + np.searchsorted(slope[s0:s1], p[m] + width,
-                                                          side="right")
-        below, below_slope = cum_len[lo + m], cum_len_slope[lo + m]
-        log_sum = mean = var = 0.0
-        for i in range(lo, hi):
-            a, b, c = _geometric_one((p[m] - slope[i]) / tau, length[i])
-            log_sum += tau * a
-            mean += b
-            var += c
-        value[m] = -(p[m] * below - below_slope) * weight - weight * log_sum
-        deriv[m] = -below * weight - weight * mean
-        if hi > lo:
-            curv[m] = -weight * var / tau
-    return value, deriv, curv
-
-
-@njit(cache=True)
-def _pool_smooth(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray,
-                 counts: np.ndarray, y: np.ndarray, tau: float, hessian: bool,
-                 cutoff: float) -> tuple[float, np.ndarray, np.ndarray]:
-    """The class terms of :meth:`PoolDual.smooth`: ``Σ_g c_g·(soft minimum)``, its gradient
-    and Hessian (``τ = 0``: the exact ``Σ c_g·φ_g``, no derivatives). Pattern j uses the
-    nodes ``nidx[nptr[j]:nptr[j+1]]`` (0-based); ``deg[j]`` is its degradation when there is
-    a ν (the last entry of ``y``; ``deg`` empty: none)."""
-    dim = y.size
-    has_nu = deg.size > 0
-    m = dim - 1
-    num_pat = nptr.size - 1
-    cost = np.empty(num_pat)
-    for j in range(num_pat):
-        total = 0.0
-        for k in range(nptr[j], nptr[j + 1]):
-            total += y[nidx[k]]
-        if has_nu:
-            total += y[m] * deg[j]
-        cost[j] = total
-    grad = np.zeros(dim)
-    hess = np.zeros((dim, dim))
-    mu = np.zeros(dim)
-    touched = np.empty(dim, np.int64)
-    value = 0.0
-    w = np.empty(num_pat)
-    for g in range(start.size - 1):
-        a, b = start[g], start[g + 1]
-        low = np.inf
-        for j in range(a, b):
-            low = min(low, cost[j])
-        c = counts[g]
-        if tau == 0.0:
-            value += c * low
-            continue
-        total = 0.0
-        live = 0
-        for j in range(a, b):
-            z = (cost[j] - low) / tau
-            if z < cutoff:
-                w[j] = np.exp(-z)
-                live += 1
-            else:
-                w[j] = 0.0
-            total += w[j]
-        value += c * (low - tau * np.log(total))
-        second = hessian and live > 1  # a single live pattern: no curvature
-        nt = 0
-        for j in range(a, b):
-            if w[j] == 0.0:
-                continue
-            pi = w[j] / total
-            cw = c * pi
-            dj = deg[j] if has_nu else 0.0
-            for k in range(nptr[j], nptr[j + 1]):
-                grad[nidx[k]] += cw
-            if has_nu:
-                grad[m] += cw * dj
-            if not second:
-                continue
-            for k in range(nptr[j], nptr[j + 1]):  # −c·π·a aᵀ, and μ = Σ π·a
-                u = nidx[k]
-                if mu[u] == 0.0:
-                    touched[nt] = u
-                    nt += 1
-                mu[u] += pi
-                for k2 in range(nptr[j], nptr[j + 1]):
-                    hess[u, nidx[k2]] -= cw
-                if has_nu:
-                    hess[u, m] -= cw * dj
-                    hess[m, u] -= cw * dj
-            if has_nu and dj != 0.0:
-                if mu[m] == 0.0:
-                    touched[nt] = m
-                    nt += 1
-                mu[m] += pi * dj
-                hess[m, m] -= cw * dj * dj
-        for i in range(nt):  # + c·μ μᵀ
-            u = touched[i]
-            for i2 in range(nt):
-                hess[u, touched[i2]] += c * mu[u] * mu[touched[i2]]
-        for i in range(nt):
-            mu[touched[i]] = 0.0
-    if hessian:
-        for u in range(dim):
-            for v in range(dim):
-                hess[u, v] /= tau
-    return value, grad, hess
-
-
 @dataclass(eq=False)
 class PoolDual:
     """``g`` restricted to a pool: ``columns[j] = (inc_j, D_j)`` (``D`` only with a mean row),
     ``cls[j]`` its class (sorted), ``start`` the CSR offsets of the classes, ``counts`` the
     class sizes, ``mean_rhs`` the ``R`` of a binding mean budget (None: no ν). ``fixed`` is
-    the summed column ``Σ c_g·a_g`` of classes held at one pattern (their term is linear)."""
+    the summed column ``Σ c_g·a_g`` of classes held at one pattern (their term is linear).
+    ``engine``: ``"numpy"``, ``"compiled"`` (numba kernels) or ``"auto"`` (compiled past
+    :data:`COMPILED_ABOVE` pool entries; see :attr:`compiled`)."""
 
     nodes: NodeTerms
     counts: np.ndarray  # (G,)
@@ -381,6 +271,23 @@ class PoolDual:
     cls: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))
     fixed: np.ndarray | None = None  # (d,)
+    engine: str = "auto"
+
+    @property
+    def compiled(self) -> bool:
+        """Whether :meth:`smooth`, :meth:`value` and the coordinate sweeps run the numba
+        kernels (:mod:`siftopt.policies.prefill_kernels`) for the current pool."""
+        if self.engine == "auto":
+            return self.size > COMPILED_ABOVE
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown pool dual engine {self.engine!r} (auto, compiled, numpy)")
+        return self.engine == "compiled"
+
+    @property
+    def size(self) -> float:
+        """The pool's entries (patterns × :attr:`dim`) per share of the batch: a sample's pool
+        is scaled to its batch, so that a run's sample and batch take the same path."""
+        return self.columns.size / self.nodes.weight
 
     @property
     def dim(self) -> int:
@@ -453,12 +360,17 @@ class PoolDual:
         """``g(y)`` with the class minima ``phi`` (default: over the pool)."""
         y = np.ascontiguousarray(y, dtype=float)
         m = self.nodes.num_nodes
-        if phi is None:
-            classes = _pool_smooth(self._start, self._nptr, self._nidx, self._deg,
-                                   self.counts, y, 0.0, False, CUTOFF)[0]
-        else:
+        compiled = self.compiled
+        if phi is not None:
             classes = float(self.counts @ phi)
-        total = float(self.nodes.value(y[:m]).sum()) + classes
+        elif compiled:
+            from siftopt.policies.prefill_kernels import pool_smooth
+
+            classes = pool_smooth(self._start, self._nptr, self._nidx, self._deg, self.counts,
+                                  y, 0.0, False, CUTOFF)[0]
+        else:
+            classes = float(self.counts @ self.class_minima(y))
+        total = float(self.nodes.value(y[:m], compiled).sum()) + classes
         if self.fixed is not None:
             total += float(self.fixed @ y)
         if self.mean_rhs is not None:
@@ -475,13 +387,22 @@ class PoolDual:
 
     def smooth(self, y: np.ndarray, tau: float, hessian: bool = True
                ) -> tuple[float, np.ndarray, np.ndarray | None]:
-        """Smoothed value, gradient and (optionally) Hessian at ``y`` (compiled;
-        :meth:`smooth_numpy` is the reference)."""
+        """Smoothed value, gradient and (optionally) Hessian at ``y``: :meth:`smooth_compiled`
+        or :meth:`smooth_numpy` (see :attr:`compiled`)."""
+        if self.compiled:
+            return self.smooth_compiled(y, tau, hessian)
+        return self.smooth_numpy(y, tau, hessian)
+
+    def smooth_compiled(self, y: np.ndarray, tau: float, hessian: bool = True
+                        ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """:meth:`smooth` by the numba kernels (imports numba)."""
+        from siftopt.policies.prefill_kernels import pool_smooth
+
         y = np.ascontiguousarray(y, dtype=float)
-        value, grad, hess = _pool_smooth(self._start, self._nptr, self._nidx, self._deg,
-                                         self.counts, y, float(tau), hessian, CUTOFF)
+        value, grad, hess = pool_smooth(self._start, self._nptr, self._nidx, self._deg,
+                                        self.counts, y, float(tau), hessian, CUTOFF)
         m = self.nodes.num_nodes
-        h_val, h_grad, h_curv = self.nodes.smooth(y[:m], tau)
+        h_val, h_grad, h_curv = self.nodes.smooth_compiled(y[:m], tau)
         value += float(h_val.sum())
         grad[:m] += h_grad
         if hessian:
@@ -496,7 +417,7 @@ class PoolDual:
 
     def smooth_numpy(self, y: np.ndarray, tau: float, hessian: bool = True
                      ) -> tuple[float, np.ndarray, np.ndarray | None]:
-        """:meth:`smooth` with numpy (the reference)."""
+        """:meth:`smooth` with numpy (the reference of the kernels)."""
         v = self.pattern_costs(y)
         first = self.start[:-1]
         low = np.minimum.reduceat(v, first)
@@ -540,4 +461,5 @@ class PoolDual:
         return max(self.value(y) - self.smooth(y, tau, hessian=False)[0], 0.0)
 
 
-__all__ = ["CUTOFF", "MERGE_RTOL", "NodeTerms", "PoolDual", "lower_hull"]
+__all__ = ["COMPILED_ABOVE", "CUTOFF", "ENGINES", "MERGE_RTOL", "NodeTerms", "PoolDual",
+           "lower_hull"]

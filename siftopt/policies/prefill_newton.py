@@ -13,6 +13,10 @@ smoothing barely matters is near a maximiser of ``g``).
 Nothing here needs to converge for the bound to be valid: the caller prices the point it
 gets exactly and reports ``g`` there. The sweeps cross in one step the long stretches where
 ``g`` is linear along a coordinate, which Newton steps would cross one kink at a time.
+
+The sweeps, like the dual's values and derivatives, run in numpy or, for pools past
+:data:`~siftopt.policies.prefill_dual.COMPILED_ABOVE` entries, in numba
+(:mod:`siftopt.policies.prefill_kernels`, imported only then): ``PoolDual.compiled``.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from numba import njit
 
 from siftopt.policies.prefill_dual import PoolDual
 
@@ -50,201 +53,31 @@ class DualSolution:
 
 def coordinate_sweep(dual: PoolDual, y: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """One sweep of exact coordinate ascent over the node prices (then ν) on the
-    (non-smooth) pool dual: :func:`coordinate_sweep_numpy`, compiled."""
+    (non-smooth) pool dual: :func:`coordinate_sweep_compiled` or
+    :func:`coordinate_sweep_numpy`, as ``dual.compiled`` says."""
+    if dual.compiled:
+        return coordinate_sweep_compiled(dual, y, upper)
+    return coordinate_sweep_numpy(dual, y, upper)
+
+
+def coordinate_sweep_compiled(dual: PoolDual, y: np.ndarray, upper: np.ndarray
+                              ) -> np.ndarray:
+    """:func:`coordinate_sweep_numpy` by the numba kernels (imports numba)."""
+    from siftopt.policies.prefill_kernels import best_multiplier, sweep_prices
+
     nodes = dual.nodes
     supply_cum, supply_at = nodes.supply
     uses, node_ptr, node_cls = dual.sweep_arrays()
     m = nodes.num_nodes
     fixed = np.zeros(dual.dim) if dual.fixed is None else np.asarray(dual.fixed, dtype=float)
     y = np.array(y, dtype=float)
-    _sweep_kernel(dual._start, dual._nptr, dual._nidx, dual._deg, uses, node_ptr, node_cls,
-                  dual.counts, y, np.asarray(upper, dtype=float), fixed, nodes.slope,
-                  nodes.seg_start, supply_cum, supply_at)
+    sweep_prices(dual._start, dual._nptr, dual._nidx, dual._deg, uses, node_ptr, node_cls,
+                 dual.counts, y, np.asarray(upper, dtype=float), fixed, nodes.slope,
+                 nodes.seg_start, supply_cum, supply_at)
     if dual.mean_rhs is not None:
-        y[m] = _multiplier_kernel(dual._start, dual._nptr, dual._nidx, dual._deg, dual.counts,
-                                  y, float(upper[m]), float(fixed[m]), float(dual.mean_rhs))
+        y[m] = best_multiplier(dual._start, dual._nptr, dual._nidx, dual._deg, dual.counts,
+                               y, float(upper[m]), float(fixed[m]), float(dual.mean_rhs))
     return y
-
-
-@njit(cache=True)
-def _line_maximum_kernel(breaks: np.ndarray, tail: np.ndarray, fixed: float,
-                         slopes: np.ndarray, cum: np.ndarray, at: np.ndarray,
-                         upper: float) -> float:
-    """:func:`_line_maximum`, compiled: demand minus supply is non-increasing, so the first
-    qualifying break and slope are found by bisection."""
-    if not upper >= 0.0:
-        return upper
-    if tail[np.searchsorted(breaks, 0.0, side="right")] + fixed <= \
-            cum[np.searchsorted(slopes, 0.0, side="right")]:
-        return 0.0
-    best = upper
-    lo = np.searchsorted(breaks, 0.0, side="right")
-    hi = np.searchsorted(breaks, upper, side="right")
-    while hi > lo and not np.isfinite(breaks[hi - 1]):
-        hi -= 1
-    end = hi
-    while lo < hi:  # the first break that qualifies, if any
-        mid = (lo + hi) // 2
-        q = breaks[mid]
-        if tail[np.searchsorted(breaks, q, side="right")] + fixed <= \
-                cum[np.searchsorted(slopes, q, side="right")]:
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo < end:
-        best = breaks[lo]
-    lo = np.searchsorted(slopes, 0.0, side="right")
-    hi = np.searchsorted(slopes, best, side="left")
-    end = hi
-    while lo < hi:  # the first slope below it that qualifies, if any
-        mid = (lo + hi) // 2
-        if tail[np.searchsorted(breaks, slopes[mid], side="right")] + fixed <= at[mid]:
-            hi = mid
-        else:
-            lo = mid + 1
-    if lo < end:
-        best = slopes[lo]
-    return best
-
-
-@njit(cache=True)
-def _sweep_kernel(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray,
-                  uses: np.ndarray, node_ptr: np.ndarray, node_cls: np.ndarray,
-                  counts: np.ndarray,
-                  y: np.ndarray, upper: np.ndarray, fixed: np.ndarray, slope: np.ndarray,
-                  seg_start: np.ndarray, supply_cum: np.ndarray, supply_at: np.ndarray
-                  ) -> None:
-    """The node prices of :func:`coordinate_sweep` in place (``uses[j, m]``: pattern j uses
-    node m; ``node_cls[node_ptr[m]:node_ptr[m+1]]``: the classes with such a pattern;
-    ``deg``: the degradations when ``y`` ends with ν, else empty)."""
-    num_pat = nptr.size - 1
-    cost = np.empty(num_pat)
-    for j in range(num_pat):
-        total = 0.0
-        for k in range(nptr[j], nptr[j + 1]):
-            total += y[nidx[k]]
-        if deg.size:
-            total += y[y.size - 1] * deg[j]
-        cost[j] = total
-    breaks = np.empty(node_cls.size)
-    weight = np.empty(node_cls.size)
-    for m in range(seg_start.size - 1):
-        n = node_ptr[m + 1] - node_ptr[m]
-        if n == 0 and fixed[m] == 0.0:
-            continue
-        for i in range(n):
-            g = node_cls[node_ptr[m] + i]
-            a = np.inf
-            b = np.inf
-            for j in range(start[g], start[g + 1]):
-                if uses[j, m]:
-                    a = min(a, cost[j])
-                else:
-                    b = min(b, cost[j])
-            breaks[i] = b - (a - y[m])
-            weight[i] = counts[g]
-        order = np.argsort(breaks[:n], kind="mergesort")
-        br = breaks[:n][order]
-        tail = np.zeros(n + 1)
-        for i in range(n - 1, -1, -1):
-            tail[i] = tail[i + 1] + weight[order[i]]
-        lo, hi = seg_start[m], seg_start[m + 1]
-        old = y[m]
-        y[m] = _line_maximum_kernel(br, tail, fixed[m], slope[lo:hi],
-                                    supply_cum[lo + m: hi + m + 1], supply_at[lo:hi], upper[m])
-        delta = y[m] - old
-        if delta != 0.0:
-            for i in range(n):
-                g = node_cls[node_ptr[m] + i]
-                for j in range(start[g], start[g + 1]):
-                    if uses[j, m]:
-                        cost[j] += delta
-
-
-@njit(cache=True)
-def _multiplier_kernel(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray,
-                       counts: np.ndarray, y: np.ndarray, upper: float, fixed: float,
-                       rhs: float) -> float:
-    """:func:`_best_multiplier_numpy`, compiled; a class whose cheapest pattern is the same
-    at both ends of the bracket keeps it inside (a minimum of lines), so only the others
-    are evaluated as the bracket shrinks."""
-    m = y.size - 1
-    num_cls = start.size - 1
-    base = np.empty(deg.size)
-    for j in range(deg.size):
-        total = 0.0
-        for k in range(nptr[j], nptr[j + 1]):
-            total += y[nidx[k]]
-        base[j] = total
-
-    def cheapest(g: int, nu: float) -> int:
-        best = -1
-        low = np.inf
-        for j in range(start[g], start[g + 1]):
-            c = base[j] + nu * deg[j]
-            if c < low or (c == low and deg[j] < deg[best]):
-                low = c
-                best = j
-        return best
-
-    arg_low = np.empty(num_cls, np.int64)
-    arg_high = np.empty(num_cls, np.int64)
-    total = fixed
-    for g in range(num_cls):
-        arg_low[g] = cheapest(g, 0.0)
-        total += counts[g] * deg[arg_low[g]]
-    if total <= rhs:
-        return 0.0
-    high = max(y[m], 1e-12)
-    while True:
-        total = fixed
-        for g in range(num_cls):
-            arg_high[g] = cheapest(g, high)
-            total += counts[g] * deg[arg_high[g]]
-        if total <= rhs or high >= upper:
-            break
-        high = min(high * 4.0, upper)
-    if total > rhs:
-        return upper
-    low = 0.0
-    active = np.empty(num_cls, np.int64)
-    na = 0
-    frozen = fixed
-    for g in range(num_cls):
-        if arg_low[g] == arg_high[g]:
-            frozen += counts[g] * deg[arg_low[g]]
-        else:
-            active[na] = g
-            na += 1
-    arg_mid = np.empty(num_cls, np.int64)
-    for _ in range(200):
-        mid = np.sqrt(low * high) if low > 0 and high / low > 4.0 else 0.5 * (low + high)
-        total = frozen
-        for i in range(na):
-            g = active[i]
-            arg_mid[g] = cheapest(g, mid)
-            total += counts[g] * deg[arg_mid[g]]
-        below = total <= rhs
-        if below:
-            high = mid
-        else:
-            low = mid
-        keep = 0
-        for i in range(na):
-            g = active[i]
-            if below:
-                arg_high[g] = arg_mid[g]
-            else:
-                arg_low[g] = arg_mid[g]
-            if arg_low[g] == arg_high[g]:
-                frozen += counts[g] * deg[arg_low[g]]
-            else:
-                active[keep] = g
-                keep += 1
-        na = keep
-        if high - low <= 1e-12 * high:
-            break
-    return high
 
 
 def coordinate_sweep_numpy(dual: PoolDual, y: np.ndarray, upper: np.ndarray) -> np.ndarray:
@@ -257,7 +90,8 @@ def coordinate_sweep_numpy(dual: PoolDual, y: np.ndarray, upper: np.ndarray) -> 
     concave along the coordinate with slope demand − supply, and the sweep moves ``p_m`` to
     where that slope changes sign (within ``[0, upper]``). This crosses in one step the long
     stretches where ``g`` is linear, which Newton steps on the smoothed dual would cross one
-    kink at a time. (The numpy reference of :func:`coordinate_sweep`.)
+    kink at a time. (The numpy path of :func:`coordinate_sweep`, and the reference of the
+    kernels.)
     """
     y = y.copy()
     nodes = dual.nodes
@@ -490,5 +324,5 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
 
 
 __all__ = ["DUAL_RTOL", "DualSolution", "LATER_SWEEPS", "STAGE_ITERATIONS", "STAGE_STOP",
-           "SWEEPS", "TAU_FACTOR", "coordinate_sweep", "coordinate_sweep_numpy",
-           "maximise"]
+           "SWEEPS", "TAU_FACTOR", "coordinate_sweep", "coordinate_sweep_compiled",
+           "coordinate_sweep_numpy", "maximise"]
