@@ -132,3 +132,20 @@ def test_pricing_stops_at_its_deadline(engine):
                       threshold=np.zeros(space.num_classes))
     with pytest.raises(PricingTimeout):
         enumerate_patterns(space, pricing, deadline=time.perf_counter() - 1.0, engine=engine)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_pattern_limit_stops_both_engines(engine):
+    """Past ``PatternOptions.max_patterns`` patterns an enumeration raises PatternLimitError
+    (the compiled search stops inside a chunk of rows, the numpy one after a batch)."""
+    from siftopt.formulations.space import PatternLimitError, PatternOptions
+
+    data = problem_data(random_instance(5, num_tokens=12, num_experts=16, top_k=4,
+                                        num_nodes=8))
+    every = enumerate_patterns(pattern_space(data), engine=engine).num_patterns
+    assert every > 20
+    limited = pattern_space(data, PatternOptions(max_patterns=every // 2))
+    with pytest.raises(PatternLimitError, match="more than"):
+        enumerate_patterns(limited, engine=engine)
+    roomy = pattern_space(data, PatternOptions(max_patterns=every))
+    assert enumerate_patterns(roomy, engine=engine).num_patterns == every
