@@ -24,8 +24,8 @@ def _duals(num_tokens: int, power: str) -> list[tuple]:
     seen = []
     original = prefill.maximise
 
-    def spy(dual, y0, upper, tau0, rtol=prefill_newton.DUAL_RTOL, unit=None):
-        out = original(dual, y0, upper, tau0, rtol, unit)
+    def spy(dual, y0, upper, tau0, rtol=prefill_newton.DUAL_RTOL, unit=None, **options):
+        out = original(dual, y0, upper, tau0, rtol, unit, **options)
         seen.append((dual, np.asarray(y0, dtype=float), upper, out))
         return out
 

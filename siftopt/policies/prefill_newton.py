@@ -220,7 +220,8 @@ def _bounded_step(matrix: np.ndarray, grad: np.ndarray, y: np.ndarray, upper: np
 
 
 def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, stop: float,
-                  floor: np.ndarray, damping: float) -> tuple[np.ndarray, int, float]:
+                  floor: np.ndarray, damping: float, limit: int = STAGE_ITERATIONS
+                  ) -> tuple[np.ndarray, int, float]:
     """Projected Newton ascent on the smoothed dual at one τ until the Newton decrement is at
     most ``stop``, with Levenberg–Marquardt damping (a trust region).
 
@@ -234,7 +235,7 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
     """
     its = 0
     first_damping = damping
-    for its in range(1, STAGE_ITERATIONS + 1):
+    for its in range(1, limit + 1):
         value, grad, hess = dual.smooth(y, tau)
         assert hess is not None
         slack = 1e-12 * (1.0 + np.abs(y))
@@ -279,7 +280,8 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
 
 
 def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
-             rtol: float = DUAL_RTOL, unit: np.ndarray | None = None) -> DualSolution:
+             rtol: float = DUAL_RTOL, unit: np.ndarray | None = None,
+             budget: int | None = None) -> DualSolution:
     """Maximise the pool dual over ``0 ≤ y ≤ upper`` from ``y0`` (see the module docstring).
 
     Stages at ``τ0, τ0·TAU_FACTOR, …``; each starts with exact coordinate sweeps
@@ -312,10 +314,13 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
         tight = rtol * scale * 1e-2
         typical = tau * float(np.log(2.0)) * float(dual.counts.sum())
         stop = tight if final else max(STAGE_STOP * typical, tight)
-        y, its, damping = _newton_stage(dual, y, upper, tau, stop, weight / tau, damping)
+        limit = STAGE_ITERATIONS if budget is None else max(min(STAGE_ITERATIONS,
+                                                                 budget - total), 1)
+        y, its, damping = _newton_stage(dual, y, upper, tau, stop, weight / tau, damping,
+                                        limit)
         total += its
         sweeps = LATER_SWEEPS
-        if final or tau < 1e-300:
+        if final or tau < 1e-300 or (budget is not None and total >= budget):
             return DualSolution(y=y, tau=tau, iterations=total)
         if dual.smoothing_gap(y, tau) <= rtol * max(abs(dual.value(y)), 1e-300):
             final = True  # one more stage at this τ, to the tight decrement
