@@ -100,3 +100,21 @@ assert abs(forced.dual_bound_j - run.dual_bound_j) <= 1e-9 * abs(run.dual_bound_
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+def test_pool_packed_keys_match_the_set_of_pairs() -> None:
+    """PatternPool.add dedupes by sorted packed keys; the set-of-pairs path (keys past 64
+    bits) keeps the same patterns in the same order."""
+    from siftopt.policies.prefill_pool import PatternPool
+
+    rng = np.random.default_rng(3)
+    packed, pairs = PatternPool(50, 6), PatternPool(50, 6)
+    pairs._packed = False
+    for _ in range(5):
+        cls = rng.integers(0, 50, 80)
+        mask = rng.integers(0, 64, 80).astype(np.uint64)
+        deg = rng.random(80)
+        assert packed.add(cls, mask, deg) == pairs.add(cls, mask, deg)
+    assert len(packed) == len(pairs)
+    for a, b in zip(packed.arrays, pairs.arrays, strict=True):
+        assert np.array_equal(a, b)

@@ -44,27 +44,43 @@ class PatternPool:
     def __init__(self, num_classes: int, num_nodes: int) -> None:
         self.num_classes = num_classes
         self.num_nodes = num_nodes
+        # known patterns as sorted keys ``class·2^M + mask`` (vectorised membership) when
+        # they fit 64 bits, else as a set of pairs
+        self._packed = num_nodes + max(int(num_classes), 1).bit_length() <= 64
+        self._keys = np.zeros(0, dtype=np.uint64)
         self._seen: set[tuple[int, int]] = set()
+        self._count = 0
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._arrays: tuple[np.ndarray, ...] | None = None
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._count
 
     def add(self, cls: np.ndarray, mask: np.ndarray, deg: np.ndarray) -> int:
         """Add patterns (duplicates of known ones are ignored); returns how many were new."""
         cls = np.asarray(cls, dtype=np.int64)
         mask = np.asarray(mask, dtype=np.uint64)
-        fresh = []
-        for i, key in enumerate(zip(cls.tolist(), mask.tolist(), strict=True)):
-            if key not in self._seen:
-                self._seen.add(key)
-                fresh.append(i)
-        if fresh:
+        if self._packed:
+            keys = (cls.astype(np.uint64) << np.uint64(self.num_nodes)) | mask
+            _, first = np.unique(keys, return_index=True)
+            sel = np.sort(first)  # first occurrences, in the given order
+            if self._keys.size:
+                at = np.minimum(np.searchsorted(self._keys, keys[sel]), self._keys.size - 1)
+                sel = sel[self._keys[at] != keys[sel]]
+            if sel.size:
+                self._keys = np.sort(np.concatenate([self._keys, keys[sel]]))
+        else:
+            fresh = []
+            for i, key in enumerate(zip(cls.tolist(), mask.tolist(), strict=True)):
+                if key not in self._seen:
+                    self._seen.add(key)
+                    fresh.append(i)
             sel = np.array(fresh, dtype=np.int64)
+        if sel.size:
             self._parts.append((cls[sel], mask[sel], np.asarray(deg, dtype=float)[sel]))
             self._arrays = None
-        return len(fresh)
+            self._count += int(sel.size)
+        return int(sel.size)
 
     @property
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -347,21 +347,27 @@ class _Search:
 
     def _apply_batch(self, cand: np.ndarray, delta: np.ndarray, d_energy: np.ndarray,
                      d_deg: np.ndarray) -> None:
-        cand = cand[np.argsort(d_energy[cand], kind="stable")]
-        touched = np.zeros(self.loads.size, dtype=bool)
+        """Make improving moves best first, skipping those that touch a node or token an
+        earlier one did or that no longer fit the mean slack (the first is always made);
+        at most :data:`BATCH_SCAN` are scanned. Nodes are tracked as bit sets (Python ints)."""
+        cand = cand[np.argsort(d_energy[cand], kind="stable")][:BATCH_SCAN]
+        packed = np.packbits(delta[cand] != 0, axis=1, bitorder="little")
+        every = (1 << self.loads.size) - 1
+        touched = 0
         tokens: set[int] = set()
         slack = self.mean_limit - self.total_d
-        for i, move in enumerate(cand.tolist()):
-            if touched.all() or i >= BATCH_SCAN:
+        for i, (move, token, dd, row) in enumerate(zip(
+                cand.tolist(), self.move_token[cand].tolist(), d_deg[cand].tolist(),
+                packed, strict=True)):
+            if touched == every:
                 break
-            changed = delta[move] != 0
-            token = int(self.move_token[move])
-            if i and (touched[changed].any() or token in tokens or d_deg[move] > slack):
+            changed = int.from_bytes(row.tobytes(), "little")
+            if i and (touched & changed or token in tokens or dd > slack):
                 continue
             touched |= changed
             tokens.add(token)
-            slack -= float(d_deg[move])
-            self.apply(move, delta[move].copy(), float(d_deg[move]))
+            slack -= dd
+            self.apply(move, delta[move].copy(), dd)
 
     def _exchange(self, delta: np.ndarray, d_energy: np.ndarray, d_deg: np.ndarray,
                   blocked: np.ndarray, slack: float, total: float, tol: float) -> bool:
