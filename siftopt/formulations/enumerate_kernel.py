@@ -61,10 +61,9 @@ def grow_rows(lo: int, hi: int, values: np.ndarray, suffix: np.ndarray, local: n
     is tightened in place); with ``priced`` false the price arguments are ignored."""
     k_slots = values.shape[2]
     r_max = values.shape[1]
-    cap = 1024
-    out_row = np.empty(cap, np.int64)
-    out_mask = np.empty(cap, np.int64)
-    out_deg = np.empty(cap, np.float64)
+    out_row = np.empty(1024, np.int64)
+    out_mask = np.empty(1024, np.int64)
+    out_deg = np.empty(1024, np.float64)
     n_out = 0
     depth_max = min(r_max, k_slots) + 2
     st_mask = np.zeros(depth_max, np.int64)
@@ -89,23 +88,12 @@ def grow_rows(lo: int, hi: int, values: np.ndarray, suffix: np.ndarray, local: n
         st_price[0] = 0.0
         d = _degradation(st_best[0])
         fit = _fits(d, e, rm)
-        if fit:
-            emit = True
-            if priced:
-                rc = nu * d - dual[row]
-                if tighten and rc < threshold[row]:
-                    threshold[row] = rc
-                emit = rc <= threshold[row]
-            if emit:
-                if n_out == cap:
-                    cap *= 2
-                    out_row = _grown_int(out_row, cap)
-                    out_mask = _grown_int(out_mask, cap)
-                    out_deg = _grown_float(out_deg, cap)
-                out_row[n_out] = row
-                out_mask[n_out] = 0
-                out_deg[n_out] = d
-                n_out += 1
+        if fit and (not priced or _accept(nu * d - dual[row], row, threshold, tighten)):
+            out_row, out_mask, out_deg = _room(out_row, out_mask, out_deg, n_out)
+            out_row[n_out] = row
+            out_mask[n_out] = 0
+            out_deg[n_out] = d
+            n_out += 1
         if token_mode and fit:
             continue
         depth = 0
@@ -170,16 +158,9 @@ def grow_rows(lo: int, hi: int, values: np.ndarray, suffix: np.ndarray, local: n
                             emit = False
                             break
             if emit and priced:
-                rc = price + nu * d - dual[row]
-                if tighten and rc < threshold[row]:
-                    threshold[row] = rc
-                emit = rc <= threshold[row]
+                emit = _accept(price + nu * d - dual[row], row, threshold, tighten)
             if emit:
-                if n_out == cap:
-                    cap *= 2
-                    out_row = _grown_int(out_row, cap)
-                    out_mask = _grown_int(out_mask, cap)
-                    out_deg = _grown_float(out_deg, cap)
+                out_row, out_mask, out_deg = _room(out_row, out_mask, out_deg, n_out)
                 out_row[n_out] = row
                 out_mask[n_out] = mask
                 out_deg[n_out] = d
@@ -199,18 +180,24 @@ def grow_rows(lo: int, hi: int, values: np.ndarray, suffix: np.ndarray, local: n
     return out_row[:n_out], out_mask[:n_out], out_deg[:n_out], DONE
 
 
-@njit(cache=True)
-def _grown_int(a: np.ndarray, cap: int) -> np.ndarray:
-    out = np.empty(cap, np.int64)
-    out[: a.size] = a
-    return out
+@njit(cache=True, inline="always")
+def _accept(rc: float, row: int, threshold: np.ndarray, tighten: bool) -> bool:
+    """Whether a reduced cost passes its row's threshold (tightened to it first if asked)."""
+    if tighten and rc < threshold[row]:
+        threshold[row] = rc
+    return rc <= threshold[row]
 
 
 @njit(cache=True)
-def _grown_float(a: np.ndarray, cap: int) -> np.ndarray:
-    out = np.empty(cap, np.float64)
-    out[: a.size] = a
-    return out
+def _room(out_row: np.ndarray, out_mask: np.ndarray, out_deg: np.ndarray, used: int
+          ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The output arrays, doubled when all ``used`` entries are taken."""
+    if used < out_row.size:
+        return out_row, out_mask, out_deg
+    size = 2 * out_row.size
+    row, mask, deg = np.empty(size, np.int64), np.empty(size, np.int64), np.empty(size)
+    row[:used], mask[:used], deg[:used] = out_row, out_mask, out_deg
+    return row, mask, deg
 
 
 __all__ = ["DONE", "OVER_LIMIT", "grow_rows"]

@@ -401,19 +401,8 @@ class PoolDual:
         y = np.ascontiguousarray(y, dtype=float)
         value, grad, hess = pool_smooth(self._start, self._nptr, self._nidx, self._deg,
                                         self.counts, y, float(tau), hessian, CUTOFF)
-        m = self.nodes.num_nodes
-        h_val, h_grad, h_curv = self.nodes.smooth_compiled(y[:m], tau)
-        value += float(h_val.sum())
-        grad[:m] += h_grad
-        if hessian:
-            hess[np.arange(m), np.arange(m)] += h_curv
-        if self.fixed is not None:
-            value += float(self.fixed @ y)
-            grad += self.fixed
-        if self.mean_rhs is not None:
-            value -= float(y[m]) * self.mean_rhs
-            grad[m] -= self.mean_rhs
-        return value, grad, (hess if hessian else None)
+        node_terms = self.nodes.smooth_compiled(y[: self.nodes.num_nodes], tau)
+        return self._with_other_terms(y, value, grad, hess if hessian else None, node_terms)
 
     def smooth_numpy(self, y: np.ndarray, tau: float, hessian: bool = True
                      ) -> tuple[float, np.ndarray, np.ndarray | None]:
@@ -442,8 +431,17 @@ class PoolDual:
                 mean = np.add.reduceat(sub * pi[multi, None], edges, axis=0)
                 hess += (mean * self.counts[cls[edges], None]).T @ mean
                 hess /= tau
+        node_terms = self.nodes.smooth_numpy(y[: self.nodes.num_nodes], tau)
+        return self._with_other_terms(y, value, grad, hess, node_terms)
+
+    def _with_other_terms(self, y: np.ndarray, value: float, grad: np.ndarray,
+                          hess: np.ndarray | None,
+                          node_terms: tuple[np.ndarray, np.ndarray, np.ndarray]
+                          ) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """The classes' smoothed terms plus the node terms (smoothed values, derivatives,
+        curvatures), the fixed column and ``−ν·R``."""
         m = self.nodes.num_nodes
-        h_val, h_grad, h_curv = self.nodes.smooth_numpy(y[:m], tau)
+        h_val, h_grad, h_curv = node_terms
         value += float(h_val.sum())
         grad[:m] += h_grad
         if hess is not None:

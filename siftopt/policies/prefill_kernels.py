@@ -88,6 +88,24 @@ def node_smooth(slope: np.ndarray, length: np.ndarray, seg_start: np.ndarray,
 
 
 @njit(cache=True)
+def pattern_costs(nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray, y: np.ndarray
+                  ) -> np.ndarray:
+    """``Σ_{m∈C} y_m (+ ν·D)`` of every pattern (``PoolDual.pattern_costs``): pattern j uses
+    the nodes ``nidx[nptr[j]:nptr[j+1]]``; ``deg`` empty when ``y`` has no ν (its last
+    entry otherwise)."""
+    num_pat = nptr.size - 1
+    cost = np.empty(num_pat)
+    for j in range(num_pat):
+        total = 0.0
+        for k in range(nptr[j], nptr[j + 1]):
+            total += y[nidx[k]]
+        if deg.size:
+            total += y[y.size - 1] * deg[j]
+        cost[j] = total
+    return cost
+
+
+@njit(cache=True)
 def pool_smooth(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray,
                 counts: np.ndarray, y: np.ndarray, tau: float, hessian: bool,
                 cutoff: float) -> tuple[float, np.ndarray, np.ndarray]:
@@ -99,14 +117,7 @@ def pool_smooth(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.n
     has_nu = deg.size > 0
     m = dim - 1
     num_pat = nptr.size - 1
-    cost = np.empty(num_pat)
-    for j in range(num_pat):
-        total = 0.0
-        for k in range(nptr[j], nptr[j + 1]):
-            total += y[nidx[k]]
-        if has_nu:
-            total += y[m] * deg[j]
-        cost[j] = total
+    cost = pattern_costs(nptr, nidx, deg, y)
     grad = np.zeros(dim)
     hess = np.zeros((dim, dim))
     mu = np.zeros(dim)
@@ -228,15 +239,7 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
     (``uses[j, m]``: pattern j uses node m; ``node_cls[node_ptr[m]:node_ptr[m+1]]``: the
     classes with such a pattern; ``deg``: the degradations when ``y`` ends with ν, else
     empty)."""
-    num_pat = nptr.size - 1
-    cost = np.empty(num_pat)
-    for j in range(num_pat):
-        total = 0.0
-        for k in range(nptr[j], nptr[j + 1]):
-            total += y[nidx[k]]
-        if deg.size:
-            total += y[y.size - 1] * deg[j]
-        cost[j] = total
+    cost = pattern_costs(nptr, nidx, deg, y)
     breaks = np.empty(node_cls.size)
     weight = np.empty(node_cls.size)
     for m in range(seg_start.size - 1):
