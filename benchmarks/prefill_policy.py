@@ -150,7 +150,9 @@ def measure(args: argparse.Namespace) -> list[dict]:
         with open(args.cache) as handle:
             cache = json.load(handle)
     rows = []
-    warm = make(16, 4, "adaptive")  # imports and first-call costs stay out of the numbers
+    # imports and first-call costs stay out of the numbers: large enough that both methods
+    # load their numba-compiled code (about 0.5 s once per process)
+    warm = make(128, 8, "adaptive")
     sift_prefill_run(warm)
     siftopt.solve(warm, "highs")
     for set_name in args.sets.split(","):
