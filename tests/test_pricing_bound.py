@@ -55,8 +55,11 @@ def test_priced_enumeration_is_the_filtered_full_one(engine, params, price_seed,
     class_dual = rng.exponential(2.0, space.num_classes)
     threshold = rng.normal(0.0, spread, space.num_classes) if spread else \
         np.zeros(space.num_classes)
+    # per-class node prices (the duals of the master's cuts) on every other example
+    class_node_price = (rng.exponential(0.5, (space.num_classes, data.num_nodes))
+                        if price_seed % 2 else None)
     pricing = Pricing(class_dual=class_dual, node_price=node_price, degradation_price=nu,
-                      threshold=threshold, tighten=False)
+                      threshold=threshold, tighten=False, class_node_price=class_node_price)
     rc = pricing.reduced_cost(full.pattern_class, full.mask, full.degradation)
     want = full.pattern_class[rc <= threshold[full.pattern_class]], \
         full.mask[rc <= threshold[full.pattern_class]]
@@ -66,7 +69,8 @@ def test_priced_enumeration_is_the_filtered_full_one(engine, params, price_seed,
     # best-first (tightened): the least reduced cost of every class below its threshold
     tight = enumerate_patterns(space, Pricing(class_dual=class_dual, node_price=node_price,
                                               degradation_price=nu,
-                                              threshold=threshold.copy(), tighten=True),
+                                              threshold=threshold.copy(), tighten=True,
+                                              class_node_price=class_node_price),
                                engine=engine)
     best = np.full(space.num_classes, np.inf)
     np.minimum.at(best, full.pattern_class, rc)
@@ -149,3 +153,16 @@ def test_the_pattern_limit_stops_both_engines(engine):
         enumerate_patterns(limited, engine=engine)
     roomy = pattern_space(data, PatternOptions(max_patterns=every))
     assert enumerate_patterns(roomy, engine=engine).num_patterns == every
+
+
+def test_a_short_deadline_never_waits_for_the_compiler(monkeypatch):
+    """Compiling the numba search takes seconds and cannot be interrupted: under a deadline
+    closer than COMPILE_BUDGET_S, ``engine="auto"`` uses numpy until the kernel is ready."""
+    import sys
+
+    from siftopt.formulations import enumerate as enum
+
+    monkeypatch.delitem(sys.modules, "siftopt.formulations.enumerate_kernel", raising=False)
+    assert enum.engine_for(time.perf_counter() + 1.0) == "numpy"
+    assert enum.engine_for(time.perf_counter() + 2 * enum.COMPILE_BUDGET_S) == "auto"
+    assert enum.engine_for(None) == "auto"

@@ -29,7 +29,11 @@ import numpy as np
 from siftopt.backends.options import ExactOptions
 from siftopt.errors import InputError
 from siftopt.formulations.decode import decode_rule_applies, masks_energy_j, one_token_energy
-from siftopt.formulations.enumerate import cheapest_patterns, enumerate_patterns
+from siftopt.formulations.enumerate import (
+    cheapest_patterns,
+    engine_for,
+    enumerate_patterns,
+)
 from siftopt.formulations.recover import options_for_patterns
 from siftopt.formulations.space import (
     PatternLimitError,
@@ -344,10 +348,12 @@ def _merged_trace(traces: list[tuple[list[dict[str, Any]], bool]]) -> list[dict[
 SlotSolver = Callable[..., BackendOutcome]
 
 
-def every_pattern(space: PatternSpace, limit: int, model: str) -> PatternSet:
+def every_pattern(space: PatternSpace, limit: int, model: str,
+                  deadline: float | None = None) -> PatternSet:
     """All non-dominated patterns, for a model that holds every one of them; raises
-    :class:`PatternLimitError` past ``limit`` of them (``model`` names the model)."""
-    pset = enumerate_patterns(space)
+    :class:`PatternLimitError` past ``limit`` of them (``model`` names the model).
+    ``deadline`` only chooses the enumeration engine (:func:`engine_for`)."""
+    pset = enumerate_patterns(space, engine=engine_for(deadline))
     if pset.num_patterns > limit:
         raise PatternLimitError(f"{pset.num_patterns} patterns ({model} limit {limit})")
     return pset
@@ -377,8 +383,8 @@ class PatternStart:
 
 
 def pattern_start(data: ProblemData, options: PatternOptions, details: dict[str, Any],
-                  started: float, build_s: float, method: str
-                  ) -> PatternStart | BackendOutcome:
+                  started: float, build_s: float, method: str,
+                  deadline: float | None = None) -> PatternStart | BackendOutcome:
     """The set-up every pattern backend shares, or its final answer.
 
     Builds the pattern space and the cheapest pattern of each class; ``infeasible`` when a
@@ -390,7 +396,8 @@ def pattern_start(data: ProblemData, options: PatternOptions, details: dict[str,
     """
     space = pattern_space(data, options)
     priced = time.perf_counter()
-    first = cheapest_patterns(space, one_token_energy(data)[1:] / data.energy_scale_j())
+    first = cheapest_patterns(space, one_token_energy(data)[1:] / data.energy_scale_j(),
+                              engine=engine_for(deadline))
     pricing_s = time.perf_counter() - priced
     details["token_classes"] = space.num_classes
     infeasible = no_pattern_outcome(space, first.pattern_class, details, started)

@@ -31,7 +31,9 @@ class ColumnGenerationOptions:
       ``max_escalations``: how often an overflow's cost is raised ×10 before column
       generation gives up (exact fallback);
     * ``fix_margin``: extra room (relative, absolute in energy units) on the reduced-cost
-      threshold of the fixing step.
+      threshold of the fixing step;
+    * ``polymatroid_rounds``: rounds of polymatroid cuts of non-convex tables added to the LP
+      once pricing finds nothing (:mod:`siftopt.backends.highs.cuts`; 0: none).
     """
 
     direct_tokens: int = 0
@@ -44,6 +46,7 @@ class ColumnGenerationOptions:
     overflow_tol: float = 1e-9
     max_escalations: int = 12
     fix_margin: tuple[float, float] = (1e-7, 1e-6)
+    polymatroid_rounds: int = 300
 
 
 @dataclass(frozen=True)

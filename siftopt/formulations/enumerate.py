@@ -21,6 +21,7 @@ Past ``options.max_patterns`` patterns it raises :class:`PatternLimitError`.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,7 +62,8 @@ def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | Non
     :class:`PricingTimeout` is raised. ``engine``: ``"compiled"`` (a depth-first search
     compiled with numba, :mod:`siftopt.formulations.enumerate_kernel`), ``"numpy"`` (the
     level-wise reference search) or ``"auto"`` (compiled past :data:`COMPILED_ABOVE` sets,
-    where it pays for loading numba, about 0.6 s once per process); both return the same
+    where it pays for loading numba, about 0.6 s once per process, and not under a deadline
+    closer than :data:`COMPILE_BUDGET_S` before the kernel is ready); both return the same
     patterns without ``pricing.tighten``, and every pattern of least reduced cost per class
     with it.
     ``cover=False`` skips the numpy search's cover bound (a pruning test only: the same
@@ -92,16 +94,24 @@ def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | Non
                       reduced_cost=rc)
 
 
+def engine_for(deadline: float | None) -> str:
+    """The enumeration engine for a search that must end by ``deadline`` without being
+    stopped by it (no :class:`PricingTimeout`): ``"auto"``, or ``"numpy"`` when the
+    compiled search is not ready and there is no time to compile it."""
+    return "auto" if _compiled_in_time(deadline) else "numpy"
+
+
 def cheapest_patterns(space: PatternSpace, node_price: np.ndarray,
-                      degradation_price: float = 0.0) -> PatternSet:
+                      degradation_price: float = 0.0, *, engine: str = "auto") -> PatternSet:
     """Per class the pattern of least ``Σ_{m∈C} node_price[m−1] + degradation_price·D``
-    (ties: the lower degradation, then the lower mask); classes without patterns get none."""
+    (ties: the lower degradation, then the lower mask); classes without patterns get none.
+    ``engine``: as for :func:`enumerate_patterns` (see :func:`engine_for`)."""
     pricing = Pricing(class_dual=np.zeros(space.num_classes), node_price=node_price,
                       degradation_price=degradation_price,
                       threshold=np.full(space.num_classes, np.inf), tighten=True)
     # no cover bound: with thresholds that start infinite and tighten as patterns are found it
     # prunes little and costs about four extensions per set (3× the whole pricing at L = 1024)
-    pset = enumerate_patterns(space, pricing, cover=False)
+    pset = enumerate_patterns(space, pricing, cover=False, engine=engine)
     order = np.lexsort((pset.mask, pset.degradation, pset.reduced_cost, pset.pattern_class))
     first = np.ones(order.size, dtype=bool)
     first[1:] = pset.pattern_class[order][1:] != pset.pattern_class[order][:-1]
@@ -156,8 +166,11 @@ def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndar
     if pricing is None or threshold is None:
         return None
     eps, room = space.eps[space.mono_classes], space.room[space.mono_classes]
-    bit_price = np.where(space.node_of_bit > 0,
-                         pricing.node_price[np.maximum(space.node_of_bit - 1, 0)], 0.0)
+    node = np.maximum(space.node_of_bit - 1, 0)
+    bit_price = pricing.node_price[node]
+    if pricing.class_node_price is not None:
+        bit_price = bit_price + pricing.class_node_price[space.mono_classes[:, None], node]
+    bit_price = np.where(space.node_of_bit > 0, bit_price, 0.0)
     neg = np.zeros((space.values.shape[0], bit_price.shape[1] + 1))
     neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
     with np.errstate(over="ignore"):
@@ -172,6 +185,21 @@ def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndar
 KERNEL_ROWS = 256
 #: ``engine="auto"`` compiles past this many candidate sets (``Σ_rows 2^{min(bits, K)}``).
 COMPILED_ABOVE = 20_000
+
+
+#: ``engine="auto"`` under a deadline compiles (or loads) the numba search only with at
+#: least this much time left (s): compiling it takes about 5–8 s on a fresh machine and
+#: cannot be interrupted; loading it from numba's cache about 0.5 s.
+COMPILE_BUDGET_S = 30.0
+
+
+def _compiled_in_time(deadline: float | None) -> bool:
+    """Whether the compiled search may run before ``deadline``: it is ready in this
+    process, or there is time to compile it."""
+    if deadline is None or deadline - time.perf_counter() >= COMPILE_BUDGET_S:
+        return True
+    kernel = sys.modules.get("siftopt.formulations.enumerate_kernel")
+    return kernel is not None and bool(kernel.grow_rows.signatures)
 
 
 def _auto_engine(space: PatternSpace) -> str:
@@ -189,6 +217,8 @@ def _grow(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | 
     one is tested against; it alone uses the cover bound)."""
     if engine == "auto":
         engine = _auto_engine(space)
+        if engine == "compiled" and not _compiled_in_time(deadline):
+            engine = "numpy"
     if engine == "compiled":
         return _grow_compiled(space, pricing, threshold, deadline)
     if engine != "numpy":
@@ -471,4 +501,5 @@ def _rows_to_global(space: PatternSpace, row: np.ndarray, local_mask: np.ndarray
     return mask
 
 
-__all__ = ["COMPILED_ABOVE", "PricingTimeout", "cheapest_patterns", "enumerate_patterns"]
+__all__ = ["COMPILED_ABOVE", "COMPILE_BUDGET_S", "PricingTimeout", "cheapest_patterns",
+           "engine_for", "enumerate_patterns"]

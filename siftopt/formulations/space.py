@@ -95,7 +95,8 @@ class SlotTable:
 
 @dataclass(frozen=True, eq=False)
 class Pricing:
-    """A reduced-cost filter: ``rc = Σ_{m∈C} node_price[m−1] + degradation_price·D − class_dual``.
+    """A reduced-cost filter: ``rc = Σ_{m∈C} (node_price[m−1] + class_node_price[g, m−1]) +
+    degradation_price·D − class_dual[g]``.
 
     Patterns with ``rc ≤ threshold[g]`` are returned; ``degradation_price`` must be ≥ 0.
     """
@@ -105,10 +106,17 @@ class Pricing:
     degradation_price: float  # ν
     threshold: np.ndarray  # (G,)
     tighten: bool = False
+    #: (G, M) extra price of node m for class g (the duals of the master's cuts), or None
+    class_node_price: np.ndarray | None = None
 
     def reduced_cost(self, cls: np.ndarray, mask: np.ndarray, deg: np.ndarray) -> np.ndarray:
-        return (mask_sums(mask, self.node_price) + self.degradation_price * deg
-                - self.class_dual[cls])
+        rc = (mask_sums(mask, self.node_price) + self.degradation_price * deg
+              - self.class_dual[cls])
+        if self.class_node_price is not None and rc.size:
+            pos, node = mask_bits(mask, self.node_price.size)
+            rc = rc + np.bincount(pos, self.class_node_price[np.asarray(cls)[pos], node - 1],
+                                  minlength=rc.size)
+        return rc
 
 
 @dataclass(frozen=True, eq=False)

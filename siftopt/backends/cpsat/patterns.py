@@ -78,10 +78,12 @@ def solve_cpsat_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
     details: dict[str, Any] = {"formulation": "patterns"}
     try:
         start = pattern_start(data, options.patterns, details, started,
-                              time.perf_counter() - started, "decode rule (no solver)")
+                              time.perf_counter() - started, "decode rule (no solver)",
+                              deadline)
         if isinstance(start, BackendOutcome):
             return start
-        pset = every_pattern(start.space, options.max_cpsat_patterns, "CP-SAT pattern")
+        pset = every_pattern(start.space, options.max_cpsat_patterns, "CP-SAT pattern",
+                             deadline)
     except PatternLimitError as exc:
         return to_slots(str(exc))
     space = start.space

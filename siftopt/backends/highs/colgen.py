@@ -29,6 +29,7 @@ import numpy as np
 
 from siftopt.backends.base import remaining_s
 from siftopt.backends.highs.common import (
+    INF,
     Columns,
     MipResult,
     add_columns,
@@ -37,15 +38,28 @@ from siftopt.backends.highs.common import (
     pass_model,
     run_mip,
 )
+from siftopt.backends.highs.cuts import cut_nodes, violated_cut
 from siftopt.backends.highs.isolated import prestart
 from siftopt.backends.highs.master import Master, build_master
 from siftopt.backends.options import ColumnGenerationOptions
-from siftopt.formulations.enumerate import PricingTimeout, cheapest_patterns, enumerate_patterns
-from siftopt.formulations.space import PatternLimitError, PatternSet, PatternSpace, Pricing
+from siftopt.formulations.enumerate import (
+    PricingTimeout,
+    cheapest_patterns,
+    engine_for,
+    enumerate_patterns,
+)
+from siftopt.formulations.space import (
+    PatternLimitError,
+    PatternSet,
+    PatternSpace,
+    Pricing,
+    mask_bits,
+)
 from siftopt.io.profiles import Profile
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, TIME_LIMIT
 
-#: HiGHS's ``simplex_strategy`` value of the primal simplex method.
+#: HiGHS's ``simplex_strategy`` values of the dual and the primal simplex method.
+DUAL_SIMPLEX = 1
 PRIMAL_SIMPLEX = 4
 
 
@@ -164,16 +178,24 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     """
     space = master.space
     highs = new_highs(profile, remaining_s(deadline), lp_only=True)
-    if "simplex_strategy" not in profile.highs:
-        # columns join a solved LP, so its basis stays primal feasible: primal simplex
-        # resumes from it (the L = 32768 row: 8.8 s in HiGHS against 26.5 s with the default
-        # dual simplex, docs/performance.md)
+    # columns join a solved LP, so its basis stays primal feasible: primal simplex resumes
+    # from it (the L = 32768 row: 8.8 s in HiGHS against 26.5 s with the default dual
+    # simplex, docs/performance.md); after cuts (rows) the basis stays dual feasible: dual
+    # simplex. A profile's simplex_strategy is kept.
+    own_strategy = "simplex_strategy" not in profile.highs
+    if own_strategy:
         highs.setOptionValue("simplex_strategy", PRIMAL_SIMPLEX)
     overflow_cost = master.overflow.cost.copy()
     pats, bps = [np.asarray(initial, np.int64)], [np.asarray(initial_bps, np.int64)]
     cols = Columns.concat([master.overflow, master.breakpoint_columns(bps[0], lp=True),
                            master.pattern_columns(pats[0], lp=True)])
     pass_model(highs, cols, master.row_lower, master.row_upper, mip=False)
+    # the LP's columns after the overflow ones, in order: ("bp" | "pat", indices) chunks
+    chunks: list[tuple[str, np.ndarray]] = [("bp", bps[0]), ("pat", pats[0])]
+    cut_rounds, cutting = 0, cut_nodes(master)
+    cut_age = np.zeros(0, np.int64)  # rounds since each cut last had a positive dual
+    cut_objective: list[float] = []  # z_LP at each separation
+    cg_started = time.perf_counter()
     known = set(pats[0].tolist())
     in_lp_bp = np.zeros(master.bp_node.size, dtype=bool)
     in_lp_bp[bps[0]] = True
@@ -196,6 +218,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
             # pricing every class again
             in_lp_bp[new_bps] = True
             bps.append(new_bps)
+            chunks.append(("bp", new_bps))
             add_columns(highs, master.breakpoint_columns(new_bps, lp=True))
             if deadline is not None and time.perf_counter() > deadline:
                 break
@@ -216,6 +239,20 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         if new.size == 0 and new_bps.size == 0:
             used = np.asarray(solution.col_value)[: overflow_cost.size] > options.overflow_tol
             if not used.any():
+                if cutting.size:
+                    cut_age = _drop_idle_cuts(master, highs, cut_age, row_dual)
+                    cut_objective.append(z_lp)
+                if (cutting.size and cut_rounds < options.polymatroid_rounds
+                        and not _cuts_stalled(cut_objective, cg_started, deadline)
+                        and _add_cuts(master, highs, chunks, overflow_cost.size,
+                                      np.asarray(solution.col_value), cutting)):
+                    cut_age = np.concatenate([cut_age, np.zeros(len(master.cut_node)
+                                                                - cut_age.size, np.int64)])
+                    cut_rounds += 1  # a tighter LP: price again at its duals
+                    quiet = False
+                    if own_strategy:
+                        highs.setOptionValue("simplex_strategy", DUAL_SIMPLEX)
+                    continue
                 converged = True
                 break
             # an overflow is still in use: price it higher (its LP is a relaxation either way)
@@ -231,8 +268,11 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
         in_lp_bp[new_bps] = True
         pats.append(new)
         bps.append(new_bps)
+        chunks += [("bp", new_bps), ("pat", new)]
         add_columns(highs, Columns.concat([master.breakpoint_columns(new_bps, lp=True),
                                            master.pattern_columns(new, lp=True)]))
+        if own_strategy:
+            highs.setOptionValue("simplex_strategy", PRIMAL_SIMPLEX)
         if deadline is not None and time.perf_counter() > deadline:
             break
     if not converged and (deadline is None or time.perf_counter() <= deadline):
@@ -241,7 +281,8 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
              if converged else lagrangian)
     if converged:
         trace.improve(lower=bound)
-    trace.add("column generation", rounds=rounds, lp_patterns=len(known),
+    trace.add("column generation", rounds=rounds, lp_patterns=len(known), cut_rounds=cut_rounds,
+              cuts=len(master.cut_node),
               lp_breakpoints=int(in_lp_bp.sum()), lp_objective=z_lp, lower_bound=bound,
               converged=converged)
     return ColumnGeneration(lower_bound=max(bound, 0.0),
@@ -249,6 +290,84 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
                             lp_patterns=np.unique(np.concatenate(pats)),
                             lp_breakpoints=np.flatnonzero(in_lp_bp), rounds=rounds,
                             converged=converged)
+
+
+#: A cut whose dual stayed 0 for this many separation rounds leaves the LP (it only slows
+#: the LP down; the LP stays a relaxation of (P) without it).
+CUT_IDLE_ROUNDS = 5
+
+
+#: Cutting stops when the last CUT_WINDOW separations raised z_LP by at most CUT_STALL_RTOL
+#: (relative) in all, or after CUT_TIME_SHARE of the time the deadline left column
+#: generation (the MILPs need the rest).
+CUT_WINDOW = 10
+CUT_STALL_RTOL = 1e-4
+CUT_TIME_SHARE = 0.5
+
+
+def _cuts_stalled(objective: list[float], started: float, deadline: float | None) -> bool:
+    """Whether to stop adding cuts (see :data:`CUT_WINDOW`)."""
+    now = time.perf_counter()
+    if deadline is not None and now - started > CUT_TIME_SHARE * (deadline - started):
+        return True
+    if len(objective) <= CUT_WINDOW:
+        return False
+    gain = objective[-1] - objective[-1 - CUT_WINDOW]
+    return gain <= CUT_STALL_RTOL * max(abs(objective[-1]), 1e-300)
+
+
+def _drop_idle_cuts(master: Master, highs: highspy.Highs, age: np.ndarray,
+                    row_dual: np.ndarray) -> np.ndarray:
+    """Age the cuts at the LP's duals and delete those idle for :data:`CUT_IDLE_ROUNDS`
+    from the LP and from ``master`` (rows after the master's, in the same order); returns
+    the ages of the cuts kept."""
+    if age.size == 0:
+        return age
+    age = np.where(master.cut_duals(row_dual) > 0.0, 0, age + 1)
+    idle = np.flatnonzero(age >= CUT_IDLE_ROUNDS)
+    if idle.size:
+        rows = (master.row_lower.size + idle).astype(np.int32)
+        highs.deleteRows(int(rows.size), rows)
+        for r in idle[::-1]:
+            del master.cut_node[r]
+            del master.cut_slope[r]
+        age = np.delete(age, idle)
+    return age
+
+
+def _add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.ndarray]],
+              first_col: int, values: np.ndarray, nodes: np.ndarray) -> int:
+    """Add to the LP (and to ``master``) the violated polymatroid cut of each node in
+    ``nodes`` at the LP point ``values``; returns how many. ``chunks``: the LP's columns
+    after the first ``first_col`` (overflow), in order."""
+    kinds, cols, at = [], [], first_col
+    for kind, idx in chunks:
+        kinds.append(np.full(idx.size, kind == "bp"))
+        cols.append(np.arange(at, at + idx.size))
+        at += idx.size
+    is_bp = np.concatenate(kinds)
+    col = np.concatenate(cols)
+    index = np.concatenate([idx for _, idx in chunks])
+    bps, bp_col = index[is_bp], col[is_bp]
+    pats, pat_col = index[~is_bp], col[~is_bp]
+    theta, amounts = values[bp_col], values[pat_col]
+    cls_all, mask_all, _ = master.store.arrays
+    pos, node = mask_bits(mask_all[pats], master.space.data.num_nodes)
+    added = 0
+    for m in nodes:
+        slope = violated_cut(master, int(m), theta, bps, pats, amounts)
+        if slope is None:
+            continue
+        mine = np.flatnonzero(master.bp_node[bps] == m)
+        on = pos[node == m]
+        idx = np.concatenate([bp_col[mine], pat_col[on]]).astype(np.int32)
+        val = np.concatenate([master.bp_cost[bps[mine]] - master.bp_cost[master.bp_start[m]],
+                              -slope[cls_all[pats[on]]]])
+        highs.addRow(0.0, INF, int(idx.size), idx, val)
+        master.cut_node.append(int(m))
+        master.cut_slope.append(slope)
+        added += 1
+    return added
 
 
 def _lagrangian_bound(master: Master, z_lp: float, row_dual: np.ndarray, found: PatternSet,
@@ -381,7 +500,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         # and, without a mean row, nothing needs it (overflow keeps the LP feasible)
         priced = time.perf_counter()
         least_d = cheapest_patterns(space, np.zeros(space.data.num_nodes),
-                                    degradation_price=1.0)
+                                    degradation_price=1.0, engine=engine_for(deadline))
         trace.pricing_s += time.perf_counter() - priced
         initial = np.union1d(initial, store.add_set(least_d))
     incumbent = None
@@ -506,7 +625,7 @@ def solve_every_pattern(space: PatternSpace, profile: Profile, deadline: float |
                         ) -> tuple[MipResult, Master, Chosen | None, dict[str, Any]]:
     """:func:`solve_all` over the full enumeration, if it has at most
     ``options.all_patterns_limit`` patterns (else :class:`PatternLimitError`)."""
-    pset = enumerate_patterns(space)
+    pset = enumerate_patterns(space, engine=engine_for(deadline))
     if pset.num_patterns > options.all_patterns_limit:
         raise PatternLimitError(f"{pset.num_patterns} patterns (limit "
                                 f"{options.all_patterns_limit} for a MILP over all of them)")

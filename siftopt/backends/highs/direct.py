@@ -73,7 +73,8 @@ def solve_highs_patterns(data: ProblemData, profile: Profile, *, time_limit_s: f
                                "energy_unit_j": data.energy_scale_j()}
     try:
         start = pattern_start(data, options.patterns, details, started,
-                              time.perf_counter() - started, "decode rule (no MILP)")
+                              time.perf_counter() - started, "decode rule (no MILP)",
+                              deadline)
     except PatternLimitError as exc:
         return to_slots(str(exc))
     if isinstance(start, BackendOutcome):

@@ -17,7 +17,7 @@ Objective: ``Σ_m E_m(n_m)`` in units of ``ProblemData.energy_scale_j``. How it 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -108,6 +108,10 @@ class Master:
     bp_start: np.ndarray  # (M + 1,) first breakpoint of node m (its k = 0)
     bp_end: np.ndarray  # (M + 1,)
     overflow: Columns  # LP-only penalised slack of load and mean rows
+    #: polymatroid cuts of non-convex tables in the column-generation LP (rows after the
+    #: master's rows, in order; see siftopt.backends.highs.cuts): node and per-class slope
+    cut_node: list[int] = field(default_factory=list)
+    cut_slope: list[np.ndarray] = field(default_factory=list)
 
     def breakpoint_columns(self, bps: np.ndarray, *, lp: bool = False) -> Columns:
         """Columns ``θ`` of the given breakpoints (in a MILP also in the link rows of
@@ -124,6 +128,11 @@ class Master:
             col = np.concatenate([col, has_load])
             row = np.concatenate([row, self.link_row[node[has_load]]])
             val = np.concatenate([val, -load[has_load].astype(float)])
+        for r, m in enumerate(self.cut_node if lp else []):  # (E(k) − E(0))·θ_mk in cut r
+            on = np.flatnonzero(node == m)
+            col = np.concatenate([col, on])
+            row = np.concatenate([row, np.full(on.size, self.row_lower.size + r)])
+            val = np.concatenate([val, self.bp_cost[bps[on]] - self.bp_cost[self.bp_start[m]]])
         integer = np.zeros(n, bool) if lp else self.bp_integer[bps]
         return Columns.from_entries(self.bp_cost[bps], np.zeros(n), np.ones(n), integer, col,
                                     row, val)
@@ -146,6 +155,12 @@ class Master:
             cols.append(np.arange(n))
             rows.append(np.full(n, self.mean_row))
             vals.append(deg_all[patterns])
+        if lp:
+            for r, (m, slope) in enumerate(zip(self.cut_node, self.cut_slope, strict=True)):
+                on = pos[node == m]  # − a_g·x[g,p] in cut r
+                cols.append(on)
+                rows.append(np.full(on.size, self.row_lower.size + r))
+                vals.append(-slope[cls[on]])
         upper = np.full(n, INF) if lp else self.space.class_count[cls].astype(float)
         return Columns.from_entries(np.zeros(n), np.zeros(n), upper, np.ones(n, bool),
                                     np.concatenate(cols), np.concatenate(rows),
@@ -183,14 +198,31 @@ class Master:
         price = np.zeros(self.space.data.num_nodes)
         price[self.nodes - 1] = -row_dual[self.load_row[self.nodes]]
         nu = max(0.0, -float(row_dual[self.mean_row])) if self.mean_row >= 0 else 0.0
+        class_node = None
+        if self.cut_node:  # a cut's dual κ ≥ 0 prices node m at a_g·κ for class g
+            class_node = np.zeros((self.space.num_classes, self.space.data.num_nodes))
+            for m, slope, kappa in zip(self.cut_node, self.cut_slope, self.cut_duals(row_dual),
+                                       strict=True):
+                class_node[:, m - 1] += slope * kappa
         return Pricing(class_dual=row_dual[: self.space.num_classes].copy(), node_price=price,
                        degradation_price=nu,
-                       threshold=np.full(self.space.num_classes, threshold), tighten=tighten)
+                       threshold=np.full(self.space.num_classes, threshold), tighten=tighten,
+                       class_node_price=class_node)
+
+    def cut_duals(self, row_dual: np.ndarray) -> np.ndarray:
+        """``κ_r ≥ 0``: the duals of the cut rows (``≥`` rows of a minimisation; rounding
+        below 0 is clipped, which keeps every reduced cost a valid Lagrangian one)."""
+        rows = self.row_lower.size + np.arange(len(self.cut_node))
+        return np.maximum(np.asarray(row_dual)[rows], 0.0) if rows.size else np.zeros(0)
 
     def breakpoint_reduced_costs(self, row_dual: np.ndarray) -> np.ndarray:
         """``rc_b = E_m(k) + k·y_load − y_conv`` for every breakpoint."""
-        return (self.bp_cost + self.bp_load * row_dual[self.load_row[self.bp_node]]
-                - row_dual[self.conv_row[self.bp_node]])
+        rc = (self.bp_cost + self.bp_load * row_dual[self.load_row[self.bp_node]]
+              - row_dual[self.conv_row[self.bp_node]])
+        for m, kappa in zip(self.cut_node, self.cut_duals(row_dual), strict=True):
+            lo, hi = int(self.bp_start[m]), int(self.bp_end[m])
+            rc[lo:hi] -= kappa * (self.bp_cost[lo:hi] - self.bp_cost[lo])
+        return rc
 
     def loads(self, patterns: np.ndarray, amounts: np.ndarray) -> np.ndarray:
         """``(M + 1,)`` node loads of chosen stored patterns and amounts."""

@@ -106,7 +106,8 @@ def solve_highs_pyomo_patterns(data: ProblemData, profile: Profile, *,
 
     try:
         space = pattern_space(data, options.patterns)
-        pset = every_pattern(space, options.max_pyomo_patterns, "Pyomo pattern model")
+        pset = every_pattern(space, options.max_pyomo_patterns, "Pyomo pattern model",
+                             deadline)
     except PatternLimitError as exc:
         return to_slots(str(exc))
     details: dict[str, Any] = {"formulation": "patterns",
