@@ -1,8 +1,8 @@
 """The polymatroid cuts of the HiGHS pattern master (siftopt/backends/highs/cuts.py).
 
 A cut may never cut off a decision: at every integer point — ``y_g ≤ c_g`` tokens of class g
-on the node, ``n = Σ_g y_g`` at most the cap — its slopes give ``Σ_g a_g·y_g ≤ E(n) − E(0)``,
-for any table (concave, convex, non-monotone) and any LP point that orders the classes. For a
+on the node, ``n = Σ_g y_g`` at most the cap — its slopes give ``Σ_g a_g·y_g ≤ C(n)``, the
+table's concave part (``E − E(0) = C + V``, V convex), for any table (concave, convex, non-monotone) and any LP point that orders the classes. For a
 concave table and singleton classes the cut is tight at the greedy point (the polymatroid
 inequality). The master with cuts is tested end to end against brute force and the slot
 model by tests/test_patterns.py (Rayleigh and non-monotone tables).
@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siftopt.backends.highs.cuts import class_slopes
+from siftopt.backends.highs.cuts import class_slopes, concave_part
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)
@@ -33,12 +33,29 @@ def test_a_cut_never_cuts_off_an_integer_point(seed, classes, cap, shape):
     counts = rng.integers(1, 4, classes)
     lp_point = rng.random(classes) * counts
     a = class_slopes(costs, counts, lp_point)
+    concave = concave_part(costs)
     for _ in range(200):
         y = rng.integers(0, counts + 1)
         n = int(y.sum())
         if n > cap:
             continue
-        assert a @ y <= costs[n] - costs[0] + 1e-9 * (1 + np.abs(costs).max())
+        assert a @ y <= concave[n] + 1e-9 * (1 + np.abs(costs).max())
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10**6), cap=st.integers(1, 15))
+def test_a_table_is_its_concave_part_plus_a_convex_rest(seed, cap):
+    rng = np.random.default_rng(seed)
+    costs = np.concatenate([[rng.normal()], rng.normal(0.0, 1.0, cap)]).cumsum()
+    concave = concave_part(costs)
+    rest = costs - costs[0] - concave
+    tol = 1e-9 * (1 + np.abs(costs).max())
+    assert concave[0] == 0.0 and abs(rest[0]) <= tol
+    assert np.all(np.diff(concave, 2) <= tol)  # C concave
+    assert np.all(np.diff(rest, 2) >= -tol)  # V convex
+    assert np.all(np.diff(rest) >= np.diff(rest)[0] - tol)
+    if np.all(np.diff(costs, 2) <= 0):  # a concave table is its own concave part
+        assert np.allclose(concave, costs - costs[0], rtol=0, atol=tol)
 
 
 def test_concave_table_singleton_classes_give_the_polymatroid_inequality():

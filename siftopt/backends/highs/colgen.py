@@ -301,7 +301,7 @@ CUT_IDLE_ROUNDS = 5
 #: (relative) in all, or after CUT_TIME_SHARE of the time the deadline left column
 #: generation (the MILPs need the rest).
 CUT_WINDOW = 10
-CUT_STALL_RTOL = 1e-4
+CUT_STALL_RTOL = 1e-5
 CUT_TIME_SHARE = 0.5
 
 
@@ -361,7 +361,7 @@ def _add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.n
         mine = np.flatnonzero(master.bp_node[bps] == m)
         on = pos[node == m]
         idx = np.concatenate([bp_col[mine], pat_col[on]]).astype(np.int32)
-        val = np.concatenate([master.bp_cost[bps[mine]] - master.bp_cost[master.bp_start[m]],
+        val = np.concatenate([master.cut_costs(int(m))[master.bp_load[bps[mine]]],
                               -slope[cls_all[pats[on]]]])
         highs.addRow(0.0, INF, int(idx.size), idx, val)
         master.cut_node.append(int(m))

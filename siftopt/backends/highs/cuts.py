@@ -30,10 +30,14 @@ violated inequality of the family.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from siftopt.backends.highs.master import Master
 from siftopt.formulations.space import mask_bits
+
+if TYPE_CHECKING:
+    from siftopt.backends.highs.master import Master
 
 #: A cut joins the LP when the point violates it by more than this, relative to the node's
 #: largest table entry.
@@ -46,11 +50,22 @@ def cut_nodes(master: Master) -> np.ndarray:
     return np.array([m for m in master.nodes if not tables[m - 1].convex], dtype=np.int64)
 
 
+def concave_part(costs: np.ndarray) -> np.ndarray:
+    """``C(0..cap)`` with ``C(0) = 0`` and non-increasing increments ``ΔC_i = ΔE_i − ΔV_i``,
+    where ``ΔV_i = Σ_{2 ≤ j ≤ i} max(0, ΔE_j − ΔE_{j−1})`` collects every rise of the
+    increments (``V`` convex, ``E − E(0) = C + V``). A concave table is its own concave part
+    (``V = 0``); a convex one keeps only its first increment."""
+    inc = np.diff(np.asarray(costs, dtype=float))
+    rises = np.concatenate([[0.0], np.maximum(np.diff(inc), 0.0)]).cumsum()
+    return np.concatenate([[0.0], (inc - rises).cumsum()])
+
+
 def class_slopes(costs: np.ndarray, counts: np.ndarray, y: np.ndarray) -> np.ndarray:
     """The slopes ``a_g`` of the cut for a table ``costs = E(0..cap)`` (cap ≥ 1), classes
     of ``counts`` tokens ordered by ``y / counts`` (largest first; ties by class): ``a_g =
-    d(last position of g's block)`` with ``d`` the prefix minima of the increments."""
-    slopes = np.minimum.accumulate(np.diff(np.asarray(costs, dtype=float)))
+    d(last position of g's block)`` with ``d`` the increments of :func:`concave_part`
+    (non-increasing, extended past the cap by the last one)."""
+    slopes = np.diff(concave_part(costs))
     counts = np.asarray(counts, dtype=np.int64)
     order = np.lexsort((np.arange(counts.size), -np.asarray(y, dtype=float) / counts))
     last = np.cumsum(counts[order]) - 1  # 0-based last position of each class's block
@@ -74,8 +89,7 @@ def violated_cut(master: Master, m: int, theta: np.ndarray, bps: np.ndarray,
     y = np.bincount(cls_all[patterns[on]], amounts[on], minlength=counts.size)
     a = class_slopes(master.bp_cost[lo:hi], counts, y)
     mine = master.bp_node[bps] == m
-    lhs = float((master.bp_cost[bps[mine]] - master.bp_cost[master.bp_start[m]])
-                @ theta[mine])
+    lhs = float(master.cut_costs(m)[master.bp_load[bps[mine]]] @ theta[mine])
     scale = max(float(np.abs(master.bp_cost[master.bp_start[m]:master.bp_end[m]]).max()),
                 1e-300)
     if float(a @ y) - lhs <= VIOLATION_RTOL * scale:
@@ -83,4 +97,4 @@ def violated_cut(master: Master, m: int, theta: np.ndarray, bps: np.ndarray,
     return a
 
 
-__all__ = ["VIOLATION_RTOL", "class_slopes", "cut_nodes", "violated_cut"]
+__all__ = ["VIOLATION_RTOL", "class_slopes", "concave_part", "cut_nodes", "violated_cut"]

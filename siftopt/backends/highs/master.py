@@ -128,11 +128,11 @@ class Master:
             col = np.concatenate([col, has_load])
             row = np.concatenate([row, self.link_row[node[has_load]]])
             val = np.concatenate([val, -load[has_load].astype(float)])
-        for r, m in enumerate(self.cut_node if lp else []):  # (E(k) − E(0))·θ_mk in cut r
+        for r, m in enumerate(self.cut_node if lp else []):  # C_m(k)·θ_mk in cut r
             on = np.flatnonzero(node == m)
             col = np.concatenate([col, on])
             row = np.concatenate([row, np.full(on.size, self.row_lower.size + r)])
-            val = np.concatenate([val, self.bp_cost[bps[on]] - self.bp_cost[self.bp_start[m]]])
+            val = np.concatenate([val, self.cut_costs(m)[self.bp_load[bps[on]]]])
         integer = np.zeros(n, bool) if lp else self.bp_integer[bps]
         return Columns.from_entries(self.bp_cost[bps], np.zeros(n), np.ones(n), integer, col,
                                     row, val)
@@ -221,8 +221,15 @@ class Master:
               - row_dual[self.conv_row[self.bp_node]])
         for m, kappa in zip(self.cut_node, self.cut_duals(row_dual), strict=True):
             lo, hi = int(self.bp_start[m]), int(self.bp_end[m])
-            rc[lo:hi] -= kappa * (self.bp_cost[lo:hi] - self.bp_cost[lo])
+            rc[lo:hi] -= kappa * self.cut_costs(m)
         return rc
+
+    def cut_costs(self, m: int) -> np.ndarray:
+        """``C_m(0..cap)``: the concave part of node m's table (every load is a breakpoint
+        of a non-convex table), the θ coefficients of its cuts."""
+        from siftopt.backends.highs.cuts import concave_part
+
+        return concave_part(self.bp_cost[self.bp_start[m]: self.bp_end[m]])
 
     def loads(self, patterns: np.ndarray, amounts: np.ndarray) -> np.ndarray:
         """``(M + 1,)`` node loads of chosen stored patterns and amounts."""
