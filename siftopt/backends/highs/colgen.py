@@ -240,14 +240,15 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
             used = np.asarray(solution.col_value)[: overflow_cost.size] > options.overflow_tol
             if not used.any():
                 if cutting.size:
-                    cut_age = _drop_idle_cuts(master, highs, cut_age, row_dual)
                     cut_objective.append(z_lp)
+                old_cuts = len(master.cut_node)
                 if (cutting.size and cut_rounds < options.polymatroid_rounds
                         and not _cuts_stalled(cut_objective, cg_started, deadline)
                         and _add_cuts(master, highs, chunks, overflow_cost.size,
                                       np.asarray(solution.col_value), cutting)):
-                    cut_age = np.concatenate([cut_age, np.zeros(len(master.cut_node)
-                                                                - cut_age.size, np.int64)])
+                    # only now, with an LP solve to come, may idle cuts leave: the duals
+                    # of the final LP must match master's cuts row for row
+                    cut_age = _drop_idle_cuts(master, highs, cut_age, row_dual, old_cuts)
                     cut_rounds += 1  # a tighter LP: price again at its duals
                     quiet = False
                     if own_strategy:
@@ -317,22 +318,23 @@ def _cuts_stalled(objective: list[float], started: float, deadline: float | None
 
 
 def _drop_idle_cuts(master: Master, highs: highspy.Highs, age: np.ndarray,
-                    row_dual: np.ndarray) -> np.ndarray:
-    """Age the cuts at the LP's duals and delete those idle for :data:`CUT_IDLE_ROUNDS`
-    from the LP and from ``master`` (rows after the master's, in the same order); returns
-    the ages of the cuts kept."""
-    if age.size == 0:
-        return age
-    age = np.where(master.cut_duals(row_dual) > 0.0, 0, age + 1)
+                    row_dual: np.ndarray, old: int) -> np.ndarray:
+    """Age the first ``old`` cuts (those of the LP that gave ``row_dual``) at its duals,
+    delete those idle for :data:`CUT_IDLE_ROUNDS` from the LP and from ``master`` (rows
+    after the master's, in the same order), and return the ages of the cuts kept, the
+    newer ones (added after that LP) at 0."""
+    rows = master.row_lower.size + np.arange(old)
+    kappa = np.maximum(np.asarray(row_dual)[rows], 0.0) if old else np.zeros(0)
+    age = np.where(kappa > 0.0, 0, age[:old] + 1)
     idle = np.flatnonzero(age >= CUT_IDLE_ROUNDS)
     if idle.size:
-        rows = (master.row_lower.size + idle).astype(np.int32)
-        highs.deleteRows(int(rows.size), rows)
+        gone = (master.row_lower.size + idle).astype(np.int32)
+        highs.deleteRows(int(gone.size), gone)
         for r in idle[::-1]:
             del master.cut_node[r]
             del master.cut_slope[r]
         age = np.delete(age, idle)
-    return age
+    return np.concatenate([age, np.zeros(len(master.cut_node) - age.size, np.int64)])
 
 
 def _add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.ndarray]],
