@@ -61,11 +61,15 @@ def test_lagrangian_bound_of_an_unfinished_column_generation(mid_size):
 
 
 def test_infeasible_restricted_milps_take_the_policy_incumbent():
-    # outage caps make every restricted MILP infeasible here; the policy's answer unblocks
-    # reduced-cost fixing (before: time_limit with no decision after 120 s)
+    # outage caps make every restricted MILP over the LP's columns infeasible here (without
+    # the polymatroid cuts, whose columns may already contain a solution); the policy's
+    # answer unblocks reduced-cost fixing (before: time_limit with no decision after 120 s)
+    from siftopt.facade import solve_exact
+
     inst = siftopt.generate("qwen3-30b-a3b", seed=5, tokens=1024, nodes=16, fading="rayleigh",
                             power_control="fixed")[0]
-    result = siftopt.solve(inst, "highs", time_limit=5)
+    result = solve_exact(inst, "highs", time_limit_s=5, options=ExactOptions(
+        column_generation=ColumnGenerationOptions(polymatroid_rounds=0)))
     assert result.status in ("feasible", "optimal")
     assert result.evaluation is not None and result.evaluation.feasible
     assert result.solver_info.get("incumbent_from_policy") is True

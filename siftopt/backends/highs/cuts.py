@@ -30,10 +30,13 @@ violated inequality of the family.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
+import highspy
 import numpy as np
 
+from siftopt.backends.highs.common import INF
 from siftopt.formulations.space import mask_bits
 
 if TYPE_CHECKING:
@@ -97,4 +100,85 @@ def violated_cut(master: Master, m: int, theta: np.ndarray, bps: np.ndarray,
     return a
 
 
-__all__ = ["VIOLATION_RTOL", "class_slopes", "concave_part", "cut_nodes", "violated_cut"]
+#: A cut whose dual stayed 0 for this many separation rounds leaves the LP (it only slows
+#: the LP down; the LP stays a relaxation of (P) without it).
+CUT_IDLE_ROUNDS = 5
+
+
+#: Cutting stops when the last CUT_WINDOW separations raised z_LP by at most CUT_STALL_RTOL
+#: (relative) in all, or after CUT_TIME_SHARE of the time the deadline left column
+#: generation (the MILPs need the rest).
+CUT_WINDOW = 10
+CUT_STALL_RTOL = 1e-5
+CUT_TIME_SHARE = 0.5
+
+
+def cuts_stalled(objective: list[float], started: float, deadline: float | None) -> bool:
+    """Whether to stop adding cuts (see :data:`CUT_WINDOW`)."""
+    now = time.perf_counter()
+    if deadline is not None and now - started > CUT_TIME_SHARE * (deadline - started):
+        return True
+    if len(objective) <= CUT_WINDOW:
+        return False
+    gain = objective[-1] - objective[-1 - CUT_WINDOW]
+    return gain <= CUT_STALL_RTOL * max(abs(objective[-1]), 1e-300)
+
+
+def drop_idle_cuts(master: Master, highs: highspy.Highs, age: np.ndarray,
+                    row_dual: np.ndarray, old: int) -> np.ndarray:
+    """Age the first ``old`` cuts (those of the LP that gave ``row_dual``) at its duals,
+    delete those idle for :data:`CUT_IDLE_ROUNDS` from the LP and from ``master`` (rows
+    after the master's, in the same order), and return the ages of the cuts kept, the
+    newer ones (added after that LP) at 0."""
+    rows = master.row_lower.size + np.arange(old)
+    kappa = np.maximum(np.asarray(row_dual)[rows], 0.0) if old else np.zeros(0)
+    age = np.where(kappa > 0.0, 0, age[:old] + 1)
+    idle = np.flatnonzero(age >= CUT_IDLE_ROUNDS)
+    if idle.size:
+        gone = (master.row_lower.size + idle).astype(np.int32)
+        highs.deleteRows(int(gone.size), gone)
+        for r in idle[::-1]:
+            del master.cut_node[r]
+            del master.cut_slope[r]
+        age = np.delete(age, idle)
+    return np.concatenate([age, np.zeros(len(master.cut_node) - age.size, np.int64)])
+
+
+def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.ndarray]],
+              first_col: int, values: np.ndarray, nodes: np.ndarray) -> int:
+    """Add to the LP (and to ``master``) the violated polymatroid cut of each node in
+    ``nodes`` at the LP point ``values``; returns how many. ``chunks``: the LP's columns
+    after the first ``first_col`` (overflow), in order."""
+    kinds, cols, at = [], [], first_col
+    for kind, idx in chunks:
+        kinds.append(np.full(idx.size, kind == "bp"))
+        cols.append(np.arange(at, at + idx.size))
+        at += idx.size
+    is_bp = np.concatenate(kinds)
+    col = np.concatenate(cols)
+    index = np.concatenate([idx for _, idx in chunks])
+    bps, bp_col = index[is_bp], col[is_bp]
+    pats, pat_col = index[~is_bp], col[~is_bp]
+    theta, amounts = values[bp_col], values[pat_col]
+    cls_all, mask_all, _ = master.store.arrays
+    pos, node = mask_bits(mask_all[pats], master.space.data.num_nodes)
+    added = 0
+    for m in nodes:
+        slope = violated_cut(master, int(m), theta, bps, pats, amounts)
+        if slope is None:
+            continue
+        mine = np.flatnonzero(master.bp_node[bps] == m)
+        on = pos[node == m]
+        idx = np.concatenate([bp_col[mine], pat_col[on]]).astype(np.int32)
+        val = np.concatenate([master.cut_costs(int(m))[master.bp_load[bps[mine]]],
+                              -slope[cls_all[pats[on]]]])
+        highs.addRow(0.0, INF, int(idx.size), idx, val)
+        master.cut_node.append(int(m))
+        master.cut_slope.append(slope)
+        added += 1
+    return added
+
+
+__all__ = ["CUT_IDLE_ROUNDS", "CUT_STALL_RTOL", "CUT_TIME_SHARE", "CUT_WINDOW", "VIOLATION_RTOL",
+           "add_cuts", "class_slopes", "concave_part", "cut_nodes", "cuts_stalled",
+           "drop_idle_cuts", "violated_cut"]
