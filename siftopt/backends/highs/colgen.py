@@ -7,7 +7,9 @@ breakpoint at once (:func:`solve_all`). Beyond, :func:`solve_master`:
    pruned enumeration, :func:`siftopt.formulations.patterns.enumerate_patterns`) and
    breakpoints, until nothing has a negative reduced cost. Load and mean rows get penalised
    overflow columns, so every restricted LP is feasible; they only relax the LP, so ``z_LP``
-   (less the pricing tolerance) is a valid lower bound LB;
+   (less the pricing tolerance) is a valid lower bound LB. With non-convex tables,
+   polymatroid cuts (:mod:`siftopt.backends.highs.cuts`, valid inequalities) join the LP
+   whenever pricing finds nothing, and pricing resumes at the new duals;
 2. an upper bound UB from the MILP over the columns of small reduced cost;
 3. a solution that uses a column of reduced cost rc costs at least ``LB + rc``, so one
    better than UB uses only columns with ``rc ≤ UB − LB``; those are enumerated and the
