@@ -15,7 +15,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from siftopt.backends.highs.cuts import class_slopes, concave_part
+from siftopt.backends.highs.cuts import class_slopes
+from siftopt.model.physics import concave_part
 
 
 @settings(max_examples=300, deadline=None, derandomize=True)

@@ -204,6 +204,16 @@ def adaptive_power_tables(inst: Instance, nodes: list[Node], caps: list[int]
     return tables
 
 
+def concave_part(costs: np.ndarray) -> np.ndarray:
+    """``C(0..cap)`` with ``C(0) = 0`` and non-increasing increments ``ΔC_i = ΔE_i − ΔV_i``,
+    where ``ΔV_i = Σ_{2 ≤ j ≤ i} max(0, ΔE_j − ΔE_{j−1})`` collects every rise of the
+    increments (``V`` convex, ``E − E(0) = C + V``). A concave table is its own concave part
+    (``V = 0``); a convex one keeps only its first increment."""
+    inc = np.diff(np.asarray(costs, dtype=float))
+    rises = np.concatenate([[0.0], np.maximum(np.diff(inc), 0.0)]).cumsum()
+    return np.concatenate([[0.0], (inc - rises).cumsum()])
+
+
 def is_convex(table: np.ndarray, rtol: float = CONVEXITY_RTOL) -> bool:
     """Whether ``table[n]`` has non-negative second differences up to ``rtol·max|table|``."""
     if table.size < 3:

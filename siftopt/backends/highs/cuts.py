@@ -38,6 +38,7 @@ import numpy as np
 
 from siftopt.backends.highs.common import INF
 from siftopt.formulations.space import mask_bits
+from siftopt.model.physics import concave_part
 
 if TYPE_CHECKING:
     from siftopt.backends.highs.master import Master
@@ -51,16 +52,6 @@ def cut_nodes(master: Master) -> np.ndarray:
     """Nodes with rows whose table is not convex (level binaries): where cuts can help."""
     tables = master.space.data.tables
     return np.array([m for m in master.nodes if not tables[m - 1].convex], dtype=np.int64)
-
-
-def concave_part(costs: np.ndarray) -> np.ndarray:
-    """``C(0..cap)`` with ``C(0) = 0`` and non-increasing increments ``ΔC_i = ΔE_i − ΔV_i``,
-    where ``ΔV_i = Σ_{2 ≤ j ≤ i} max(0, ΔE_j − ΔE_{j−1})`` collects every rise of the
-    increments (``V`` convex, ``E − E(0) = C + V``). A concave table is its own concave part
-    (``V = 0``); a convex one keeps only its first increment."""
-    inc = np.diff(np.asarray(costs, dtype=float))
-    rises = np.concatenate([[0.0], np.maximum(np.diff(inc), 0.0)]).cumsum()
-    return np.concatenate([[0.0], (inc - rises).cumsum()])
 
 
 def class_slopes(costs: np.ndarray, counts: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -180,5 +171,5 @@ def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.nd
 
 
 __all__ = ["CUT_IDLE_ROUNDS", "CUT_STALL_RTOL", "CUT_TIME_SHARE", "CUT_WINDOW", "VIOLATION_RTOL",
-           "add_cuts", "class_slopes", "concave_part", "cut_nodes", "cuts_stalled",
+           "add_cuts", "class_slopes", "cut_nodes", "cuts_stalled",
            "drop_idle_cuts", "violated_cut"]

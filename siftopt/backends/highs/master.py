@@ -29,6 +29,7 @@ from siftopt.formulations.space import (
     mask_bits,
     segments,
 )
+from siftopt.model.physics import concave_part
 from siftopt.model.problem import ProblemData
 
 
@@ -227,8 +228,6 @@ class Master:
     def cut_costs(self, m: int) -> np.ndarray:
         """``C_m(0..cap)``: the concave part of node m's table (every load is a breakpoint
         of a non-convex table), the θ coefficients of its cuts."""
-        from siftopt.backends.highs.cuts import concave_part
-
         return concave_part(self.bp_cost[self.bp_start[m]: self.bp_end[m]])
 
     def loads(self, patterns: np.ndarray, amounts: np.ndarray) -> np.ndarray:
