@@ -68,24 +68,15 @@ def class_slopes(costs: np.ndarray, counts: np.ndarray, y: np.ndarray) -> np.nda
     return a
 
 
-def violated_cut(master: Master, m: int, theta: np.ndarray, bps: np.ndarray,
-                 patterns: np.ndarray, amounts: np.ndarray) -> np.ndarray | None:
-    """The class slopes ``a`` (G,) of node m's most violated cut at the LP point given by
-    the values ``theta`` of breakpoints ``bps`` and ``amounts`` of stored ``patterns``, or
-    None when it is not violated by more than :data:`VIOLATION_RTOL`."""
+def violated_cut(master: Master, m: int, lhs: float, y: np.ndarray) -> np.ndarray | None:
+    """The class slopes ``a`` (G,) of node m's most violated cut at an LP point where
+    ``Σ_k C_m(k)·θ_mk = lhs`` and class g has ``y[g]`` tokens on m, or None when it is not
+    violated by more than :data:`VIOLATION_RTOL`."""
     lo, hi = int(master.bp_start[m]), int(master.bp_end[m])
     if hi - lo < 2:
         return None
-    cls_all, mask_all, _ = master.store.arrays
-    pos, node = mask_bits(mask_all[patterns], master.space.data.num_nodes)
-    on = pos[node == m]
-    counts = master.space.class_count.astype(np.int64)
-    y = np.bincount(cls_all[patterns[on]], amounts[on], minlength=counts.size)
-    a = class_slopes(master.bp_cost[lo:hi], counts, y)
-    mine = master.bp_node[bps] == m
-    lhs = float(master.cut_costs(m)[master.bp_load[bps[mine]]] @ theta[mine])
-    scale = max(float(np.abs(master.bp_cost[master.bp_start[m]:master.bp_end[m]]).max()),
-                1e-300)
+    a = class_slopes(master.bp_cost[lo:hi], master.space.class_count, y)
+    scale = max(float(np.abs(master.bp_cost[lo:hi]).max()), 1e-300)
     if float(a @ y) - lhs <= VIOLATION_RTOL * scale:
         return None
     return a
@@ -121,9 +112,7 @@ def drop_idle_cuts(master: Master, highs: highspy.Highs, age: np.ndarray,
     delete those idle for :data:`CUT_IDLE_ROUNDS` from the LP and from ``master`` (rows
     after the master's, in the same order), and return the ages of the cuts kept, the
     newer ones (added after that LP) at 0."""
-    rows = master.row_lower.size + np.arange(old)
-    kappa = np.maximum(np.asarray(row_dual)[rows], 0.0) if old else np.zeros(0)
-    age = np.where(kappa > 0.0, 0, age[:old] + 1)
+    age = np.where(master.cut_duals(row_dual, old) > 0.0, 0, age[:old] + 1)
     idle = np.flatnonzero(age >= CUT_IDLE_ROUNDS)
     if idle.size:
         gone = (master.row_lower.size + idle).astype(np.int32)
@@ -153,16 +142,18 @@ def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.nd
     theta, amounts = values[bp_col], values[pat_col]
     cls_all, mask_all, _ = master.store.arrays
     pos, node = mask_bits(mask_all[pats], master.space.data.num_nodes)
+    num_classes = master.space.num_classes
     added = 0
     for m in nodes:
-        slope = violated_cut(master, int(m), theta, bps, pats, amounts)
-        if slope is None:
-            continue
         mine = np.flatnonzero(master.bp_node[bps] == m)
         on = pos[node == m]
+        theta_coef = master.cut_costs(int(m))[master.bp_load[bps[mine]]]
+        y = np.bincount(cls_all[pats[on]], amounts[on], minlength=num_classes)
+        slope = violated_cut(master, int(m), float(theta_coef @ theta[mine]), y)
+        if slope is None:
+            continue
         idx = np.concatenate([bp_col[mine], pat_col[on]]).astype(np.int32)
-        val = np.concatenate([master.cut_costs(int(m))[master.bp_load[bps[mine]]],
-                              -slope[cls_all[pats[on]]]])
+        val = np.concatenate([theta_coef, -slope[cls_all[pats[on]]]])
         highs.addRow(0.0, INF, int(idx.size), idx, val)
         master.cut_node.append(int(m))
         master.cut_slope.append(slope)

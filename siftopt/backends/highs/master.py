@@ -210,10 +210,11 @@ class Master:
                        threshold=np.full(self.space.num_classes, threshold), tighten=tighten,
                        class_node_price=class_node)
 
-    def cut_duals(self, row_dual: np.ndarray) -> np.ndarray:
+    def cut_duals(self, row_dual: np.ndarray, count: int | None = None) -> np.ndarray:
         """``κ_r ≥ 0``: the duals of the cut rows (``≥`` rows of a minimisation; rounding
-        below 0 is clipped, which keeps every reduced cost a valid Lagrangian one)."""
-        rows = self.row_lower.size + np.arange(len(self.cut_node))
+        below 0 is clipped, which keeps every reduced cost a valid Lagrangian one); of the
+        first ``count`` cuts (default: all), those of the LP that gave ``row_dual``."""
+        rows = self.row_lower.size + np.arange(len(self.cut_node) if count is None else count)
         return np.maximum(np.asarray(row_dual)[rows], 0.0) if rows.size else np.zeros(0)
 
     def breakpoint_reduced_costs(self, row_dual: np.ndarray) -> np.ndarray:
