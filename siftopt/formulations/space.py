@@ -247,14 +247,18 @@ def slot_table(data: ProblemData, tokens: np.ndarray) -> SlotTable:
     row, opts = row[keep], opts[keep]
     col = np.maximum(data.opt_node[opts], 0)  # skip and node 0 are both "local"
     deg = data.opt_degradation[opts]
-    order = np.lexsort((opts, deg, col, row))  # first per (row, col): least deg, lowest index
-    row, col, deg, opts = row[order], col[order], deg[order], opts[order]
-    first = np.ones(row.size, dtype=bool)
-    first[1:] = (row[1:] != row[:-1]) | (col[1:] != col[:-1])
-    value = np.full((slots.size, n_nodes + 1), np.inf)
-    best_opt = np.full((slots.size, n_nodes + 1), -1, dtype=np.int64)
-    value[row[first], col[first]] = deg[first]
-    best_opt[row[first], col[first]] = opts[first]
+    # per (row, col) cell the least degradation, then among its options with that degradation
+    # the lowest index (ufunc.at: no sort of the options)
+    cell = row * (n_nodes + 1) + col
+    value = np.full(slots.size * (n_nodes + 1), np.inf)
+    np.minimum.at(value, cell, deg)
+    tie = np.flatnonzero(deg == value[cell])
+    none = np.iinfo(np.int64).max
+    best_opt = np.full(value.size, none, dtype=np.int64)
+    np.minimum.at(best_opt, cell[tie], opts[tie])
+    best_opt[best_opt == none] = -1
+    value = value.reshape(slots.size, n_nodes + 1)
+    best_opt = best_opt.reshape(slots.size, n_nodes + 1)
     shape = (tokens.size, k_slots)
     return SlotTable(local=value[:, 0].reshape(shape), local_opt=best_opt[:, 0].reshape(shape),
                      remote=value[:, 1:].reshape(*shape, n_nodes),
