@@ -165,3 +165,22 @@ def test_slot_table_matches_the_sorted_reference(seed: int, tokens: int, nodes: 
         assert np.array_equal(got.local_opt, best[:, 0].reshape(shape))
         assert np.array_equal(got.remote, value[:, 1:].reshape(*shape, nodes))
         assert np.array_equal(got.remote_opt, best[:, 1:].reshape(*shape, nodes))
+
+
+def test_unit_segment_kernel_matches_the_general_one() -> None:
+    """geometric_unit (one exp, one log1p) gives log(1 + e^x), σ(x) and σ(1 − σ) to float
+    rounding (to the series' 1e-9 in its band |x| < 5e-5), across both signs and underflow,
+    and geometric_one's log-sum and mean at length 1 (its variance cancels near the band)."""
+    from siftopt.policies.prefill_kernels import geometric_one, geometric_unit
+
+    xs = np.concatenate([np.linspace(-60, 60, 241), [0.0, 1e-6, -1e-6, 4.9e-5, -5.1e-5,
+                                                     -1e-3, 2e-3, -800.0, 800.0]])
+    sigma = np.exp(-np.logaddexp(0.0, -xs))
+    exact = (np.logaddexp(0.0, xs), sigma, sigma * np.exp(-np.logaddexp(0.0, xs)))
+    for i, x in enumerate(xs):
+        fast, general = geometric_unit(float(x)), geometric_one(float(x), 1.0)
+        band = 1e-9 if abs(x) < 5e-5 else 1e-12
+        for a, c in zip(fast, (e[i] for e in exact), strict=True):
+            assert abs(a - c) <= band * max(1.0, abs(c))
+        for a, b in zip(fast[:2], general[:2], strict=True):
+            assert abs(a - b) <= 1e-7 * max(1.0, abs(b))

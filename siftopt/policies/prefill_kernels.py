@@ -58,6 +58,28 @@ def geometric_one(x: float, length: float) -> tuple[float, float, float]:
 
 
 @njit(cache=True)
+def geometric_unit(x: float) -> tuple[float, float, float]:
+    """:func:`geometric_one` of a one-token segment (``k ∈ {0, 1}``): ``log(1 + e^x)``,
+    the mean ``σ(x)`` and the variance ``σ(1 − σ)`` with one ``exp`` and one ``log1p``
+    (the same series near ``x = 0``)."""
+    flip = x > 0
+    z = -x if flip else x
+    if z * 2.0 > -1e-4:
+        log_sum = np.log(2.0) + z / 2.0
+        mean = 0.5 + z * 0.25
+        var = 0.25
+    else:
+        q = np.exp(z)
+        log_sum = np.log1p(q)
+        mean = q / (1.0 + q)
+        var = mean / (1.0 + q)
+    if flip:
+        log_sum = log_sum - z
+        mean = 1.0 - mean
+    return log_sum, mean, var
+
+
+@njit(cache=True)
 def node_smooth(slope: np.ndarray, length: np.ndarray, seg_start: np.ndarray,
                 cum_len: np.ndarray, cum_len_slope: np.ndarray, weight: float, p: np.ndarray,
                 tau: float, cutoff: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,7 +98,10 @@ def node_smooth(slope: np.ndarray, length: np.ndarray, seg_start: np.ndarray,
         below, below_slope = cum_len[lo + m], cum_len_slope[lo + m]
         log_sum = mean = var = 0.0
         for i in range(lo, hi):
-            a, b, c = geometric_one((p[m] - slope[i]) / tau, length[i])
+            if length[i] == 1.0:
+                a, b, c = geometric_unit((p[m] - slope[i]) / tau)
+            else:
+                a, b, c = geometric_one((p[m] - slope[i]) / tau, length[i])
             log_sum += tau * a
             mean += b
             var += c
@@ -246,6 +271,11 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
         n = node_ptr[m + 1] - node_ptr[m]
         if n == 0 and fixed[m] == 0.0:
             continue
+        # only breaks in (0, upper] are candidates and change the demand on [0, upper]:
+        # those at most 0 never count, larger ones (or inf) always do (their weight joins the
+        # fixed demand), so only the others are sorted
+        always = fixed[m]
+        kept = 0
         for i in range(n):
             g = node_cls[node_ptr[m] + i]
             a = np.inf
@@ -255,16 +285,21 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
                     a = min(a, cost[j])
                 else:
                     b = min(b, cost[j])
-            breaks[i] = b - (a - y[m])
-            weight[i] = counts[g]
-        order = np.argsort(breaks[:n], kind="mergesort")
-        br = breaks[:n][order]
-        tail = np.zeros(n + 1)
-        for i in range(n - 1, -1, -1):
+            q = b - (a - y[m])
+            if q > upper[m]:
+                always += counts[g]
+            elif q > 0.0:
+                breaks[kept] = q
+                weight[kept] = counts[g]
+                kept += 1
+        order = np.argsort(breaks[:kept])
+        br = breaks[:kept][order]
+        tail = np.zeros(kept + 1)
+        for i in range(kept - 1, -1, -1):
             tail[i] = tail[i + 1] + weight[order[i]]
         lo, hi = seg_start[m], seg_start[m + 1]
         old = y[m]
-        y[m] = line_maximum(br, tail, fixed[m], slope[lo:hi], supply_cum[lo + m: hi + m + 1],
+        y[m] = line_maximum(br, tail, always, slope[lo:hi], supply_cum[lo + m: hi + m + 1],
                             supply_at[lo:hi], upper[m])
         delta = y[m] - old
         if delta != 0.0:
@@ -361,5 +396,6 @@ def best_multiplier(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: 
     return high
 
 
-__all__ = ["best_multiplier", "geometric_one", "line_maximum", "node_smooth", "pool_smooth",
+__all__ = ["best_multiplier", "geometric_one", "geometric_unit", "line_maximum", "node_smooth",
+           "pool_smooth",
            "sweep_prices"]
