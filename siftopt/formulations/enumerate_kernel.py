@@ -115,13 +115,21 @@ def grow_rows(lo: int, hi: int, values: np.ndarray, suffix: np.ndarray, local: n
                 continue
             st_next[depth] = b + 1
             # the extension by b and every set below it also pay bit b's price: skip b when
-            # that bound fails (it is not monotone in b). Only where no later bit has a
+            # that bound fails (it is not monotone in b), and the bits after it while it
+            # fails with this lower_d (at most theirs: the suffix minima only grow); the
+            # loop then checks the first bit left with its own. Only where no later bit has a
             # negative price, so that the bound is summed like the sets' reduced costs and
             # float rounding cannot lift it above one of them
-            if priced and bit_price[row, b] > 0.0 and neg_suffix[row, b + 1] == 0.0 and (
-                    (st_price[depth] + bit_price[row, b]) + nu * lower_d - dual[row]
-                    > threshold[row]):
-                continue
+            if priced:
+                skip = b
+                while skip < nb and bit_price[row, skip] > 0.0 and \
+                        neg_suffix[row, skip + 1] == 0.0 and (
+                        (st_price[depth] + bit_price[row, skip]) + nu * lower_d - dual[row]
+                        > threshold[row]):
+                    skip += 1
+                if skip > b:
+                    st_next[depth] = skip
+                    continue
             # the extension by bit b
             mask = st_mask[depth] | (np.int64(1) << b)
             owned = np.int64(0)
