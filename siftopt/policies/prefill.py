@@ -130,6 +130,7 @@ class _Model:
             [bool(t.convex) for t in data.tables])
         self.mean_rhs = data.budgets.mean_row_upper() if space.mean_row else None
         self.pool = PatternPool(space.num_classes, data.num_nodes)
+        self._full: tuple[int, PoolDual] | None = None  # the dual of all classes, by pool size
         m = data.num_nodes
         first = np.array([t.energy_j[1] / self.unit if t.cap >= 1 else 0.0
                           for t in data.tables])
@@ -155,13 +156,16 @@ class _Model:
         return y[:m], (float(y[m]) if self.mean_rhs is not None else 0.0)
 
     def dual(self, classes: np.ndarray | None = None) -> tuple[PoolDual, np.ndarray]:
-        """The pool dual of all classes, or of a sample (fluid-scaled); and the pool rows."""
+        """The pool dual of all classes (kept while the pool does not grow: the pool only
+        grows), or of a sample (fluid-scaled); and the pool rows."""
         cls, _, deg, inc, start = self.pool.arrays
         counts = self.space.class_count.astype(float)
         if classes is None:
-            dual = PoolDual(self.nodes, counts, self.mean_rhs)
-            dual.set_pool(cls, inc, deg, start)
-            return dual, np.arange(cls.size)
+            if self._full is None or self._full[0] != len(self.pool):
+                dual = PoolDual(self.nodes, counts, self.mean_rhs)
+                dual.set_pool(cls, inc, deg, start)
+                self._full = (len(self.pool), dual)
+            return self._full[1], np.arange(cls.size)
         rows = np.concatenate([np.arange(start[g], start[g + 1]) for g in classes])
         local = np.repeat(np.arange(classes.size), start[classes + 1] - start[classes])
         fraction = float(counts[classes].sum()) / float(counts.sum())
