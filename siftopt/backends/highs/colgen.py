@@ -39,7 +39,13 @@ from siftopt.backends.highs.common import (
     pass_model,
     run_mip,
 )
-from siftopt.backends.highs.cuts import add_cuts, cut_nodes, cuts_stalled, drop_idle_cuts
+from siftopt.backends.highs.cuts import (
+    SeparationCentre,
+    add_cuts,
+    cut_nodes,
+    cuts_stalled,
+    drop_idle_cuts,
+)
 from siftopt.backends.highs.isolated import prestart
 from siftopt.backends.highs.master import Master, build_master
 from siftopt.backends.options import ColumnGenerationOptions
@@ -195,6 +201,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
     cut_rounds, cutting = 0, cut_nodes(master)
     cut_age = np.zeros(0, np.int64)  # rounds since each cut last had a positive dual
     cut_objective: list[float] = []  # z_LP at each separation
+    centre = SeparationCentre()
     cg_started = time.perf_counter()
     known = set(pats[0].tolist())
     in_lp_bp = np.zeros(master.bp_node.size, dtype=bool)
@@ -245,7 +252,7 @@ def column_generation(master: Master, profile: Profile, deadline: float | None,
                 if (cutting.size and cut_rounds < options.polymatroid_rounds
                         and not cuts_stalled(cut_objective, cg_started, deadline)
                         and add_cuts(master, highs, chunks, overflow_cost.size,
-                                      np.asarray(solution.col_value), cutting)):
+                                      np.asarray(solution.col_value), cutting, centre)):
                     # only now, with an LP solve to come, may idle cuts leave: the duals
                     # of the final LP must match master's cuts row for row
                     cut_age = drop_idle_cuts(master, highs, cut_age, row_dual, old_cuts)

@@ -26,11 +26,20 @@ and its LP bound can only rise.
 **Separation** (:func:`violated_cut`): at an LP point, classes are ordered by ``y_gm / c_g``
 (largest first): for singleton classes this is Edmonds' greedy rule, which finds the most
 violated inequality of the family.
+
+**Stabilised separation** (:class:`SeparationCentre`, the in-out idea of Ben-Ameur and Neto,
+2007): cutting the LP point alone zigzags — each cut moves the LP point to another vertex and
+the bound creeps up (the frontier's qwen1024f row: 300 rounds, 58 s, still 0.13 % below the
+optimum). Instead the order comes from a point between the LP point and a running average of
+the earlier LP points (:data:`SEPARATION_MIX`); its cut is valid like any other and joins
+the LP if it also cuts off the LP point, else the LP point's own greedy cut does. Same
+qwen1024f row: 19 rounds, 1.4 s, the bound within 1e-7 of the optimum.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import highspy
@@ -68,18 +77,47 @@ def class_slopes(costs: np.ndarray, counts: np.ndarray, y: np.ndarray) -> np.nda
     return a
 
 
-def violated_cut(master: Master, m: int, lhs: float, y: np.ndarray) -> np.ndarray | None:
-    """The class slopes ``a`` (G,) of node m's most violated cut at an LP point where
-    ``Σ_k C_m(k)·θ_mk = lhs`` and class g has ``y[g]`` tokens on m, or None when it is not
-    violated by more than :data:`VIOLATION_RTOL`."""
+#: Weight of the LP point in the separation point (the rest: the running average of the
+#: earlier LP points). 0.3, 0.5 and 0.7 all gave 9–18 rounds on the frontier's Rayleigh
+#: rows against 150–300 for 1 (the LP point alone).
+SEPARATION_MIX = 0.5
+
+
+@dataclass
+class SeparationCentre:
+    """Per node, the running average ``ȳ_m`` (G,) of the LP points' class usage: the
+    stabilisation centre of the separation (module docstring)."""
+
+    average: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def point(self, m: int, y: np.ndarray) -> np.ndarray | None:
+        """The separation point ``α·y + (1 − α)·ȳ_m`` (None before node m's first LP point)."""
+        if m not in self.average:
+            return None
+        return SEPARATION_MIX * y + (1.0 - SEPARATION_MIX) * self.average[m]
+
+    def update(self, m: int, y: np.ndarray) -> None:
+        """Move the centre towards the LP point ``y``."""
+        mixed = self.point(m, y)
+        self.average[m] = y.copy() if mixed is None else mixed
+
+
+def violated_cut(master: Master, m: int, lhs: float, y: np.ndarray,
+                 order_by: np.ndarray | None = None) -> np.ndarray | None:
+    """The class slopes ``a`` (G,) of a cut of node m violated at an LP point where
+    ``Σ_k C_m(k)·θ_mk = lhs`` and class g has ``y[g]`` tokens on m, or None when no cut is
+    violated there by more than :data:`VIOLATION_RTOL`. The classes are ordered by
+    ``order_by`` (a separation point) if its cut is violated at the LP point, else by ``y``
+    (the most violated cut)."""
     lo, hi = int(master.bp_start[m]), int(master.bp_end[m])
     if hi - lo < 2:
         return None
-    a = class_slopes(master.bp_cost[lo:hi], master.space.class_count, y)
     scale = max(float(np.abs(master.bp_cost[lo:hi]).max()), 1e-300)
-    if float(a @ y) - lhs <= VIOLATION_RTOL * scale:
-        return None
-    return a
+    for point in ((order_by, y) if order_by is not None else (y,)):
+        a = class_slopes(master.bp_cost[lo:hi], master.space.class_count, point)
+        if float(a @ y) - lhs > VIOLATION_RTOL * scale:
+            return a
+    return None
 
 
 #: A cut whose dual stayed 0 for this many separation rounds leaves the LP (it only slows
@@ -125,10 +163,12 @@ def drop_idle_cuts(master: Master, highs: highspy.Highs, age: np.ndarray,
 
 
 def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.ndarray]],
-              first_col: int, values: np.ndarray, nodes: np.ndarray) -> int:
-    """Add to the LP (and to ``master``) the violated polymatroid cut of each node in
-    ``nodes`` at the LP point ``values``; returns how many. ``chunks``: the LP's columns
-    after the first ``first_col`` (overflow), in order."""
+              first_col: int, values: np.ndarray, nodes: np.ndarray,
+              centre: SeparationCentre | None = None) -> int:
+    """Add to the LP (and to ``master``) a polymatroid cut of each node in ``nodes``
+    violated at the LP point ``values``, separated at ``centre``'s point if given (and the
+    centre moved); returns how many. ``chunks``: the LP's columns after the first
+    ``first_col`` (overflow), in order."""
     kinds, cols, at = [], [], first_col
     for kind, idx in chunks:
         kinds.append(np.full(idx.size, kind == "bp"))
@@ -149,7 +189,11 @@ def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.nd
         on = pos[node == m]
         theta_coef = master.cut_costs(int(m))[master.bp_load[bps[mine]]]
         y = np.bincount(cls_all[pats[on]], amounts[on], minlength=num_classes)
-        slope = violated_cut(master, int(m), float(theta_coef @ theta[mine]), y)
+        order_by = None
+        if centre is not None:
+            order_by = centre.point(int(m), y)
+            centre.update(int(m), y)
+        slope = violated_cut(master, int(m), float(theta_coef @ theta[mine]), y, order_by)
         if slope is None:
             continue
         idx = np.concatenate([bp_col[mine], pat_col[on]]).astype(np.int32)
@@ -161,6 +205,6 @@ def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.nd
     return added
 
 
-__all__ = ["CUT_IDLE_ROUNDS", "CUT_STALL_RTOL", "CUT_TIME_SHARE", "CUT_WINDOW", "VIOLATION_RTOL",
-           "add_cuts", "class_slopes", "cut_nodes", "cuts_stalled",
-           "drop_idle_cuts", "violated_cut"]
+__all__ = ["CUT_IDLE_ROUNDS", "CUT_STALL_RTOL", "CUT_TIME_SHARE", "CUT_WINDOW", "SEPARATION_MIX",
+           "VIOLATION_RTOL", "SeparationCentre", "add_cuts", "class_slopes", "cut_nodes",
+           "cuts_stalled", "drop_idle_cuts", "violated_cut"]
