@@ -29,6 +29,10 @@ MAX_LP_ROUNDS = 200
 PRICING_TOL = 1e-9
 #: Penalty per token of overflow (above any node's energy per token) in the GLOP LP.
 OVERFLOW_FACTOR = 1e3
+#: Greedy cuts are separated in the order of ``GREEDY_MIX·usage + (1 − GREEDY_MIX)·centre``
+#: (centre: that point of the round before), kept if violated at the LP's usage, else the
+#: usage's own order is tried (in-out stabilisation; 1 = the LP point alone).
+GREEDY_MIX = 0.5
 
 
 # ---- 2. the Lagrangian bound --------------------------------------------------------------
@@ -272,6 +276,7 @@ def lp_prices(pats: Patterns, tables: list[np.ndarray], mean_cap: float | None,
         add_greedy(m, greedy_point(cum[m], pats.count,
                                    np.argsort(-start_use[:, m], kind="stable")))
     best: Bound | None = None
+    centre: np.ndarray | None = None  # (G, M) running average of the LP's per-token usage
     rounds, lp_s = 0, 0.0
     while rounds < max_rounds:
         rounds += 1
@@ -331,13 +336,19 @@ def lp_prices(pats: Patterns, tables: list[np.ndarray], mean_cap: float | None,
             usage = np.zeros((num_classes, n_nodes))
             np.add.at(usage, pats.cls[cols], mask_nodes(pats.mask[cols], n_nodes) * xs[:, None])
             per_token = usage / pats.count[:, None]
+            # stabilised: order at a point between the LP's usage and the running average
+            # of the earlier rounds' (cuts of the LP point alone zigzag: many more rounds)
+            centre = per_token if centre is None else (
+                GREEDY_MIX * per_token + (1.0 - GREEDY_MIX) * centre)
             for m in concave:
-                coef = greedy_point(cum[m], pats.count,
-                                    np.argsort(-per_token[:, m], kind="stable"))
-                value = float(coef @ usage[:, m])
-                if b_now[m] < value - PRICING_TOL * max(1.0, abs(value)):
-                    add_greedy(m, coef)
-                    cuts += 1
+                for point in (centre[:, m], per_token[:, m]):
+                    coef = greedy_point(cum[m], pats.count,
+                                        np.argsort(-point, kind="stable"))
+                    value = float(coef @ usage[:, m])
+                    if b_now[m] < value - PRICING_TOL * max(1.0, abs(value)):
+                        add_greedy(m, coef)
+                        cuts += 1
+                        break
         if (not enter.size and not cuts) or past(deadline):
             break
         if enter.size:
