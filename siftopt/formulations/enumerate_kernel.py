@@ -7,6 +7,9 @@ row at a time:
 * a set's extensions by bit ``b`` are tried in increasing ``b``; before each, the set is
   pruned with the bounds of the numpy search taken at ``nxt = b`` (per-slot suffix minima for
   ``D``, the price bound). Both only grow with ``b``, so the first failing bit ends the set;
+  the price bound plus bit ``b``'s own price (every set below the extension by ``b`` pays it;
+  not monotone in ``b``) only skips ``b``. A skipped subtree holds no pattern at or below the
+  threshold, so it neither emits nor tightens: the same patterns in the same order;
 * with ``tighten`` a class's threshold drops to each accepted reduced cost at once, so later
   branches of the same class are pruned against the best pattern found so far (the numpy
   search tightens once per batch). Without ``tighten`` the two searches return the same
