@@ -48,9 +48,11 @@ def geometric_one(x: float, length: float) -> tuple[float, float, float]:
     else:
         q = np.exp(z)
         qn = np.exp(n1 * z)
-        log_sum = np.log1p(-qn) - np.log1p(-q)
-        mean = q / (1.0 - q) - n1 * qn / (1.0 - qn)
-        var = max(q / (1.0 - q) ** 2 - n1 ** 2 * qn / (1.0 - qn) ** 2, 0.0)
+        rest = -np.expm1(z)  # 1 − q to full relative accuracy (see _truncated_geometric)
+        rest_n = -np.expm1(n1 * z)
+        log_sum = np.log(rest_n) - np.log(rest)
+        mean = q / rest - n1 * qn / rest_n
+        var = max(q / rest ** 2 - n1 ** 2 * qn / rest_n ** 2, 0.0)
     if flip:
         log_sum = log_sum - z * length
         mean = length - mean
