@@ -200,13 +200,14 @@ def _bounded_step(matrix: np.ndarray, grad: np.ndarray, y: np.ndarray, upper: np
     """Solve ``matrix·s = grad`` (scaled coordinates), then hold at its bound every
     coordinate the step would carry past one and solve again for the others (at most as many
     times as there are coordinates): the step stays in the box without being cut short."""
-    step = np.zeros(grad.size)
+    step = np.linalg.solve(matrix, grad)  # every coordinate free (the usual case)
     free = np.ones(grad.size, dtype=bool)
-    for _ in range(grad.size):
-        idx = np.flatnonzero(free)
-        rest = np.flatnonzero(~free)
-        rhs = grad[idx] - matrix[np.ix_(idx, rest)] @ step[rest]
-        step[idx] = np.linalg.solve(matrix[np.ix_(idx, idx)], rhs)
+    for i in range(grad.size):
+        if i:
+            idx = np.flatnonzero(free)
+            rest = np.flatnonzero(~free)
+            rhs = grad[idx] - matrix[np.ix_(idx, rest)] @ step[rest]
+            step[idx] = np.linalg.solve(matrix[np.ix_(idx, idx)], rhs)
         low = free & (y + step < 0.0)
         high = free & (y + step > upper)
         if not (low.any() or high.any()):
@@ -243,7 +244,7 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
         free = np.flatnonzero(~(((y <= slack) & (grad < 0)) | (at_upper & (grad > 0))))
         if free.size == 0:
             break
-        neg = -hess[np.ix_(free, free)]
+        neg = -(hess if free.size == y.size else hess[np.ix_(free, free)])
         diag = np.maximum(np.diag(neg), floor[free])
         scale = np.sqrt(diag)
         scaled = neg / scale[:, None] / scale[None, :]
