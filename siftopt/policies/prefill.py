@@ -200,6 +200,7 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
     solution = None
     iterations = 0
     reached = None  # the pool dual's value at the last maximiser
+    ceiling = np.inf  # the loop's first cold-start τ: no later maximisation starts warmer
     tolerance = rtol if ADAPT is None or final_rtol is None else FIRST_RTOL
     done = 0
     while done < rounds:
@@ -224,9 +225,10 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
                                 FIRST_RTOL)
         if solution is None or reached is None:
             tau0 = _tau(dual, y, cold)
+            ceiling = _tau(dual, y, COLD_START)
         else:
             tau0 = min(_tau(dual, y, WARM_START, change),
-                       max(solution.tau, _tau(dual, y, 0.0, change)))
+                       max(solution.tau, _tau(dual, y, 0.0, change)), ceiling)
         solution = maximise(dual, y, model.upper, tau0, tolerance, model.coord_unit,
                             budget=budget)
         iterations += solution.iterations
