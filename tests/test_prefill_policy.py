@@ -164,6 +164,41 @@ def test_large_batch_with_sample_and_pricing_rounds() -> None:
     assert run.energy_j <= truth.energy_j * 1.02
 
 
+def test_no_maximisation_starts_warmer_than_the_loops_cold_start() -> None:
+    """Within the sample and within the batch loop, every maximisation starts at a τ at
+    most the loop's first cold-start τ (a pricing that moves a dual whose prices sat at the
+    box by 1e8 does not restart the smoothing at 1e7)."""
+    from siftopt.policies import prefill
+
+    inst = build(11, tokens=320, experts=24, k=4, nodes=10, max_cand=4, eps_scale=0.2)
+    seen: list[tuple[int, float, float]] = []
+    original_tau, original_max = prefill._tau, prefill.maximise
+
+    def spy_tau(dual: Any, y: np.ndarray, relative: float, change: float = 0.0) -> float:
+        if relative == prefill.COLD_START and change == 0.0:
+            seen.append((dual.counts.size, -1.0, original_tau(dual, y, relative)))
+        return original_tau(dual, y, relative, change)
+
+    def spy_max(dual: Any, y0: np.ndarray, upper: np.ndarray, tau0: float,
+                *args: Any, **kwargs: Any) -> Any:
+        seen.append((dual.counts.size, tau0, 0.0))
+        return original_max(dual, y0, upper, tau0, *args, **kwargs)
+
+    prefill._tau, prefill.maximise = spy_tau, spy_max
+    try:
+        run = sift_prefill_run(inst)
+    finally:
+        prefill._tau, prefill.maximise = original_tau, original_max
+    assert run.sample_rounds >= 2
+    ceilings: dict[int, float] = {}
+    for size, tau0, cold in seen:
+        if tau0 < 0:
+            ceilings.setdefault(size, cold)
+        else:
+            assert tau0 <= ceilings[size] * (1 + 1e-12)
+    assert len(ceilings) == 2  # the sample's loop and the batch's
+
+
 # --------------------------------------------------------------------------------------------
 # Corollary 6.3: when the certificate closes
 # --------------------------------------------------------------------------------------------
