@@ -123,8 +123,13 @@ def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndar
         # the loop below then only settles ties (one node at a time, lowest bit first)
         vals = np.where(member[:, :, None], values, np.inf)
         best = vals.min(axis=1)
-        member &= ((vals == best[:, None, :]) & (best < local)[:, None, :]).any(axis=2)
-        for _ in range(width + 1):
+        attains = (vals == best[:, None, :]) & (best < local)[:, None, :]
+        member &= attains.any(axis=2)
+        # the kept nodes still attain every best below the fallback, so the slots' bests
+        # (hence D) are final, and a node owns a slot iff it is that slot's only attainer
+        sole = attains & (attains.sum(axis=1) == 1)[:, None, :]
+        idle = member & ~sole.any(axis=2)
+        for _ in range(width + 1 if idle.any() else 0):  # ties: one node at a time
             vals = np.where(member[:, :, None], values, np.inf)
             best = vals.min(axis=1)
             unique = (vals == best[:, None, :]).sum(axis=1) == 1
@@ -137,8 +142,7 @@ def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndar
                 break
             rows_idle = np.flatnonzero(idle.any(axis=1))
             member[rows_idle, idle[rows_idle].argmax(axis=1)] = False
-        vals = np.where(member[:, :, None], values, np.inf)
-        deg = token_degradation(np.minimum(local, vals.min(axis=1)))
+        deg = token_degradation(np.minimum(local, best))
         keep = np.flatnonzero(space.fits(deg, rows))
         mask = np.zeros(keep.size, dtype=np.uint64)
         for j in range(width):
