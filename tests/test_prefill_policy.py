@@ -199,6 +199,33 @@ def test_no_maximisation_starts_warmer_than_the_loops_cold_start() -> None:
     assert len(ceilings) == 2  # the sample's loop and the batch's
 
 
+def test_batch_rounds_near_the_final_accuracy_go_to_it() -> None:
+    """A batch round whose adapted accuracy is within POLISH_WITHIN of the final one
+    maximises to the final accuracy (no separate polish follows it; on 13f9dda this
+    instance ran a round to 5e-8, then a polish to 1e-8 and one more pricing)."""
+    from siftopt.policies import prefill, prefill_newton
+
+    inst = build(12, tokens=320, experts=24, k=4, nodes=10, max_cand=4, eps_scale=0.2)
+    rtols: list[float] = []
+    original = prefill.maximise
+
+    def spy(dual: Any, y0: np.ndarray, upper: np.ndarray, tau0: float, rtol: float,
+            *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("budget") is None:
+            rtols.append(rtol)
+        return original(dual, y0, upper, tau0, rtol, *args, **kwargs)
+
+    prefill.maximise = spy
+    try:
+        sift_prefill_run(inst)
+    finally:
+        prefill.maximise = original
+    assert prefill.POLISH_WITHIN is not None
+    final = prefill_newton.DUAL_RTOL
+    assert rtols and rtols[-1] == final
+    assert not any(final < r <= prefill.POLISH_WITHIN * final for r in rtols)
+
+
 # --------------------------------------------------------------------------------------------
 # Corollary 6.3: when the certificate closes
 # --------------------------------------------------------------------------------------------

@@ -92,6 +92,11 @@ SAMPLE_BUDGET: int | None = 10
 #: a polish to prefill_newton.DUAL_RTOL precedes the last pricing.
 FIRST_RTOL = 1e-3
 ADAPT: float | None = 0.01
+#: A batch round whose adapted accuracy is within this factor of the final one maximises to
+#: the final accuracy at once: if its pricing then finds nothing the loop ends without a
+#: separate polish and pricing (None: always the adapted accuracy). L=1024 M=16 adaptive:
+#: 5 -> 4 batch pricings, about 7 ms.
+POLISH_WITHIN: float | None = 100.0
 #: The batch loop ends (after its polish) once a pricing lowers the pool dual by at most this
 #: much (relative): the certified bound then equals the pool maximum to that accuracy, and
 #: the patterns it still finds cannot raise it measurably.
@@ -223,6 +228,8 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
             elif ADAPT is not None and final_rtol is not None:
                 tolerance = min(max(ADAPT * change / max(abs(here), 1e-300), rtol),
                                 FIRST_RTOL)
+                if POLISH_WITHIN is not None and tolerance <= POLISH_WITHIN * final_rtol:
+                    tolerance = final_rtol
         if solution is None or reached is None:
             tau0 = _tau(dual, y, cold)
             ceiling = _tau(dual, y, COLD_START)
