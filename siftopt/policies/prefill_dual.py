@@ -316,7 +316,8 @@ class PoolDual:
         self._node_rows = self._sweep = None
         on = np.asarray(inc) > 0
         self._nptr = np.concatenate([[0], np.cumsum(on.sum(axis=1))]).astype(np.int64)
-        self._nidx = np.ascontiguousarray(np.nonzero(on)[1], dtype=np.int64)
+        # the column of each nonzero, row by row (a flat nonzero: 2-d np.nonzero is ~8x slower)
+        self._nidx = (np.flatnonzero(on) % max(on.shape[1], 1)).astype(np.int64)
         self._deg = (np.ascontiguousarray(deg, dtype=float) if self.mean_rhs is not None
                      else np.zeros(0))
         self._start = np.ascontiguousarray(start, dtype=np.int64)
@@ -328,7 +329,8 @@ class PoolDual:
             m = self.nodes.num_nodes
             uses = np.ascontiguousarray(self.columns[:, :m] > 0)
             cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(uses, axis=0)])
-            rows, cols = np.nonzero((cum[self.start[1:]] - cum[self.start[:-1]]).T > 0)
+            has = (cum[self.start[1:]] - cum[self.start[:-1]]).T > 0  # (M, G)
+            rows, cols = np.divmod(np.flatnonzero(has), max(has.shape[1], 1))
             ptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)
             self._sweep = (uses, ptr, cols.astype(np.int64))
         return self._sweep
