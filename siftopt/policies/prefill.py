@@ -84,8 +84,9 @@ WARM_START = 1e-4
 BATCH_START = 1e-3
 #: Newton iterations per maximisation of the sample (its first pools often cannot meet the
 #: caps: the dual runs to the price box, tens of iterations for prices that only start the
-#: next pricing). L=1024 M=16 adaptive: sample phase 70 -> 40 ms CPU.
-SAMPLE_BUDGET: int | None = 10
+#: next pricing). L=1024 M=16 adaptive: sample phase 70 -> 40 ms CPU with 10; 7 (with the
+#: τ ceiling of _loop) takes another 4-5 ms off L = 512-1024 M = 16 adaptive, same answers.
+SAMPLE_BUDGET: int | None = 7
 #: Accuracy of the batch rounds: the first to FIRST_RTOL, each later one to ADAPT times the
 #: relative amount by which the last pricing lowered the pool dual (the width of the bracket
 #: [certified bound, pool maximum] on max g), at least ROUND_RTOL and at most FIRST_RTOL;
