@@ -236,8 +236,9 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
     """
     its = 0
     first_damping = damping
+    accepted = None  # the smoothed value, gradient and Hessian at an accepted trial point
     for its in range(1, limit + 1):
-        value, grad, hess = dual.smooth(y, tau)
+        value, grad, hess = accepted if accepted is not None else dual.smooth(y, tau)
         assert hess is not None
         slack = 1e-12 * (1.0 + np.abs(y))
         at_upper = np.isfinite(upper) & (y >= upper - slack)
@@ -262,8 +263,12 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
             trial[free] = np.clip(y[free] + step / scale, 0.0, upper[free])
             delta = (trial[free] - y[free]) * scale
             predicted = float(g_scaled @ delta) - 0.5 * float(delta @ scaled @ delta)
-            actual = dual.smooth(trial, tau, hessian=False)[0] - value
+            # with the Hessian (about 20 % more work): if the step is accepted the next
+            # iteration starts from it instead of evaluating the same point again
+            at_trial = dual.smooth(trial, tau)
+            actual = at_trial[0] - value
             if predicted > 0 and actual > 0:
+                accepted = at_trial
                 ratio = actual / predicted
                 if not moved and its == 1:
                     first_damping = damping
