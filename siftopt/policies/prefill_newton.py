@@ -221,7 +221,8 @@ def _bounded_step(matrix: np.ndarray, grad: np.ndarray, y: np.ndarray, upper: np
 
 
 def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, stop: float,
-                  floor: np.ndarray, damping: float, limit: int = STAGE_ITERATIONS
+                  floor: np.ndarray, damping: float, limit: int = STAGE_ITERATIONS,
+                  start: tuple[float, np.ndarray, np.ndarray | None] | None = None
                   ) -> tuple[np.ndarray, int, float]:
     """Projected Newton ascent on the smoothed dual at one τ until the Newton decrement is at
     most ``stop``, with Levenberg–Marquardt damping (a trust region).
@@ -233,12 +234,14 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
     accepted when the smoothed value rises. ``μ`` shrinks after a step that rises as the
     quadratic model predicts and grows after a poor or failed one. Returns the point, the
     iterations and the ``μ`` of the stage's first accepted step (where the next stage starts).
+    ``start``: ``dual.smooth(y, tau)`` if the caller has it.
     """
     its = 0
     first_damping = damping
-    accepted = None  # the smoothed value, gradient and Hessian at an accepted trial point
+    accepted = start  # the smoothed value, gradient and Hessian at y, if known
     for its in range(1, limit + 1):
         value, grad, hess = accepted if accepted is not None else dual.smooth(y, tau)
+        accepted = None
         assert hess is not None
         slack = 1e-12 * (1.0 + np.abs(y))
         at_upper = np.isfinite(upper) & (y >= upper - slack)
@@ -309,16 +312,16 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
     final = False
     sweeps = SWEEPS
     exact = None  # g(y) at the current y, once known
-    current = None  # g_τ(y) at the current y and τ, once known
+    at_y = None  # dual.smooth(y, τ) at the current y and τ, once known
     while True:
-        if current is None:
-            current = dual.smooth(y, tau, hessian=False)[0]
+        if at_y is None:
+            at_y = dual.smooth(y, tau)
         for _ in range(sweeps):
             swept = coordinate_sweep(dual, y, upper)
-            value = dual.smooth(swept, tau, hessian=False)[0]
-            if value <= current:
+            at_swept = dual.smooth(swept, tau)  # with the Hessian: the stage may start there
+            if at_swept[0] <= at_y[0]:
                 break
-            y, current, exact = swept, value, None
+            y, at_y, exact = swept, at_swept, None
         if exact is None:
             exact = dual.value(y)
         scale = max(abs(exact), 1e-300)
@@ -328,18 +331,18 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
         limit = STAGE_ITERATIONS if budget is None else max(min(STAGE_ITERATIONS,
                                                                  budget - total), 1)
         y, its, damping = _newton_stage(dual, y, upper, tau, stop, weight / tau, damping,
-                                        limit)
+                                        limit, at_y)
         total += its
         sweeps = LATER_SWEEPS
         if final or tau < 1e-300 or (budget is not None and total >= budget):
             return DualSolution(y=y, tau=tau, iterations=total)
         exact = dual.value(y)
-        current = dual.smooth(y, tau, hessian=False)[0]
-        if max(exact - current, 0.0) <= rtol * max(abs(exact), 1e-300):  # smoothing gap
+        at_y = dual.smooth(y, tau)
+        if max(exact - at_y[0], 0.0) <= rtol * max(abs(exact), 1e-300):  # smoothing gap
             final = True  # one more stage at this τ, to the tight decrement
         else:
             tau *= TAU_FACTOR
-            current = None
+            at_y = None
 
 
 __all__ = ["DUAL_RTOL", "DualSolution", "LATER_SWEEPS", "STAGE_ITERATIONS", "STAGE_STOP",
