@@ -223,7 +223,7 @@ def _bounded_step(matrix: np.ndarray, grad: np.ndarray, y: np.ndarray, upper: np
 def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, stop: float,
                   floor: np.ndarray, damping: float, limit: int = STAGE_ITERATIONS,
                   start: tuple[float, np.ndarray, np.ndarray | None] | None = None
-                  ) -> tuple[np.ndarray, int, float]:
+                  ) -> tuple[np.ndarray, int, float, tuple[float, np.ndarray, np.ndarray | None]]:
     """Projected Newton ascent on the smoothed dual at one τ until the Newton decrement is at
     most ``stop``, with Levenberg–Marquardt damping (a trust region).
 
@@ -233,14 +233,16 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
     the step would carry out of the box held at their bound (:func:`_bounded_step`); it is
     accepted when the smoothed value rises. ``μ`` shrinks after a step that rises as the
     quadratic model predicts and grows after a poor or failed one. Returns the point, the
-    iterations and the ``μ`` of the stage's first accepted step (where the next stage starts).
-    ``start``: ``dual.smooth(y, tau)`` if the caller has it.
+    iterations, the ``μ`` of the stage's first accepted step (where the next stage starts)
+    and ``dual.smooth`` at the point. ``start``: ``dual.smooth(y, tau)`` if the caller has it.
     """
     its = 0
     first_damping = damping
     accepted = start  # the smoothed value, gradient and Hessian at y, if known
+    here = start
     for its in range(1, limit + 1):
-        value, grad, hess = accepted if accepted is not None else dual.smooth(y, tau)
+        here = accepted if accepted is not None else dual.smooth(y, tau)
+        value, grad, hess = here
         accepted = None
         assert hess is not None
         slack = 1e-12 * (1.0 + np.abs(y))
@@ -285,7 +287,11 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
                 break
         if not moved:
             break
-    return y, its, first_damping
+    if accepted is not None:  # the last iteration moved
+        here = accepted
+    if here is None:
+        here = dual.smooth(y, tau)
+    return y, its, first_damping, here
 
 
 def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
@@ -330,14 +336,13 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
         stop = tight if final else max(STAGE_STOP * typical, tight)
         limit = STAGE_ITERATIONS if budget is None else max(min(STAGE_ITERATIONS,
                                                                  budget - total), 1)
-        y, its, damping = _newton_stage(dual, y, upper, tau, stop, weight / tau, damping,
-                                        limit, at_y)
+        y, its, damping, at_y = _newton_stage(dual, y, upper, tau, stop, weight / tau,
+                                              damping, limit, at_y)
         total += its
         sweeps = LATER_SWEEPS
         if final or tau < 1e-300 or (budget is not None and total >= budget):
             return DualSolution(y=y, tau=tau, iterations=total)
         exact = dual.value(y)
-        at_y = dual.smooth(y, tau)
         if max(exact - at_y[0], 0.0) <= rtol * max(abs(exact), 1e-300):  # smoothing gap
             final = True  # one more stage at this τ, to the tight decrement
         else:
