@@ -174,10 +174,11 @@ def test_no_maximisation_starts_warmer_than_the_loops_cold_start() -> None:
     seen: list[tuple[int, float, float]] = []
     original_tau, original_max = prefill._tau, prefill.maximise
 
-    def spy_tau(dual: Any, y: np.ndarray, relative: float, change: float = 0.0) -> float:
+    def spy_tau(dual: Any, y: np.ndarray, relative: float, change: float = 0.0,
+                **kwargs: Any) -> float:
         if relative == prefill.COLD_START and change == 0.0:
             seen.append((dual.counts.size, -1.0, original_tau(dual, y, relative)))
-        return original_tau(dual, y, relative, change)
+        return original_tau(dual, y, relative, change, **kwargs)
 
     def spy_max(dual: Any, y0: np.ndarray, upper: np.ndarray, tau0: float,
                 *args: Any, **kwargs: Any) -> Any:

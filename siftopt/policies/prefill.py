@@ -182,10 +182,14 @@ class _Model:
         return dual, rows
 
 
-def _tau(dual: PoolDual, y: np.ndarray, relative: float, change: float = 0.0) -> float:
+def _tau(dual: PoolDual, y: np.ndarray, relative: float, change: float = 0.0,
+         value: float | None = None) -> float:
     """The temperature whose smoothing error is ``relative`` of ``|g(y)|``, or a tenth of
-    ``change`` (how much the last pricing lowered the pool dual) if that is larger."""
-    scale = max(abs(dual.value(y)), float(dual.counts.sum()) * 1e-12, 1e-300)
+    ``change`` (how much the last pricing lowered the pool dual) if that is larger.
+    ``value``: ``g(y)`` if the caller has it."""
+    if value is None:
+        value = dual.value(y)
+    scale = max(abs(value), float(dual.counts.sum()) * 1e-12, 1e-300)
     error = max(relative * scale, 0.1 * change)
     return error / max(float(dual.counts @ np.log(np.maximum(np.diff(dual.start), 2))),
                        1e-300)
@@ -232,11 +236,11 @@ def _loop(model: _Model, y: np.ndarray, classes: np.ndarray | None, rounds: int,
                 if POLISH_WITHIN is not None and tolerance <= POLISH_WITHIN * final_rtol:
                     tolerance = final_rtol
         if solution is None or reached is None:
-            tau0 = _tau(dual, y, cold)
-            ceiling = _tau(dual, y, COLD_START)
+            tau0 = _tau(dual, y, cold, value=here)
+            ceiling = _tau(dual, y, COLD_START, value=here)
         else:
-            tau0 = min(_tau(dual, y, WARM_START, change),
-                       max(solution.tau, _tau(dual, y, 0.0, change)), ceiling)
+            tau0 = min(_tau(dual, y, WARM_START, change, value=here),
+                       max(solution.tau, _tau(dual, y, 0.0, change, value=here)), ceiling)
         solution = maximise(dual, y, model.upper, tau0, tolerance, model.coord_unit,
                             budget=budget)
         iterations += solution.iterations
