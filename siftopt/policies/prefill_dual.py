@@ -323,12 +323,14 @@ class PoolDual:
         self._start = np.ascontiguousarray(start, dtype=np.int64)
 
     def sweep_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """For the compiled sweeps (kept while the pool is): ``uses[j, m]`` (pattern j uses
-        node m) and per node the classes with such a pattern (CSR ``ptr``, ``cls``)."""
+        """For the compiled sweeps (kept while the pool is): ``uses[m, j]`` (pattern j uses
+        node m; node-major, as the sweep reads a node's patterns class by class) and per node
+        the classes with such a pattern (CSR ``ptr``, ``cls``)."""
         if self._sweep is None:
             m = self.nodes.num_nodes
-            uses = np.ascontiguousarray(self.columns[:, :m] > 0)
-            cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(uses, axis=0)])
+            on = self.columns[:, :m] > 0
+            uses = np.ascontiguousarray(on.T)
+            cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(on, axis=0)])
             has = (cum[self.start[1:]] - cum[self.start[:-1]]).T > 0  # (M, G)
             rows, cols = np.divmod(np.flatnonzero(has), max(has.shape[1], 1))
             ptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)

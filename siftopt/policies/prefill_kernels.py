@@ -263,7 +263,7 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
                  slope: np.ndarray, seg_start: np.ndarray, supply_cum: np.ndarray,
                  supply_at: np.ndarray) -> None:
     """The node prices of ``prefill_newton.coordinate_sweep_numpy``, in place in ``y``
-    (``uses[j, m]``: pattern j uses node m; ``node_cls[node_ptr[m]:node_ptr[m+1]]``: the
+    (``uses[m, j]``: pattern j uses node m; ``node_cls[node_ptr[m]:node_ptr[m+1]]``: the
     classes with such a pattern; ``deg``: the degradations when ``y`` ends with ν, else
     empty)."""
     cost = pattern_costs(nptr, nidx, deg, y)
@@ -283,7 +283,7 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
             a = np.inf
             b = np.inf
             for j in range(start[g], start[g + 1]):
-                if uses[j, m]:
+                if uses[m, j]:
                     a = min(a, cost[j])
                 else:
                     b = min(b, cost[j])
@@ -308,7 +308,7 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
             for i in range(n):
                 g = node_cls[node_ptr[m] + i]
                 for j in range(start[g], start[g + 1]):
-                    if uses[j, m]:
+                    if uses[m, j]:
                         cost[j] += delta
 
 
