@@ -137,6 +137,7 @@ class _Model:
         self.mean_rhs = data.budgets.mean_row_upper() if space.mean_row else None
         self.pool = PatternPool(space.num_classes, data.num_nodes)
         self._full: tuple[int, PoolDual] | None = None  # the dual of all classes, by pool size
+        self._scaled: dict[float, NodeTerms] = {}  # the sample's node terms, by fraction
         m = data.num_nodes
         first = np.array([t.energy_j[1] / self.unit if t.cap >= 1 else 0.0
                           for t in data.tables])
@@ -175,7 +176,9 @@ class _Model:
         rows = np.concatenate([np.arange(start[g], start[g + 1]) for g in classes])
         local = np.repeat(np.arange(classes.size), start[classes + 1] - start[classes])
         fraction = float(counts[classes].sum()) / float(counts.sum())
-        dual = PoolDual(self.nodes.scaled(fraction), counts[classes],
+        if fraction not in self._scaled:  # the same sample every round: built once
+            self._scaled[fraction] = self.nodes.scaled(fraction)
+        dual = PoolDual(self._scaled[fraction], counts[classes],
                         None if self.mean_rhs is None else self.mean_rhs * fraction)
         dual.set_pool(local, inc[rows], deg[rows],
                       np.searchsorted(local, np.arange(classes.size + 1)).astype(np.int64))
