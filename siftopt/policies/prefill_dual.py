@@ -461,9 +461,15 @@ class PoolDual:
             grad[m] -= self.mean_rhs
         return value, grad, hess
 
-    def smoothing_gap(self, y: np.ndarray, tau: float) -> float:
-        """``g(y) − g_τ(y) ≥ 0``: how much the smoothing lowers the value at ``y``."""
-        return max(self.value(y) - self.smooth(y, tau, hessian=False)[0], 0.0)
+    def smoothing_gap(self, y: np.ndarray, tau: float, *, value: float | None = None,
+                      smoothed: float | None = None) -> float:
+        """``g(y) − g_τ(y) ≥ 0``: how much the smoothing lowers the value at ``y``; ``value``
+        and ``smoothed``: ``g(y)`` and ``g_τ(y)`` if the caller has them."""
+        if value is None:
+            value = self.value(y)
+        if smoothed is None:
+            smoothed = self.smooth(y, tau, hessian=False)[0]
+        return max(value - smoothed, 0.0)
 
 
 __all__ = ["COMPILED_ABOVE", "CUTOFF", "ENGINES", "MERGE_RTOL", "NodeTerms", "PoolDual",

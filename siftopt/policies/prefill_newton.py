@@ -343,7 +343,8 @@ def maximise(dual: PoolDual, y0: np.ndarray, upper: np.ndarray, tau0: float,
         if final or tau < 1e-300 or (budget is not None and total >= budget):
             return DualSolution(y=y, tau=tau, iterations=total)
         exact = dual.value(y)
-        if max(exact - at_y[0], 0.0) <= rtol * max(abs(exact), 1e-300):  # smoothing gap
+        if (dual.smoothing_gap(y, tau, value=exact, smoothed=at_y[0])
+                <= rtol * max(abs(exact), 1e-300)):
             final = True  # one more stage at this τ, to the tight decrement
         else:
             tau *= TAU_FACTOR

@@ -338,10 +338,11 @@ def lp_prices(pats: Patterns, tables: list[np.ndarray], mean_cap: float | None,
             per_token = usage / pats.count[:, None]
             # stabilised: order at a point between the LP's usage and the running average
             # of the earlier rounds' (cuts of the LP point alone zigzag: many more rounds)
-            centre = per_token if centre is None else (
+            first = centre is None  # no earlier point: the usage's own order only
+            centre = per_token if first else (
                 GREEDY_MIX * per_token + (1.0 - GREEDY_MIX) * centre)
             for m in concave:
-                for point in (centre[:, m], per_token[:, m]):
+                for point in ((per_token[:, m],) if first else (centre[:, m], per_token[:, m])):
                     coef = greedy_point(cum[m], pats.count,
                                         np.argsort(-point, kind="stable"))
                     value = float(coef @ usage[:, m])

@@ -96,10 +96,12 @@ class SeparationCentre:
             return None
         return SEPARATION_MIX * y + (1.0 - SEPARATION_MIX) * self.average[m]
 
-    def update(self, m: int, y: np.ndarray) -> None:
-        """Move the centre towards the LP point ``y``."""
+    def update(self, m: int, y: np.ndarray) -> np.ndarray | None:
+        """Move the centre towards the LP point ``y``; returns the separation point
+        (:meth:`point` before the move), which is where the centre moves."""
         mixed = self.point(m, y)
         self.average[m] = y.copy() if mixed is None else mixed
+        return mixed
 
 
 def violated_cut(master: Master, m: int, lhs: float, y: np.ndarray,
@@ -189,10 +191,7 @@ def add_cuts(master: Master, highs: highspy.Highs, chunks: list[tuple[str, np.nd
         on = pos[node == m]
         theta_coef = master.cut_costs(int(m))[master.bp_load[bps[mine]]]
         y = np.bincount(cls_all[pats[on]], amounts[on], minlength=num_classes)
-        order_by = None
-        if centre is not None:
-            order_by = centre.point(int(m), y)
-            centre.update(int(m), y)
+        order_by = centre.update(int(m), y) if centre is not None else None
         slope = violated_cut(master, int(m), float(theta_coef @ theta[mine]), y, order_by)
         if slope is None:
             continue
