@@ -213,3 +213,24 @@ def test_truncated_geometric_near_zero(length: int) -> None:
         for j, tol in enumerate((1e-9, 1e-9, 1e-6)):
             for got in (numpy_form[j][i], kernel[j]):
                 assert abs(got - exact[j]) <= tol * max(1.0, abs(exact[j])), (x, j)
+
+
+def test_compiled_global_masks_match_numpy() -> None:
+    """enumerate_kernel.rows_to_global (the compiled search's local → global masks) equals
+    enumerate._rows_to_global bit for bit, up to 16 relevant nodes per row."""
+    from siftopt.formulations import enumerate as enum
+    from siftopt.formulations.enumerate_kernel import rows_to_global
+    from siftopt.formulations.space import pattern_space
+
+    doc = random_document(np.random.default_rng(3), num_tokens=120, num_experts=64, top_k=8,
+                          num_nodes=16, power_control="adaptive", budgets="both",
+                          max_candidates=4, null_fraction=0.0, name="masks")
+    space = pattern_space(problem_data(instance_from_document(doc)))
+    rng = np.random.default_rng(3)
+    row = rng.integers(0, space.nbits.size, 3000)
+    local = rng.integers(0, 1 << 16, 3000) & ((np.int64(1) << space.nbits[row]) - 1)
+    local[:5] = 0
+    want = enum._rows_to_global(space, row, local)
+    got = rows_to_global(row, local, np.ascontiguousarray(space.node_of_bit, dtype=np.int64))
+    assert got.dtype == np.uint64 and np.array_equal(got, want)
+    assert int(space.nbits.max()) > 1

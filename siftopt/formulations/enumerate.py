@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sys
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -87,8 +88,9 @@ def enumerate_patterns(space: PatternSpace | ProblemData, pricing: Pricing | Non
     cls = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     mask = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.uint64)
     deg = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
-    order = np.argsort(cls, kind="stable")
-    cls, mask, deg = cls[order], mask[order], deg[order]
+    if np.any(cls[1:] < cls[:-1]):  # (the compiled search returns them sorted)
+        order = np.argsort(cls, kind="stable")
+        cls, mask, deg = cls[order], mask[order], deg[order]
     rc = None if pricing is None else pricing.reduced_cost(cls, mask, deg)
     return PatternSet(space=space, pattern_class=cls, mask=mask, degradation=deg,
                       reduced_cost=rc)
@@ -160,25 +162,65 @@ class _Prices:
     cap: np.ndarray  # (G1,) at least the largest D a kept pattern of the row can have
 
 
+@dataclass(frozen=True)
+class _RowConstants:
+    """What the searches take from a space on every call, restated per monotone row (kept
+    per space: none of it depends on the prices). ``node``: each bit's node index into the
+    prices (0 for unused bits), ``used``: whether the bit is a node; ``cap`` as in
+    :class:`_Prices`; the others the space's arrays by monotone row, contiguous (float)."""
+
+    node: np.ndarray  # (G1, R) int64
+    used: np.ndarray  # (G1, R) bool
+    cap: np.ndarray  # (G1,)
+    eps: np.ndarray  # (G1,)
+    room: np.ndarray  # (G1,)
+    local: np.ndarray  # (G1, K)
+    values: np.ndarray  # (G1, R, K)
+    suffix: np.ndarray  # (G1, R + 1, K)
+    nbits: np.ndarray  # (G1,) int64
+
+
+_ROW_CONSTANTS: weakref.WeakKeyDictionary[PatternSpace, _RowConstants] = \
+    weakref.WeakKeyDictionary()
+
+
+def _row_constants(space: PatternSpace) -> _RowConstants:
+    """The space's :class:`_RowConstants` (computed on the first call per space)."""
+    known = _ROW_CONSTANTS.get(space)
+    if known is None:
+        eps, room = space.eps[space.mono_classes], space.room[space.mono_classes]
+        with np.errstate(over="ignore"):
+            cap = np.minimum(eps + TOL, room)
+            cap = cap + _MARGIN * np.maximum(1.0, np.abs(cap))
+        known = _RowConstants(
+            node=np.maximum(space.node_of_bit - 1, 0), used=space.node_of_bit > 0, cap=cap,
+            eps=np.ascontiguousarray(eps, dtype=float),
+            room=np.ascontiguousarray(room, dtype=float),
+            local=np.ascontiguousarray(space.slots.local[space.mono_classes], dtype=float),
+            values=np.ascontiguousarray(space.values, dtype=float),
+            suffix=np.ascontiguousarray(space.suffix, dtype=float),
+            nbits=np.ascontiguousarray(space.nbits, dtype=np.int64))
+        _ROW_CONSTANTS[space] = known
+    return known
+
+
 def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndarray | None
                 ) -> _Prices | None:
     """The pricing restated per monotone row and bit (None without pricing)."""
     if pricing is None or threshold is None:
         return None
-    eps, room = space.eps[space.mono_classes], space.room[space.mono_classes]
-    node = np.maximum(space.node_of_bit - 1, 0)
-    bit_price = pricing.node_price[node]
+    const = _row_constants(space)
+    bit_price = pricing.node_price[const.node]
     if pricing.class_node_price is not None:
-        bit_price = bit_price + pricing.class_node_price[space.mono_classes[:, None], node]
-    bit_price = np.where(space.node_of_bit > 0, bit_price, 0.0)
+        bit_price = bit_price + pricing.class_node_price[space.mono_classes[:, None],
+                                                         const.node]
+    bit_price = np.where(const.used, bit_price, 0.0)
     neg = np.zeros((space.values.shape[0], bit_price.shape[1] + 1))
     neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
-    with np.errstate(over="ignore"):
-        cap = np.minimum(eps + TOL, room)
-        cap = cap + _MARGIN * np.maximum(1.0, np.abs(cap))
     return _Prices(dual=pricing.class_dual[space.mono_classes], bit_price=bit_price,
                    neg_suffix=neg, nu=float(pricing.degradation_price),
-                   threshold=threshold[space.mono_classes], tighten=pricing.tighten, cap=cap)
+                   threshold=threshold[space.mono_classes], tighten=pricing.tighten,
+                   cap=const.cap)
 
 
 #: Class rows per call of the compiled search (the deadline is checked between calls).
@@ -280,13 +322,11 @@ def _grow_compiled(space: PatternSpace, pricing: Pricing | None,
                    threshold: np.ndarray | None, deadline: float | None
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_grow` by the compiled search, :data:`KERNEL_ROWS` rows per call."""
-    from siftopt.formulations.enumerate_kernel import OVER_LIMIT, grow_rows
+    from siftopt.formulations.enumerate_kernel import OVER_LIMIT, grow_rows, rows_to_global
 
     rows_n = space.values.shape[0]
     prices = _row_prices(space, pricing, threshold)
-    arrays = [np.ascontiguousarray(a, dtype=float) for a in (
-        space.values, space.suffix, space.slots.local[space.mono_classes],
-        space.eps[space.mono_classes], space.room[space.mono_classes])]
+    const = _row_constants(space)
     if prices is None:
         priced = (False, np.zeros((1, 1)), np.zeros((1, 1)), 0.0, np.zeros(1), np.zeros(1),
                   False)
@@ -295,8 +335,9 @@ def _grow_compiled(space: PatternSpace, pricing: Pricing | None,
                   np.ascontiguousarray(prices.neg_suffix, dtype=float), prices.nu,
                   np.ascontiguousarray(prices.dual, dtype=float),
                   np.ascontiguousarray(prices.threshold, dtype=float), bool(prices.tighten))
-    values, suffix, local, eps, room = arrays
-    nbits = np.ascontiguousarray(space.nbits, dtype=np.int64)
+    values, suffix, local, eps, room = (const.values, const.suffix, const.local, const.eps,
+                                        const.room)
+    nbits = const.nbits
     limit = space.options.max_patterns
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     total = 0
@@ -316,7 +357,8 @@ def _grow_compiled(space: PatternSpace, pricing: Pricing | None,
     row = np.concatenate([o[0] for o in out]) if out else np.zeros(0, np.int64)
     local_mask = np.concatenate([o[1] for o in out]) if out else np.zeros(0, np.int64)
     deg = np.concatenate([o[2] for o in out]) if out else np.zeros(0)
-    return space.mono_classes[row], _rows_to_global(space, row, local_mask), deg
+    node_of_bit = np.ascontiguousarray(space.node_of_bit, dtype=np.int64)
+    return space.mono_classes[row], rows_to_global(row, local_mask, node_of_bit), deg
 
 
 def _accept(prices: _Prices, row: np.ndarray, rc: np.ndarray) -> np.ndarray:

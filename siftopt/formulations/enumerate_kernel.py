@@ -219,4 +219,24 @@ def _room(out_row: np.ndarray, out_mask: np.ndarray, out_deg: np.ndarray, used: 
     return row, mask, deg
 
 
-__all__ = ["DONE", "OVER_LIMIT", "grow_rows"]
+@njit(cache=True)
+def rows_to_global(row: np.ndarray, local_mask: np.ndarray, node_of_bit: np.ndarray
+                   ) -> np.ndarray:
+    """Local masks (int64, bit j = node ``node_of_bit[row, j]``) as masks over all remote
+    nodes (uint64, bit m−1 = node m): ``enumerate._rows_to_global``, compiled."""
+    out = np.zeros(row.size, np.uint64)
+    one = np.uint64(1)
+    for i in range(row.size):
+        local = local_mask[i]
+        total = np.uint64(0)
+        j = 0
+        while local != 0:
+            if local & 1:
+                total |= one << np.uint64(node_of_bit[row[i], j] - 1)
+            local >>= 1
+            j += 1
+        out[i] = total
+    return out
+
+
+__all__ = ["DONE", "OVER_LIMIT", "grow_rows", "rows_to_global"]
