@@ -234,3 +234,14 @@ def test_compiled_global_masks_match_numpy() -> None:
     got = rows_to_global(row, local, np.ascontiguousarray(space.node_of_bit, dtype=np.int64))
     assert got.dtype == np.uint64 and np.array_equal(got, want)
     assert int(space.nbits.max()) > 1
+
+
+@pytest.mark.parametrize("width", [0, 1, 5, 16, 63, 64, 65, 130])
+def test_node_sets_match_packed_bytes(width: int) -> None:
+    """prefill_primal._node_sets (the batch step's node sets) equals the little-endian
+    packbits integers it replaced, for any number of nodes."""
+    from siftopt.policies.prefill_primal import _node_sets
+
+    changed = np.random.default_rng(width).random((200, width)) < 0.3
+    packed = np.packbits(changed, axis=1, bitorder="little")
+    assert _node_sets(changed) == [int.from_bytes(r.tobytes(), "little") for r in packed]

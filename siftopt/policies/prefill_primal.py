@@ -351,17 +351,15 @@ class _Search:
         earlier one did or that no longer fit the mean slack (the first is always made);
         at most :data:`BATCH_SCAN` are scanned. Nodes are tracked as bit sets (Python ints)."""
         cand = cand[np.argsort(d_energy[cand], kind="stable")][:BATCH_SCAN]
-        packed = np.packbits(delta[cand] != 0, axis=1, bitorder="little")
         every = (1 << self.loads.size) - 1
         touched = 0
         tokens: set[int] = set()
         slack = self.mean_limit - self.total_d
-        for i, (move, token, dd, row) in enumerate(zip(
+        for i, (move, token, dd, changed) in enumerate(zip(
                 cand.tolist(), self.move_token[cand].tolist(), d_deg[cand].tolist(),
-                packed, strict=True)):
+                _node_sets(delta[cand] != 0), strict=True)):
             if touched == every:
                 break
-            changed = int.from_bytes(row.tobytes(), "little")
             if i and (touched & changed or token in tokens or dd > slack):
                 continue
             touched |= changed
@@ -398,6 +396,22 @@ class _Search:
                 self.apply(b, delta[b].copy(), float(d_deg[b]))
                 return True
         return False
+
+
+def _node_sets(changed: np.ndarray) -> list[int]:
+    """Per row of a (moves, M) bool array the set of its True columns as a Python int (bit m
+    is column m; vectorised in 64-bit words, so any M)."""
+    words = []
+    for lo in range(0, changed.shape[1], 64):
+        part = changed[:, lo: lo + 64]
+        bits = np.left_shift(np.uint64(1), np.arange(part.shape[1], dtype=np.uint64))
+        words.append(np.bitwise_or.reduce(np.where(part, bits, np.uint64(0)), axis=1,
+                                          initial=np.uint64(0)).tolist())
+    if not words:
+        return [0] * changed.shape[0]
+    if len(words) == 1:
+        return words[0]
+    return [sum(w << (64 * k) for k, w in enumerate(ws)) for ws in zip(*words, strict=True)]
 
 
 @dataclass(frozen=True)
