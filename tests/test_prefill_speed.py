@@ -245,3 +245,75 @@ def test_node_sets_match_packed_bytes(width: int) -> None:
     changed = np.random.default_rng(width).random((200, width)) < 0.3
     packed = np.packbits(changed, axis=1, bitorder="little")
     assert _node_sets(changed) == [int.from_bytes(r.tobytes(), "little") for r in packed]
+
+
+def test_cheapest_per_class_matches_the_lexsort() -> None:
+    """prefill_pool._cheapest_per_class (a selection) picks what the lexsort by (class, cost)
+    truncated to k per class picked, in the same order, with ties and infinite costs."""
+    from siftopt.policies.prefill_pool import _cheapest_per_class
+
+    rng = np.random.default_rng(5)
+    for trial in range(600):
+        n = int(rng.integers(0, 60))
+        cls = np.sort(rng.integers(0, 8, n))
+        cost = rng.integers(0, 4, n).astype(float) if trial % 2 else rng.random(n)
+        if trial % 7 == 0 and n:
+            cost[rng.integers(0, n)] = np.inf
+        order = np.lexsort((cost, cls))
+        rank = np.arange(n) - np.searchsorted(cls[order], cls[order])
+        for k in (1, 2, 3):
+            assert np.array_equal(_cheapest_per_class(cls, cost, k), order[rank < k])
+
+
+def test_fused_smooth_kernel_matches_its_parts() -> None:
+    """prefill_kernels.dual_smooth (class and node terms in one call) returns bit for bit
+    what pool_smooth and node_smooth return separately, added as PoolDual adds them."""
+    from siftopt.policies.prefill_kernels import dual_smooth, node_smooth, pool_smooth
+
+    for dual, _, upper, out in _duals(300, "adaptive"):
+        nodes, m = dual.nodes, dual.nodes.num_nodes
+        y = np.ascontiguousarray(np.clip(out.y, 0.0, upper), dtype=float)
+        for tau, hessian in ((out.tau, True), (10 * out.tau, False), (0.0, False)):
+            args = (dual._start, dual._nptr, dual._nidx, dual._deg, dual.counts, y, tau,
+                    hessian, prefill_dual.CUTOFF)
+            node_args = (nodes.slope, nodes.length, nodes.seg_start, nodes.cum_len,
+                         nodes.cum_len_slope, float(nodes.weight))
+            value, grad, hess, h_val = dual_smooth(*args, *node_args)
+            ref_value, ref_grad, ref_hess = pool_smooth(*args)
+            ref_h = node_smooth(*node_args, y[:m], tau, prefill_dual.CUTOFF)
+            ref_grad[:m] += ref_h[1]
+            if hessian:
+                ref_hess[np.arange(m), np.arange(m)] += ref_h[2]
+            assert value == ref_value
+            assert np.array_equal(h_val, ref_h[0])
+            assert np.array_equal(grad, ref_grad)
+            assert np.array_equal(hess, ref_hess)
+
+
+def test_sweep_arrays_match_the_cumulative_reference() -> None:
+    """PoolDual.sweep_arrays (per node the classes with a pattern through it, by an OR per
+    class run) equals the prefix-sum reference, also for a pool with an empty class."""
+    def reference(dual: prefill_dual.PoolDual) -> tuple[np.ndarray, np.ndarray]:
+        m = dual.nodes.num_nodes
+        on = dual.columns[:, :m] > 0
+        cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(on, axis=0)])
+        has = (cum[dual.start[1:]] - cum[dual.start[:-1]]).T > 0
+        rows, cols = np.divmod(np.flatnonzero(has), max(has.shape[1], 1))
+        return np.searchsorted(rows, np.arange(m + 1)), cols
+
+    dual, _, _, _ = _duals(96, "adaptive")[-1]
+    _, ptr, cls = dual.sweep_arrays()
+    want_ptr, want_cls = reference(dual)
+    assert np.array_equal(ptr, want_ptr) and np.array_equal(cls, want_cls)
+    # class 1 emptied: its patterns go to class 0 (the OR per run no longer applies)
+    start = dual.start.copy()
+    start[1] = start[2]
+    holed = prefill_dual.PoolDual(dual.nodes, dual.counts, dual.mean_rhs)
+    inc = dual.columns[:, : dual.nodes.num_nodes]
+    deg = dual.columns[:, -1] if dual.mean_rhs is not None else np.zeros(inc.shape[0])
+    holed.set_pool(np.searchsorted(start, np.arange(inc.shape[0]), side="right") - 1, inc,
+                   deg, start)
+    _, ptr, cls = holed.sweep_arrays()
+    want_ptr, want_cls = reference(holed)
+    assert np.array_equal(ptr, want_ptr) and np.array_equal(cls, want_cls)
+    assert 1 not in cls.tolist()

@@ -173,8 +173,11 @@ class _Model:
                 dual.set_pool(cls, inc, deg, start)
                 self._full = (len(self.pool), dual)
             return self._full[1], np.arange(cls.size)
-        rows = np.concatenate([np.arange(start[g], start[g + 1]) for g in classes])
-        local = np.repeat(np.arange(classes.size), start[classes + 1] - start[classes])
+        sizes = start[classes + 1] - start[classes]
+        local = np.repeat(np.arange(classes.size), sizes)
+        # the classes' pool rows, in class order: start[g] + 0..size−1 for each g
+        rows = (np.arange(int(sizes.sum()), dtype=np.int64)
+                + np.repeat(start[classes] - (np.cumsum(sizes) - sizes), sizes))
         fraction = float(counts[classes].sum()) / float(counts.sum())
         if fraction not in self._scaled:  # the same sample every round: built once
             self._scaled[fraction] = self.nodes.scaled(fraction)

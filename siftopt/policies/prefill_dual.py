@@ -330,8 +330,13 @@ class PoolDual:
             m = self.nodes.num_nodes
             on = self.columns[:, :m] > 0
             uses = np.ascontiguousarray(on.T)
-            cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(on, axis=0)])
-            has = (cum[self.start[1:]] - cum[self.start[:-1]]).T > 0  # (M, G)
+            if self.start.size > 1 and np.all(np.diff(self.start) > 0):
+                # every class has a pattern: an OR per class run (a cumsum over the
+                # P × M table was 7x slower)
+                has = np.logical_or.reduceat(on, self.start[:-1], axis=0).T  # (M, G)
+            else:
+                cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(on, axis=0)])
+                has = (cum[self.start[1:]] - cum[self.start[:-1]]).T > 0
             rows, cols = np.divmod(np.flatnonzero(has), max(has.shape[1], 1))
             ptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)
             self._sweep = (uses, ptr, cols.astype(np.int64))
@@ -402,14 +407,18 @@ class PoolDual:
 
     def smooth_compiled(self, y: np.ndarray, tau: float, hessian: bool = True
                         ) -> tuple[float, np.ndarray, np.ndarray | None]:
-        """:meth:`smooth` by the numba kernels (imports numba)."""
-        from siftopt.policies.prefill_kernels import pool_smooth
+        """:meth:`smooth` by the numba kernels (imports numba): the class and node terms in
+        one call (:func:`~siftopt.policies.prefill_kernels.dual_smooth`)."""
+        from siftopt.policies.prefill_kernels import dual_smooth
 
         y = np.ascontiguousarray(y, dtype=float)
-        value, grad, hess = pool_smooth(self._start, self._nptr, self._nidx, self._deg,
-                                        self.counts, y, float(tau), hessian, CUTOFF)
-        node_terms = self.nodes.smooth_compiled(y[: self.nodes.num_nodes], tau)
-        return self._with_other_terms(y, value, grad, hess if hessian else None, node_terms)
+        nodes = self.nodes
+        value, grad, hess, h_val = dual_smooth(
+            self._start, self._nptr, self._nidx, self._deg, self.counts, y, float(tau),
+            hessian, CUTOFF, nodes.slope, nodes.length, nodes.seg_start, nodes.cum_len,
+            nodes.cum_len_slope, float(nodes.weight))
+        value += float(h_val.sum())
+        return self._with_fixed_terms(y, value, grad, hess if hessian else None)
 
     def smooth_numpy(self, y: np.ndarray, tau: float, hessian: bool = True
                      ) -> tuple[float, np.ndarray, np.ndarray | None]:
@@ -453,6 +462,12 @@ class PoolDual:
         grad[:m] += h_grad
         if hess is not None:
             hess[np.arange(m), np.arange(m)] += h_curv
+        return self._with_fixed_terms(y, value, grad, hess)
+
+    def _with_fixed_terms(self, y: np.ndarray, value: float, grad: np.ndarray,
+                          hess: np.ndarray | None) -> tuple[float, np.ndarray, np.ndarray | None]:
+        """The value, gradient and Hessian plus the fixed column and ``−ν·R``."""
+        m = self.nodes.num_nodes
         if self.fixed is not None:
             value += float(self.fixed @ y)
             grad += self.fixed

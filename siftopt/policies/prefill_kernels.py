@@ -216,6 +216,27 @@ def pool_smooth(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.n
 
 
 @njit(cache=True)
+def dual_smooth(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.ndarray,
+                counts: np.ndarray, y: np.ndarray, tau: float, hessian: bool, cutoff: float,
+                slope: np.ndarray, length: np.ndarray, seg_start: np.ndarray,
+                cum_len: np.ndarray, cum_len_slope: np.ndarray, weight: float
+                ) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pool_smooth` and :func:`node_smooth` in one call (``PoolDual.smooth_compiled``
+    runs it about 120 times per L = 1024 batch): the class terms' value, their gradient and
+    Hessian with the node terms' derivatives and curvatures added (the Hessian's diagonal
+    only when ``hessian``), and the node terms' values per node (the caller sums them)."""
+    value, grad, hess = pool_smooth(start, nptr, nidx, deg, counts, y, tau, hessian, cutoff)
+    num = seg_start.size - 1
+    h_val, h_grad, h_curv = node_smooth(slope, length, seg_start, cum_len, cum_len_slope,
+                                        weight, y[:num], tau, cutoff)
+    for m in range(num):
+        grad[m] += h_grad[m]
+        if hessian:
+            hess[m, m] += h_curv[m]
+    return value, grad, hess, h_val
+
+
+@njit(cache=True)
 def line_maximum(breaks: np.ndarray, tail: np.ndarray, fixed: float,
                  slopes: np.ndarray, cum: np.ndarray, at: np.ndarray,
                  upper: float) -> float:
@@ -398,6 +419,5 @@ def best_multiplier(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: 
     return high
 
 
-__all__ = ["best_multiplier", "geometric_one", "geometric_unit", "line_maximum", "node_smooth",
-           "pool_smooth",
-           "sweep_prices"]
+__all__ = ["best_multiplier", "dual_smooth", "geometric_one", "geometric_unit", "line_maximum",
+           "node_smooth", "pool_smooth", "sweep_prices"]

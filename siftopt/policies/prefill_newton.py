@@ -254,7 +254,7 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
         diag = np.maximum(np.diag(neg), floor[free])
         scale = np.sqrt(diag)
         scaled = neg / scale[:, None] / scale[None, :]
-        scaled[np.diag_indices_from(scaled)] = np.maximum(np.diag(scaled), 1.0)
+        np.fill_diagonal(scaled, np.maximum(scaled.diagonal(), 1.0))
         g_scaled = grad[free] / scale
         y_scaled, up_scaled = y[free] * scale, upper[free] * scale
         newton = np.linalg.solve(scaled + 1e-9 * np.eye(free.size), g_scaled)

@@ -158,6 +158,31 @@ def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndar
             np.concatenate([p[2] for p in parts]))
 
 
+def _cheapest_per_class(cls: np.ndarray, cost: np.ndarray, per_class: int) -> np.ndarray:
+    """Positions of the ``per_class`` cheapest entries of each class, in the order of
+    ``np.lexsort((cost, cls))`` truncated to that many per class (ties: the earlier entry);
+    ``cls`` must be sorted. A selection by per-class minima (a pass per rank), not a sort:
+    the pricing's first batch returns about 10k patterns, where the lexsort took 1.2 ms."""
+    n = cls.size
+    if n == 0 or per_class <= 0:
+        return np.zeros(0, dtype=np.int64)
+    edges = np.flatnonzero(np.r_[True, cls[1:] != cls[:-1]])
+    seg = np.cumsum(np.r_[True, cls[1:] != cls[:-1]]) - 1
+    taken = np.zeros(n, dtype=bool)
+    picks = []
+    for _ in range(min(per_class, n)):
+        live = np.where(taken, np.inf, cost)
+        low = np.minimum.reduceat(live, edges)
+        hit = np.flatnonzero(~taken & (live == low[seg]))
+        if hit.size == 0:
+            break
+        first = hit[np.r_[True, seg[hit[1:]] != seg[hit[:-1]]]]  # earliest per class
+        taken[first] = True
+        picks.append(first)
+    out = np.concatenate(picks)
+    return out[np.argsort(seg[out], kind="stable")]
+
+
 @dataclass(frozen=True)
 class Priced:
     """An exact pricing: ``phi[g]`` the least cost of class g (``nan`` where not priced) and
@@ -189,12 +214,8 @@ def price(space: PatternSpace, pool: PatternPool, prices: np.ndarray, nu: float,
     if found.num_patterns:
         rc = np.asarray(found.reduced_cost)
         np.minimum.at(phi, found.pattern_class, rc)
-        better = rc < best[found.pattern_class]
-        order = np.flatnonzero(better)
-        order = order[np.lexsort((rc[order], found.pattern_class[order]))]
-        cls_sorted = found.pattern_class[order]
-        rank = np.arange(order.size) - np.searchsorted(cls_sorted, cls_sorted)
-        pick = order[rank < PER_CLASS]
+        order = np.flatnonzero(rc < best[found.pattern_class])
+        pick = order[_cheapest_per_class(found.pattern_class[order], rc[order], PER_CLASS)]
         if pick.size:
             new = pool.add(found.pattern_class[pick], found.mask[pick],
                            found.degradation[pick])
