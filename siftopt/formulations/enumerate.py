@@ -216,7 +216,8 @@ def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndar
                                                          const.node]
     bit_price = np.where(const.used, bit_price, 0.0)
     neg = np.zeros((space.values.shape[0], bit_price.shape[1] + 1))
-    neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
+    if np.any(bit_price < 0.0):  # (none at the node prices ≥ 0 of a Lagrangian pricing)
+        neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
     return _Prices(dual=pricing.class_dual[space.mono_classes], bit_price=bit_price,
                    neg_suffix=neg, nu=float(pricing.degradation_price),
                    threshold=threshold[space.mono_classes], tighten=pricing.tighten,

@@ -94,8 +94,9 @@ class PatternPool:
             order = np.argsort(cls, kind="stable")
             cls, mask, deg = cls[order], mask[order], deg[order]
             self._parts = [(cls, mask, deg)]
-            inc = ((mask[:, None] >> np.arange(self.num_nodes, dtype=np.uint64)) & _ONE
-                   ).astype(float)
+            # through bool: numpy's uint64 -> float cast is ~6x slower than bool -> float
+            bits = np.left_shift(_ONE, np.arange(self.num_nodes, dtype=np.uint64))
+            inc = ((mask[:, None] & bits) != 0).astype(float)
             start = np.searchsorted(cls, np.arange(self.num_classes + 1)).astype(np.int64)
             self._arrays = (cls, mask, deg, inc, start)
         return self._arrays
