@@ -329,6 +329,22 @@ def test_every_path_gives_the_optimum(path):
     assert evidence > 0
 
 
+def test_a_restricted_milp_stopped_at_its_gap_is_not_taken_as_the_proof():
+    """Restricted MILPs stop at ``restricted_rel_gap`` (here 50 %, and with every column below
+    a large ``tau``, so they hold every column that fixing keeps): their answer is an upper
+    bound only, and the optimum must still be proved (by the final MILP)."""
+    options = ExactOptions(column_generation=ColumnGenerationOptions(restricted_rel_gap=0.5,
+                                                                     tau=1e3))
+    stopped = 0
+    for seed in range(4):
+        inst = random_instance(seed, num_tokens=40, num_experts=16, top_k=4, num_nodes=6,
+                               power_control="adaptive", budgets="mean")
+        details = assert_backend_optimum(inst, options)
+        stopped += any(e["phase"] == "restricted mip" and e.get("status") == "feasible"
+                       for e in details.get("trace", []))
+    assert stopped > 0
+
+
 def test_no_column_generation_rounds_falls_back_to_an_exact_path():
     """Column generation that cannot converge (no rounds allowed) hands over to the MILP over
     every pattern, never to a merely feasible answer."""

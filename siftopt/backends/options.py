@@ -33,7 +33,11 @@ class ColumnGenerationOptions:
     * ``fix_margin``: extra room (relative, absolute in energy units) on the reduced-cost
       threshold of the fixing step;
     * ``polymatroid_rounds``: rounds of polymatroid cuts of non-convex tables added to the LP
-      once pricing finds nothing (:mod:`siftopt.backends.highs.cuts`; 0: none).
+      once pricing finds nothing (:mod:`siftopt.backends.highs.cuts`; 0: none);
+    * ``restricted_rel_gap``: relative MIP gap at which a restricted MILP stops (at least the
+      profile's). Restricted MILPs only supply the upper bound for fixing; the final MILP
+      proves with the profile's gaps, so this trades a slightly worse upper bound (a few
+      more fixed columns) for not proving a restricted MILP's optimum first.
     """
 
     direct_tokens: int = 0
@@ -47,6 +51,7 @@ class ColumnGenerationOptions:
     max_escalations: int = 12
     fix_margin: tuple[float, float] = (1e-7, 1e-6)
     polymatroid_rounds: int = 300
+    restricted_rel_gap: float = 1e-5
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import highspy
@@ -453,6 +453,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         trace.add("warm start")
 
     tau, stored = options.tau, True
+    restricted = _restricted_profile(profile, options)
     while True:
         if cg.row_dual is not None:  # the LP's basis has rc = 0: included
             try:  # first the patterns priced so far, then every pattern below tau
@@ -465,7 +466,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         if incumbent is not None:
             pats = np.union1d(pats, incumbent[0])
             bps = np.union1d(bps, master.load_breakpoints(master.loads(*incumbent)))
-        result, chosen = _mip_over(master, bps, pats, profile, deadline, incumbent)
+        result, chosen = _mip_over(master, bps, pats, restricted, deadline, incumbent)
         trace.mip("restricted mip", result, bps.size + pats.size, bound_valid=False)
         if chosen is not None and result.objective < ub:
             ub, incumbent = result.objective, chosen
@@ -523,6 +524,15 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
     if chosen is None or (result.objective is not None and result.objective > ub):
         chosen = incumbent  # keep the better known solution (time limit)
     return result, master, chosen, details
+
+
+def _restricted_profile(profile: Profile, options: ColumnGenerationOptions) -> Profile:
+    """The profile of the restricted MILPs: the relative gap raised to
+    ``options.restricted_rel_gap``. They only give the upper bound for fixing, and a proved
+    optimum of theirs is used only when it is proved with gap 0 (its bound meets its
+    solution); the final MILP proves with ``profile``'s own gaps."""
+    gap = max(float(profile.highs.get("mip_rel_gap", 0.0)), options.restricted_rel_gap)
+    return replace(profile, highs={**profile.highs, "mip_rel_gap": gap})
 
 
 def _node_caps(master: Master) -> np.ndarray:
