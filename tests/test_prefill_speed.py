@@ -317,3 +317,37 @@ def test_sweep_arrays_match_the_cumulative_reference() -> None:
     want_ptr, want_cls = reference(holed)
     assert np.array_equal(ptr, want_ptr) and np.array_equal(cls, want_cls)
     assert 1 not in cls.tolist()
+
+
+@pytest.mark.parametrize("power", ["fixed", "adaptive"])
+def test_node_term_sums_match_the_per_node_loop(power: str) -> None:
+    """NodeTerms' padded slopes, prefix sums and supply (vectorised over nodes) equal the
+    per-node cumsum / searchsorted they replaced, bit for bit, with scaled weights, an empty
+    node and tied slopes."""
+    def reference(nodes: prefill_dual.NodeTerms) -> list[np.ndarray]:
+        parts = [slice(int(a), int(b)) for a, b in zip(nodes.seg_start[:-1],
+                                                       nodes.seg_start[1:], strict=True)]
+        padded = np.full(nodes.padded.shape, np.inf)
+        cl, cs, cum, at = [], [], [], []
+        for m, part in enumerate(parts):
+            padded[m, : part.stop - part.start] = nodes.slope[part]
+            cl.append(np.concatenate([[0.0], np.cumsum(nodes.length[part])]))
+            cs.append(np.concatenate([[0.0], np.cumsum(nodes.length[part]
+                                                       * nodes.slope[part])]))
+            c = np.concatenate([[0.0], np.cumsum(nodes.length[part] * nodes.weight)])
+            cum.append(c)
+            at.append(c[np.searchsorted(nodes.slope[part], nodes.slope[part], side="right")])
+        return [padded, *(np.concatenate(x) for x in (cl, cs, cum, at))]
+
+    doc = random_document(np.random.default_rng(11), num_tokens=40, num_experts=64, top_k=8,
+                          num_nodes=6, power_control=power, budgets="both", max_candidates=4,
+                          null_fraction=0.0, name="terms")
+    data = problem_data(instance_from_document(doc))
+    tables = [t.energy_j[: t.cap + 1] for t in data.tables]
+    tables += [np.array([0.0]), np.array([0.0, 2.0, 4.0, 6.0, 7.0])]  # no load; ties
+    for convex in ([bool(t.convex) for t in data.tables] + [True, True], None):
+        for weight in (1.0, 0.3):
+            nodes = prefill_dual.NodeTerms.from_tables(tables, convex).scaled(weight)
+            got = [nodes.padded, nodes.cum_len, nodes.cum_len_slope, *nodes.supply]
+            for a, b in zip(got, reference(nodes), strict=True):
+                assert np.array_equal(a, b)

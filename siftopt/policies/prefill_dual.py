@@ -95,16 +95,11 @@ class NodeTerms:
     def __post_init__(self) -> None:
         sizes = np.diff(self.seg_start)
         padded = np.full((self.num_nodes, max(int(sizes.max(initial=0)), 1)), np.inf)
-        for m in range(self.num_nodes):
-            padded[m, : sizes[m]] = self.slope[self.seg_start[m]: self.seg_start[m + 1]]
+        padded[np.arange(padded.shape[1])[None, :] < sizes[:, None]] = self.slope
         object.__setattr__(self, "padded", padded)
-        cl, cs = [], []
-        for m in range(self.num_nodes):
-            part = slice(int(self.seg_start[m]), int(self.seg_start[m + 1]))
-            cl.append(np.concatenate([[0.0], np.cumsum(self.length[part])]))
-            cs.append(np.concatenate([[0.0], np.cumsum(self.length[part] * self.slope[part])]))
-        object.__setattr__(self, "cum_len", np.concatenate(cl) if cl else np.zeros(0))
-        object.__setattr__(self, "cum_len_slope", np.concatenate(cs) if cs else np.zeros(0))
+        object.__setattr__(self, "cum_len", _node_prefix_sums(self.length, self.seg_start))
+        object.__setattr__(self, "cum_len_slope",
+                           _node_prefix_sums(self.length * self.slope, self.seg_start))
 
     @staticmethod
     def from_tables(tables: list[np.ndarray], convex: list[bool] | None = None) -> NodeTerms:
@@ -139,14 +134,8 @@ class NodeTerms:
         """Per node the weighted supply ``weight·Σ ℓ`` below each load: ``cum`` (S + M,)
         (per node 0, then after each segment) and ``at`` (S,), the supply at each segment's
         own slope (ties of equal slopes included), for the coordinate sweeps."""
-        cum, at = [], []
-        for m in range(self.num_nodes):
-            part = slice(int(self.seg_start[m]), int(self.seg_start[m + 1]))
-            c = np.concatenate([[0.0], np.cumsum(self.length[part] * self.weight)])
-            cum.append(c)
-            at.append(c[np.searchsorted(self.slope[part], self.slope[part], side="right")])
-        return (np.concatenate(cum) if cum else np.zeros(0),
-                np.concatenate(at) if at else np.zeros(0))
+        cum = _node_prefix_sums(self.length * self.weight, self.seg_start)
+        return cum, cum[_run_ends(self.slope, self.seg_start)]
 
     @property
     def caps(self) -> np.ndarray:
@@ -217,6 +206,30 @@ class NodeTerms:
             deriv -= self.weight * np.bincount(node, mean, self.num_nodes)
             curv -= self.weight * np.bincount(node, var, self.num_nodes) / tau
         return value, deriv, curv
+
+
+def _node_prefix_sums(values: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
+    """Per node ``0, v1, v1+v2, …`` over its segments (``seg_start`` offsets), concatenated:
+    (S + M,). Each node's sums run left to right, as ``np.cumsum`` of its part (one
+    ``cumsum`` along the rows of a zero-padded (M, most segments) table)."""
+    sizes = np.diff(seg_start)
+    width = int(sizes.max(initial=0))
+    table = np.zeros((sizes.size, width))
+    table[np.arange(width)[None, :] < sizes[:, None]] = values
+    out = np.zeros((sizes.size, width + 1))
+    out[:, 1:] = np.cumsum(table, axis=1)
+    return out[np.arange(width + 1)[None, :] <= sizes[:, None]]
+
+
+def _run_ends(slope: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
+    """Per segment the index into a :func:`_node_prefix_sums` array just past its run of equal
+    slopes: ``seg_start[m] + m + searchsorted(slopes of m, slope, "right")`` (slopes sorted
+    within each node)."""
+    node = np.repeat(np.arange(seg_start.size - 1), np.diff(seg_start))
+    last = np.ones(slope.size, dtype=bool)  # the last segment of its run of equal slopes
+    last[:-1] = (slope[1:] != slope[:-1]) | (node[1:] != node[:-1])
+    ends = np.flatnonzero(last)
+    return ends[np.searchsorted(ends, np.arange(slope.size))] + 1 + node
 
 
 def _merged(slopes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
