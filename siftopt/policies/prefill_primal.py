@@ -349,8 +349,42 @@ class _Search:
                      d_deg: np.ndarray) -> None:
         """Make improving moves best first, skipping those that touch a node or token an
         earlier one did or that no longer fit the mean slack (the first is always made);
-        at most :data:`BATCH_SCAN` are scanned. Nodes are tracked as bit sets (Python ints)."""
+        at most :data:`BATCH_SCAN` are scanned. Nodes are tracked as bit sets: up to 64
+        nodes as uint64 words, the next move found by one vectorised test of the rest (a
+        batch usually makes one or two moves of the 256 it scans), else as Python ints."""
         cand = cand[np.argsort(d_energy[cand], kind="stable")][:BATCH_SCAN]
+        if self.loads.size > 64:
+            self._apply_batch_scan(cand, delta, d_deg)
+            return
+        every = (1 << self.loads.size) - 1
+        if cand.size == 0 or every == 0:
+            return
+        sets = _node_words(delta[cand] != 0)
+        token, dd = self.move_token[cand], d_deg[cand]
+        touched = 0
+        other = np.ones(cand.size, dtype=bool)  # of a token no move was made for
+        slack = self.mean_limit - self.total_d
+        i = 0
+        while True:
+            move, change = int(cand[i]), float(dd[i])
+            touched |= int(sets[i])
+            other &= token != token[i]
+            slack -= change
+            self.apply(move, delta[move].copy(), change)
+            if touched == every:
+                return
+            rest = slice(i + 1, None)
+            ok = (((sets[rest] & np.uint64(touched)) == 0) & ~(dd[rest] > slack)
+                  & other[rest])
+            following = np.flatnonzero(ok)
+            if following.size == 0:
+                return
+            i += 1 + int(following[0])
+
+    def _apply_batch_scan(self, cand: np.ndarray, delta: np.ndarray, d_deg: np.ndarray
+                          ) -> None:
+        """:meth:`_apply_batch` (``cand`` sorted) one candidate at a time, nodes as Python
+        ints (any number of nodes)."""
         every = (1 << self.loads.size) - 1
         touched = 0
         tokens: set[int] = set()
@@ -398,15 +432,19 @@ class _Search:
         return False
 
 
+def _node_words(changed: np.ndarray) -> np.ndarray:
+    """Per row of a (moves, M ≤ 64) bool array the set of its True columns as a uint64 word
+    (bit m is column m)."""
+    bits = np.left_shift(np.uint64(1), np.arange(changed.shape[1], dtype=np.uint64))
+    return np.bitwise_or.reduce(np.where(changed, bits, np.uint64(0)), axis=1,
+                                initial=np.uint64(0))
+
+
 def _node_sets(changed: np.ndarray) -> list[int]:
     """Per row of a (moves, M) bool array the set of its True columns as a Python int (bit m
-    is column m; vectorised in 64-bit words, so any M)."""
-    words = []
-    for lo in range(0, changed.shape[1], 64):
-        part = changed[:, lo: lo + 64]
-        bits = np.left_shift(np.uint64(1), np.arange(part.shape[1], dtype=np.uint64))
-        words.append(np.bitwise_or.reduce(np.where(part, bits, np.uint64(0)), axis=1,
-                                          initial=np.uint64(0)).tolist())
+    is column m; in 64-bit words, so any M)."""
+    words = [_node_words(changed[:, lo: lo + 64]).tolist()
+             for lo in range(0, changed.shape[1], 64)]
     if not words:
         return [0] * changed.shape[0]
     if len(words) == 1:
