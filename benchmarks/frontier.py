@@ -3,7 +3,8 @@
 Usage (from the repository root; about 8 minutes with the default 120 s limit):
 
     python benchmarks/frontier.py [--only NAME[,NAME...]] [--time-limit 120] [--all] \
-        [--goal1 | --goal3] [--json PATH] [--method highs|cpsat/lagrange|...] [--no-child]
+        [--goal1 | --goal3 [--power fixed] [--seed S]] [--json PATH] \
+        [--method highs|cpsat/lagrange|...] [--no-child]
 
 Each row is generated with the Python API (``siftopt.generate``, urban scenario, the default
 profile) and solved with ``siftopt.solve(inst, "highs", time_limit=T)`` (or ``--method``,
@@ -70,11 +71,13 @@ PRESETS = ("mixtral-8x7b", "deepseek-moe-16b", "qwen1.5-moe-a2.7b", "qwen3-30b-a
            "olmoe-1b-7b", "deepseek-v3")
 
 
-def goal3_rows() -> tuple[Row, ...]:
+def goal3_rows(power: str = "adaptive", seed: int = 0) -> tuple[Row, ...]:
     """Goal 3's set, sampled: every preset × per-token, mean and both budgets (accuracy 0.2)
-    × (L, M) ∈ {(256, 8), (1024, 16), (2048, 16)}, slow fading, adaptive power, seed 0."""
-    return tuple(Row(f"{budget}-{preset}-{tokens}", preset, tokens, nodes, "slow", "adaptive", 0,
-                     budget, 0.2)
+    × (L, M) ∈ {(256, 8), (1024, 16), (2048, 16)}, slow fading, adaptive power, seed 0 (or
+    the given power mode and seed; row names then end in ``-fixed`` / ``-s<seed>``)."""
+    tail = ("" if power == "adaptive" else f"-{power}") + ("" if seed == 0 else f"-s{seed}")
+    return tuple(Row(f"{budget}-{preset}-{tokens}{tail}", preset, tokens, nodes, "slow", power,
+                     seed, budget, 0.2)
                  for preset in PRESETS for budget in ("token", "mean", "both")
                  for tokens, nodes in ((256, 8), (1024, 16), (2048, 16)))
 
@@ -115,6 +118,10 @@ def main() -> None:
     parser.add_argument("--goal3", action="store_true",
                         help="instead of the rows above: goal 3's sampled set (54 generated "
                         "instances, see goal3_rows) and a summary line")
+    parser.add_argument("--power", choices=("adaptive", "fixed"), default="adaptive",
+                        help="with --goal3: the power mode of its instances (default adaptive)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="with --goal3: the generator seed of its instances (default 0)")
     parser.add_argument("--goal1", action="store_true",
                         help="instead of the rows above: goal 1's sampled set (20 generated "
                         "Rayleigh instances, see goal1_rows) and a summary line")
@@ -132,7 +139,10 @@ def main() -> None:
     if args.goal1 and args.goal3:
         parser.error("--goal1 and --goal3 are two runs")
     sampled = args.goal1 or args.goal3
-    table = goal1_rows() if args.goal1 else goal3_rows() if args.goal3 else ROWS
+    if not args.goal3 and (args.power != "adaptive" or args.seed != 0):
+        parser.error("--power and --seed apply to --goal3")
+    table = (goal1_rows() if args.goal1 else goal3_rows(args.power, args.seed) if args.goal3
+             else ROWS)
     wanted = set(args.only.split(",")) if args.only else None
     unknown = (wanted or set()) - {r.name for r in table}
     if unknown:
