@@ -384,3 +384,27 @@ def test_vectorised_batch_step_matches_the_scan(monkeypatch: pytest.MonkeyPatch)
     slow = prefill.sift_prefill_run(inst)
     assert np.array_equal(np.asarray(fast.answer.targets), np.asarray(slow.answer.targets))
     assert fast.energy_j == slow.energy_j and fast.feasible == slow.feasible
+
+
+@pytest.mark.parametrize("weights", ["given", "ones", "mixed"])
+def test_compiled_sweep_with_equal_and_unequal_class_counts(weights: str) -> None:
+    """The compiled sweep sorts the breaks by value alone where they all weigh the same and
+    by index otherwise: both agree with the numpy sweep (class counts all one, as given, or
+    mixed), and it moves only the costs of the patterns through each node. (At the run's
+    last pool with mixed counts the two sweeps already differed before the by-value sort:
+    that pool is left out.)"""
+    rng = np.random.default_rng(4)
+    for dual, y0, upper, out in _duals(300, "adaptive")[-3:-1]:
+        if weights == "ones":
+            dual.counts = np.ones_like(dual.counts)
+        elif weights == "mixed":
+            dual.counts = rng.integers(1, 4, dual.counts.size).astype(float)
+        ptr, idx = dual.node_patterns()
+        uses = dual.sweep_arrays()[0]
+        for m in range(uses.shape[0]):
+            assert np.array_equal(idx[ptr[m]: ptr[m + 1]], np.flatnonzero(uses[m]))
+        for y in (y0, out.y):
+            y = np.clip(y, 0.0, upper)
+            fast = prefill_newton.coordinate_sweep_compiled(dual, y, upper)
+            ref = prefill_newton.coordinate_sweep_numpy(dual, y, upper)
+            assert np.allclose(fast, ref, rtol=1e-9, atol=1e-12)

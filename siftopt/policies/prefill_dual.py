@@ -312,6 +312,7 @@ class PoolDual:
 
     _node_rows: list | None = field(default=None, init=False, repr=False)
     _sweep: tuple | None = field(default=None, init=False, repr=False)
+    _node_patterns: tuple | None = field(default=None, init=False, repr=False)
     _nptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64), init=False,
                               repr=False)
     _nidx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
@@ -326,7 +327,7 @@ class PoolDual:
         self.cls, self.start = cls, start
         self.columns = (np.concatenate([inc, deg[:, None]], axis=1)
                         if self.mean_rhs is not None else inc)
-        self._node_rows = self._sweep = None
+        self._node_rows = self._sweep = self._node_patterns = None
         on = np.asarray(inc) > 0
         self._nptr = np.concatenate([[0], np.cumsum(on.sum(axis=1))]).astype(np.int64)
         # the column of each nonzero, row by row (a flat nonzero: 2-d np.nonzero is ~8x slower)
@@ -354,6 +355,16 @@ class PoolDual:
             ptr = np.searchsorted(rows, np.arange(m + 1)).astype(np.int64)
             self._sweep = (uses, ptr, cols.astype(np.int64))
         return self._sweep
+
+    def node_patterns(self) -> tuple[np.ndarray, np.ndarray]:
+        """For the compiled sweeps (kept while the pool is): per node m the patterns through
+        it, in increasing order (CSR ``ptr``, ``idx``), whose costs move with ``p_m``."""
+        if self._node_patterns is None:
+            uses = self.sweep_arrays()[0]
+            node, pattern = np.divmod(np.flatnonzero(uses), max(uses.shape[1], 1))
+            ptr = np.searchsorted(node, np.arange(uses.shape[0] + 1)).astype(np.int64)
+            self._node_patterns = (ptr, pattern.astype(np.int64))
+        return self._node_patterns
 
     def node_rows(self) -> list[tuple[np.ndarray, ...]]:
         """Per node m (kept while the pool is): ``(uses, first_u, cls_u, avoids, first_a,

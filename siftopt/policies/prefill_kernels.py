@@ -282,11 +282,16 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
                  uses: np.ndarray, node_ptr: np.ndarray, node_cls: np.ndarray,
                  counts: np.ndarray, y: np.ndarray, upper: np.ndarray, fixed: np.ndarray,
                  slope: np.ndarray, seg_start: np.ndarray, supply_cum: np.ndarray,
-                 supply_at: np.ndarray) -> None:
+                 supply_at: np.ndarray, pattern_ptr: np.ndarray, pattern_idx: np.ndarray
+                 ) -> None:
     """The node prices of ``prefill_newton.coordinate_sweep_numpy``, in place in ``y``
     (``uses[m, j]``: pattern j uses node m; ``node_cls[node_ptr[m]:node_ptr[m+1]]``: the
-    classes with such a pattern; ``deg``: the degradations when ``y`` ends with ν, else
-    empty)."""
+    classes with such a pattern; ``pattern_idx[pattern_ptr[m]:pattern_ptr[m+1]]``: those
+    patterns; ``deg``: the degradations when ``y`` ends with ν, else empty).
+
+    The demand's tail sums add class counts (whole numbers: exact in any order), so where
+    all breaks of a node weigh the same (every class one token, as at L = 1024) the breaks
+    are sorted by value alone, without the index sort."""
     cost = pattern_costs(nptr, nidx, deg, y)
     breaks = np.empty(node_cls.size)
     weight = np.empty(node_cls.size)
@@ -299,6 +304,7 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
         # fixed demand), so only the others are sorted
         always = fixed[m]
         kept = 0
+        uniform = True  # every kept break has the first one's weight
         for i in range(n):
             g = node_cls[node_ptr[m] + i]
             a = np.inf
@@ -314,23 +320,26 @@ def sweep_prices(start: np.ndarray, nptr: np.ndarray, nidx: np.ndarray, deg: np.
             elif q > 0.0:
                 breaks[kept] = q
                 weight[kept] = counts[g]
+                uniform = uniform and counts[g] == weight[0]
                 kept += 1
-        order = np.argsort(breaks[:kept])
-        br = breaks[:kept][order]
         tail = np.zeros(kept + 1)
-        for i in range(kept - 1, -1, -1):
-            tail[i] = tail[i + 1] + weight[order[i]]
+        if uniform:
+            br = np.sort(breaks[:kept])
+            for i in range(kept - 1, -1, -1):
+                tail[i] = tail[i + 1] + weight[0]
+        else:
+            order = np.argsort(breaks[:kept])
+            br = breaks[:kept][order]
+            for i in range(kept - 1, -1, -1):
+                tail[i] = tail[i + 1] + weight[order[i]]
         lo, hi = seg_start[m], seg_start[m + 1]
         old = y[m]
         y[m] = line_maximum(br, tail, always, slope[lo:hi], supply_cum[lo + m: hi + m + 1],
                             supply_at[lo:hi], upper[m])
         delta = y[m] - old
         if delta != 0.0:
-            for i in range(n):
-                g = node_cls[node_ptr[m] + i]
-                for j in range(start[g], start[g + 1]):
-                    if uses[m, j]:
-                        cost[j] += delta
+            for k in range(pattern_ptr[m], pattern_ptr[m + 1]):
+                cost[pattern_idx[k]] += delta
 
 
 @njit(cache=True)

@@ -68,12 +68,13 @@ def coordinate_sweep_compiled(dual: PoolDual, y: np.ndarray, upper: np.ndarray
     nodes = dual.nodes
     supply_cum, supply_at = nodes.supply
     uses, node_ptr, node_cls = dual.sweep_arrays()
+    pattern_ptr, pattern_idx = dual.node_patterns()
     m = nodes.num_nodes
     fixed = np.zeros(dual.dim) if dual.fixed is None else np.asarray(dual.fixed, dtype=float)
     y = np.array(y, dtype=float)
     sweep_prices(dual._start, dual._nptr, dual._nidx, dual._deg, uses, node_ptr, node_cls,
                  dual.counts, y, np.asarray(upper, dtype=float), fixed, nodes.slope,
-                 nodes.seg_start, supply_cum, supply_at)
+                 nodes.seg_start, supply_cum, supply_at, pattern_ptr, pattern_idx)
     if dual.mean_rhs is not None:
         y[m] = best_multiplier(dual._start, dual._nptr, dual._nidx, dual._deg, dual.counts,
                                y, float(upper[m]), float(fixed[m]), float(dual.mean_rhs))
