@@ -302,8 +302,18 @@ def test_sweep_arrays_match_the_cumulative_reference() -> None:
         return np.searchsorted(rows, np.arange(m + 1)), cols
 
     dual, _, _, _ = _duals(96, "adaptive")[-1]
+    assert dual._mask is not None  # the run's pools pass their node words
     _, ptr, cls = dual.sweep_arrays()
     want_ptr, want_cls = reference(dual)
+    assert np.array_equal(ptr, want_ptr) and np.array_equal(cls, want_cls)
+    # the same pool without its words (an OR per class run of the table)
+    plain = prefill_dual.PoolDual(dual.nodes, dual.counts, dual.mean_rhs)
+    m = dual.nodes.num_nodes
+    plain.set_pool(dual.cls, dual.columns[:, :m],
+                   dual.columns[:, -1] if dual.mean_rhs is not None else np.zeros(0),
+                   dual.start)
+    assert np.array_equal(plain._nptr, dual._nptr) and np.array_equal(plain._nidx, dual._nidx)
+    _, ptr, cls = plain.sweep_arrays()
     assert np.array_equal(ptr, want_ptr) and np.array_equal(cls, want_cls)
     # class 1 emptied: its patterns go to class 0 (the OR per run no longer applies)
     start = dual.start.copy()

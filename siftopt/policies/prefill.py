@@ -165,12 +165,12 @@ class _Model:
     def dual(self, classes: np.ndarray | None = None) -> tuple[PoolDual, np.ndarray]:
         """The pool dual of all classes (kept while the pool does not grow: the pool only
         grows), or of a sample (fluid-scaled); and the pool rows."""
-        cls, _, deg, inc, start = self.pool.arrays
+        cls, mask, deg, inc, start = self.pool.arrays
         counts = self.space.class_count.astype(float)
         if classes is None:
             if self._full is None or self._full[0] != len(self.pool):
                 dual = PoolDual(self.nodes, counts, self.mean_rhs)
-                dual.set_pool(cls, inc, deg, start)
+                dual.set_pool(cls, inc, deg, start, mask)
                 self._full = (len(self.pool), dual)
             return self._full[1], np.arange(cls.size)
         sizes = start[classes + 1] - start[classes]
@@ -184,7 +184,8 @@ class _Model:
         dual = PoolDual(self._scaled[fraction], counts[classes],
                         None if self.mean_rhs is None else self.mean_rhs * fraction)
         dual.set_pool(local, inc[rows], deg[rows],
-                      np.searchsorted(local, np.arange(classes.size + 1)).astype(np.int64))
+                      np.searchsorted(local, np.arange(classes.size + 1)).astype(np.int64),
+                      mask[rows])
         return dual, rows
 
 

@@ -62,6 +62,8 @@ MERGE_RTOL = 1e-12
 COMPILED_ABOVE = 10_000
 #: The engines a :class:`PoolDual` accepts.
 ENGINES = ("auto", "compiled", "numpy")
+#: ``np.bitwise_count`` (numpy ≥ 2.0), else None (nonzeros are then counted in the table).
+_BITWISE_COUNT = getattr(np, "bitwise_count", None)
 
 
 def lower_hull(energy: np.ndarray) -> np.ndarray:
@@ -313,6 +315,7 @@ class PoolDual:
     _node_rows: list | None = field(default=None, init=False, repr=False)
     _sweep: tuple | None = field(default=None, init=False, repr=False)
     _node_patterns: tuple | None = field(default=None, init=False, repr=False)
+    _mask: np.ndarray | None = field(default=None, init=False, repr=False)
     _nptr: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64), init=False,
                               repr=False)
     _nidx: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), init=False,
@@ -321,15 +324,21 @@ class PoolDual:
     _start: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64), init=False,
                                repr=False)
 
-    def set_pool(self, cls: np.ndarray, inc: np.ndarray, deg: np.ndarray, start: np.ndarray
-                 ) -> None:
-        """Use the pool ``(cls, inc, D)`` (sorted by class, CSR offsets ``start``)."""
+    def set_pool(self, cls: np.ndarray, inc: np.ndarray, deg: np.ndarray, start: np.ndarray,
+                 mask: np.ndarray | None = None) -> None:
+        """Use the pool ``(cls, inc, D)`` (sorted by class, CSR offsets ``start``).
+        ``mask``: the patterns' node sets as uint64 words (bit j: column j of ``inc``), if
+        the caller has them (they count the nonzeros and give the sweeps' class node sets
+        without passes over the ``P × M`` table)."""
         self.cls, self.start = cls, start
         self.columns = (np.concatenate([inc, deg[:, None]], axis=1)
                         if self.mean_rhs is not None else inc)
         self._node_rows = self._sweep = self._node_patterns = None
         on = np.asarray(inc) > 0
-        self._nptr = np.concatenate([[0], np.cumsum(on.sum(axis=1))]).astype(np.int64)
+        self._mask = None if mask is None else np.asarray(mask, dtype=np.uint64)
+        count = (_BITWISE_COUNT(self._mask) if self._mask is not None and _BITWISE_COUNT
+                 else on.sum(axis=1))
+        self._nptr = np.concatenate([[0], np.cumsum(count)]).astype(np.int64)
         # the column of each nonzero, row by row (a flat nonzero: 2-d np.nonzero is ~8x slower)
         self._nidx = (np.flatnonzero(on) % max(on.shape[1], 1)).astype(np.int64)
         self._deg = (np.ascontiguousarray(deg, dtype=float) if self.mean_rhs is not None
@@ -344,10 +353,15 @@ class PoolDual:
             m = self.nodes.num_nodes
             on = self.columns[:, :m] > 0
             uses = np.ascontiguousarray(on.T)
-            if self.start.size > 1 and np.all(np.diff(self.start) > 0):
-                # every class has a pattern: an OR per class run (a cumsum over the
-                # P × M table was 7x slower)
-                has = np.logical_or.reduceat(on, self.start[:-1], axis=0).T  # (M, G)
+            every_class = self.start.size > 1 and bool(np.all(np.diff(self.start) > 0))
+            if every_class and self._mask is not None:
+                # each class's node set: an OR of its patterns' words
+                words = np.bitwise_or.reduceat(self._mask, self.start[:-1])
+                has = ((words[None, :] >> np.arange(m, dtype=np.uint64)[:, None])
+                       & np.uint64(1)) != 0  # (M, G)
+            elif every_class:
+                # an OR per class run (a cumsum over the P × M table was 7x slower)
+                has = np.logical_or.reduceat(on, self.start[:-1], axis=0).T
             else:
                 cum = np.concatenate([np.zeros((1, m), np.int64), np.cumsum(on, axis=0)])
                 has = (cum[self.start[1:]] - cum[self.start[:-1]]).T > 0
