@@ -202,6 +202,9 @@ def _bounded_step(matrix: np.ndarray, grad: np.ndarray, y: np.ndarray, upper: np
     coordinate the step would carry past one and solve again for the others (at most as many
     times as there are coordinates): the step stays in the box without being cut short."""
     step = np.linalg.solve(matrix, grad)  # every coordinate free (the usual case)
+    end = y + step
+    if not ((end < 0.0).any() or (end > upper).any()):
+        return step  # inside the box (what the loop's first pass finds, without its masks)
     free = np.ones(grad.size, dtype=bool)
     for i in range(grad.size):
         if i:
@@ -241,30 +244,31 @@ def _newton_stage(dual: PoolDual, y: np.ndarray, upper: np.ndarray, tau: float, 
     first_damping = damping
     accepted = start  # the smoothed value, gradient and Hessian at y, if known
     here = start
+    bounded = np.isfinite(upper)
     for its in range(1, limit + 1):
         here = accepted if accepted is not None else dual.smooth(y, tau)
         value, grad, hess = here
         accepted = None
         assert hess is not None
         slack = 1e-12 * (1.0 + np.abs(y))
-        at_upper = np.isfinite(upper) & (y >= upper - slack)
+        at_upper = bounded & (y >= upper - slack)
         free = np.flatnonzero(~(((y <= slack) & (grad < 0)) | (at_upper & (grad > 0))))
         if free.size == 0:
             break
-        neg = -(hess if free.size == y.size else hess[np.ix_(free, free)])
+        neg = -(hess if free.size == y.size else hess[free][:, free])
         diag = np.maximum(np.diag(neg), floor[free])
         scale = np.sqrt(diag)
         scaled = neg / scale[:, None] / scale[None, :]
         np.fill_diagonal(scaled, np.maximum(scaled.diagonal(), 1.0))
         g_scaled = grad[free] / scale
         y_scaled, up_scaled = y[free] * scale, upper[free] * scale
-        newton = np.linalg.solve(scaled + 1e-9 * np.eye(free.size), g_scaled)
+        eye = np.eye(free.size)
+        newton = np.linalg.solve(scaled + 1e-9 * eye, g_scaled)
         if float(g_scaled @ newton) <= stop:
             break
         moved = False
         for _ in range(60):
-            step = _bounded_step(scaled + damping * np.eye(free.size), g_scaled, y_scaled,
-                                 up_scaled)
+            step = _bounded_step(scaled + damping * eye, g_scaled, y_scaled, up_scaled)
             trial = y.copy()
             trial[free] = np.clip(y[free] + step / scale, 0.0, upper[free])
             delta = (trial[free] - y[free]) * scale
