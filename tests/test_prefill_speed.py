@@ -418,3 +418,17 @@ def test_compiled_sweep_with_equal_and_unequal_class_counts(weights: str) -> Non
             fast = prefill_newton.coordinate_sweep_compiled(dual, y, upper)
             ref = prefill_newton.coordinate_sweep_numpy(dual, y, upper)
             assert np.allclose(fast, ref, rtol=1e-9, atol=1e-12)
+
+
+def test_slice_reductions_match_numpy() -> None:
+    """prefill_pool's slice-by-slice reductions of (G, R, K) tables (the least-degradation
+    start patterns) equal numpy's min / any / sum over the same axes, bit for bit."""
+    from siftopt.policies.prefill_pool import _any_slot, _count_over_bits, _min_over_bits
+
+    rng = np.random.default_rng(8)
+    vals = rng.integers(0, 5, (50, 7, 3)).astype(float)
+    vals[rng.random(vals.shape) < 0.3] = np.inf
+    table = vals == vals.min(axis=1)[:, None, :]
+    assert np.array_equal(_min_over_bits(vals), vals.min(axis=1))
+    assert np.array_equal(_any_slot(table), table.any(axis=2))
+    assert np.array_equal(_count_over_bits(table), table.sum(axis=1))

@@ -123,13 +123,13 @@ def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndar
         # never will (removing idle nodes changes no slot's best): drop them all at once;
         # the loop below then only settles ties (one node at a time, lowest bit first)
         vals = np.where(member[:, :, None], values, np.inf)
-        best = vals.min(axis=1)
+        best = _min_over_bits(vals)
         attains = (vals == best[:, None, :]) & (best < local)[:, None, :]
-        member &= attains.any(axis=2)
+        member &= _any_slot(attains)
         # the kept nodes still attain every best below the fallback, so the slots' bests
         # (hence D) are final, and a node owns a slot iff it is that slot's only attainer
-        sole = attains & (attains.sum(axis=1) == 1)[:, None, :]
-        idle = member & ~sole.any(axis=2)
+        sole = attains & (_count_over_bits(attains) == 1)[:, None, :]
+        idle = member & ~_any_slot(sole)
         for _ in range(width + 1 if idle.any() else 0):  # ties: one node at a time
             vals = np.where(member[:, :, None], values, np.inf)
             best = vals.min(axis=1)
@@ -146,9 +146,10 @@ def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndar
         deg = token_degradation(np.minimum(local, best))
         keep = np.flatnonzero(space.fits(deg, rows))
         mask = np.zeros(keep.size, dtype=np.uint64)
+        node_bit = _ONE << (np.maximum(space.node_of_bit[keep], 1) - 1).astype(np.uint64)
+        kept_member = member[keep]
         for j in range(width):
-            on = member[keep, j]
-            mask[on] |= _ONE << (space.node_of_bit[keep[on], j] - 1).astype(np.uint64)
+            mask |= np.where(kept_member[:, j], node_bit[:, j], np.uint64(0))
         parts.append((rows[keep], mask, deg[keep]))
     g_cls, g_mask, g_deg = space.general_patterns
     if g_cls.size:
@@ -157,6 +158,37 @@ def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndar
         return np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(0)
     return (np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
             np.concatenate([p[2] for p in parts]))
+
+
+# (G, R, K) reductions over the small axes one slice at a time: numpy's reductions over a
+# middle or short last axis of these tables were 2-4x slower (min, any, counts are exact in
+# any order)
+
+
+def _min_over_bits(vals: np.ndarray) -> np.ndarray:
+    """``vals.min(axis=1)`` of a (G, R, K) table."""
+    if vals.shape[1] == 0:
+        return vals.min(axis=1)
+    out = vals[:, 0, :].copy()
+    for j in range(1, vals.shape[1]):
+        np.minimum(out, vals[:, j, :], out=out)
+    return out
+
+
+def _any_slot(table: np.ndarray) -> np.ndarray:
+    """``table.any(axis=2)`` of a (G, R, K) bool table."""
+    out = np.zeros(table.shape[:2], dtype=bool)
+    for k in range(table.shape[2]):
+        out |= table[:, :, k]
+    return out
+
+
+def _count_over_bits(table: np.ndarray) -> np.ndarray:
+    """``table.sum(axis=1)`` of a (G, R, K) bool table."""
+    out = np.zeros((table.shape[0], table.shape[2]), dtype=np.int64)
+    for j in range(table.shape[1]):
+        out += table[:, j, :]
+    return out
 
 
 def _cheapest_per_class(cls: np.ndarray, cost: np.ndarray, per_class: int) -> np.ndarray:
