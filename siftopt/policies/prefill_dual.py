@@ -113,7 +113,7 @@ class NodeTerms:
         for m, table in enumerate(tables):
             table = np.asarray(table, dtype=float)
             if convex is not None and convex[m]:
-                slope, length = _merged(np.sort(np.diff(table)))
+                slope, length = _merged(_sorted(np.diff(table)))
             else:
                 v = lower_hull(table)
                 slope = np.diff(table[v]) / np.diff(v)
@@ -232,6 +232,15 @@ def _run_ends(slope: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
     last[:-1] = (slope[1:] != slope[:-1]) | (node[1:] != node[:-1])
     ends = np.flatnonzero(last)
     return ends[np.searchsorted(ends, np.arange(slope.size))] + 1 + node
+
+
+def _sorted(values: np.ndarray) -> np.ndarray:
+    """``np.sort(values)``, without the sort when they are already in order (a convex table's
+    increments) and hold no NaN or −0.0 (then every sort returns these very values)."""
+    if values.size > 1 and bool(np.all(values[1:] >= values[:-1])) and not bool(
+            np.any(np.signbit(values) & (values == 0.0))):
+        return values
+    return np.sort(values)
 
 
 def _merged(slopes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
