@@ -452,3 +452,28 @@ def test_sorted_increments_match_np_sort() -> None:
         got, want = _sorted(values), np.sort(values)
         assert np.array_equal(got, want, equal_nan=True)
         assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_blocked_moves_with_and_without_full_nodes() -> None:
+    """_Search.evaluate marks a move blocked iff it adds a token to a node at its cap, with
+    and without nodes at their caps (no product in the second case)."""
+    from siftopt.formulations.space import pattern_space
+    from siftopt.policies import prefill_primal
+    from siftopt.policies.prefill_pool import least_degradation_patterns
+
+    doc = random_document(np.random.default_rng(6), num_tokens=60, num_experts=64, top_k=8,
+                          num_nodes=6, power_control="adaptive", budgets="both",
+                          max_candidates=4, null_fraction=0.0, name="blocked")
+    data = problem_data(instance_from_document(doc))
+    space = pattern_space(data)
+    model = prefill._Model(data, space)
+    model.pool.add(*least_degradation_patterns(space))
+    cls, _, deg, inc, start = model.pool.arrays
+    pool = prefill_primal.Pool(cls=cls, inc=inc, deg=deg, start=start)
+    moves = prefill_primal.candidates(pool, deg, 4)
+    first = start[space.token_class]  # each token on its class's first pattern
+    search = prefill_primal._Search(pool, model.nodes, space.token_class, first, None, moves)
+    for loads in (np.zeros_like(search.loads), search.caps.copy(), search.caps // 2):
+        search.loads = loads
+        want = search.plus @ (loads + 1 > search.caps).astype(float) > 0
+        assert np.array_equal(search.evaluate()[3], want)

@@ -188,7 +188,10 @@ class _Search:
         cap blocks it."""
         up, down = self.marginals()
         d_energy = self.plus @ up - self.minus @ down
-        blocked = self.plus @ (self.loads + 1 > self.caps).astype(float) > 0
+        full = self.loads + 1 > self.caps
+        # no node at its cap (the usual case): nothing is blocked, without the product
+        blocked = (self.plus @ full.astype(float) > 0 if full.any()
+                   else np.zeros(self.plus.shape[0], dtype=bool))
         return self.delta, d_energy, self.d_deg, blocked
 
     def apply(self, move: int, delta_row: np.ndarray, d_deg: float) -> None:
