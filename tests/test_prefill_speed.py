@@ -118,6 +118,8 @@ def test_pool_packed_keys_match_the_set_of_pairs() -> None:
     assert len(packed) == len(pairs)
     for a, b in zip(packed.arrays, pairs.arrays, strict=True):
         assert np.array_equal(a, b)
+    cls, mask = packed.arrays[:2]  # the keys stay sorted, one per pattern
+    assert np.array_equal(packed._keys, np.sort((cls.astype(np.uint64) << np.uint64(6)) | mask))
 
 
 def _slot_table_by_sort(data, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

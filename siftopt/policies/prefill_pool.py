@@ -62,13 +62,14 @@ class PatternPool:
         mask = np.asarray(mask, dtype=np.uint64)
         if self._packed:
             keys = (cls.astype(np.uint64) << np.uint64(self.num_nodes)) | mask
-            _, first = np.unique(keys, return_index=True)
-            sel = np.sort(first)  # first occurrences, in the given order
+            fresh, first = np.unique(keys, return_index=True)  # sorted, first occurrences
             if self._keys.size:
-                at = np.minimum(np.searchsorted(self._keys, keys[sel]), self._keys.size - 1)
-                sel = sel[self._keys[at] != keys[sel]]
-            if sel.size:
-                self._keys = np.sort(np.concatenate([self._keys, keys[sel]]))
+                at = np.minimum(np.searchsorted(self._keys, fresh), self._keys.size - 1)
+                new = self._keys[at] != fresh
+                fresh, first = fresh[new], first[new]
+            sel = np.sort(first)  # in the given order
+            if sel.size:  # merged into the sorted keys (a sort of the union was 5x slower)
+                self._keys = np.insert(self._keys, np.searchsorted(self._keys, fresh), fresh)
         else:
             fresh = []
             for i, key in enumerate(zip(cls.tolist(), mask.tolist(), strict=True)):
