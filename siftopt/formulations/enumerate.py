@@ -210,11 +210,15 @@ def _row_prices(space: PatternSpace, pricing: Pricing | None, threshold: np.ndar
     if pricing is None or threshold is None:
         return None
     const = _row_constants(space)
-    bit_price = pricing.node_price[const.node]
-    if pricing.class_node_price is not None:
+    if pricing.class_node_price is None:
+        # a leading 0.0 for the bits that are no node (node_of_bit 0): one gather
+        bit_price = np.concatenate([[0.0], np.asarray(pricing.node_price, dtype=float)])[
+            space.node_of_bit]
+    else:
+        bit_price = pricing.node_price[const.node]
         bit_price = bit_price + pricing.class_node_price[space.mono_classes[:, None],
                                                          const.node]
-    bit_price = np.where(const.used, bit_price, 0.0)
+        bit_price = np.where(const.used, bit_price, 0.0)
     neg = np.zeros((space.values.shape[0], bit_price.shape[1] + 1))
     if np.any(bit_price < 0.0):  # (none at the node prices ≥ 0 of a Lagrangian pricing)
         neg[:, :-1] = np.cumsum(np.minimum(bit_price, 0.0)[:, ::-1], axis=1)[:, ::-1]
