@@ -458,7 +458,8 @@ def test_sorted_increments_match_np_sort() -> None:
 
 def test_blocked_moves_with_and_without_full_nodes() -> None:
     """_Search.evaluate marks a move blocked iff it adds a token to a node at its cap, with
-    and without nodes at their caps (no product in the second case)."""
+    and without nodes at their caps (no product in the second case); _Search._set_rows
+    finds a token set's moves as np.isin does."""
     from siftopt.formulations.space import pattern_space
     from siftopt.policies import prefill_primal
     from siftopt.policies.prefill_pool import least_degradation_patterns
@@ -479,3 +480,8 @@ def test_blocked_moves_with_and_without_full_nodes() -> None:
         search.loads = loads
         want = search.plus @ (loads + 1 > search.caps).astype(float) > 0
         assert np.array_equal(search.evaluate()[3], want)
+    # a token set's move rows (contiguous per token) are those np.isin finds
+    for tokens in ({0}, {3, 17, 59}, set()):
+        flags = np.ones(search.move_token.size, dtype=bool)
+        search._set_rows(flags, tokens, False)
+        assert np.array_equal(flags, ~np.isin(search.move_token, list(tokens)))

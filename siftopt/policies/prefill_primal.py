@@ -144,6 +144,12 @@ class _Search:
         self.minus[rows] = self.delta[rows] < 0
         self.d_deg[rows] = self.pool.deg[self.move_pattern[rows]] - self.pool.deg[now]
 
+    def _set_rows(self, table: np.ndarray, tokens: set[int], value: float | bool) -> None:
+        """Set the move rows of the given tokens to ``value`` (the rows of a token are
+        contiguous: ``token_start``), as ``table[np.isin(move_token, tokens)] = value``."""
+        for token in tokens:
+            table[int(self.token_start[token]): int(self.token_start[token + 1])] = value
+
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, float, int]:
         return self.pattern.copy(), self.loads.copy(), self.total_d, self.moves
 
@@ -233,7 +239,7 @@ class _Search:
                 key = np.where(ok, d_energy / np.where(ok, np.minimum(-d_deg, excess), 1.0),
                                np.inf)
             if frozen:
-                key[np.isin(self.move_token, list(frozen))] = np.inf
+                self._set_rows(key, frozen, np.inf)
             order = np.lexsort((d_deg, key))  # ties: the move that frees the most
             if not np.isfinite(key[order[0]]):
                 return False
@@ -337,7 +343,7 @@ class _Search:
             delta, d_energy, d_deg, blocked = self.evaluate()
             self.work += delta.size
             ok = ~blocked & (d_deg <= self.mean_limit - self.total_d) & (d_energy < 0)
-            ok &= ~np.isin(self.move_token, list(frozen))
+            self._set_rows(ok, frozen, False)
             if not ok.any():
                 break
             # energy saved per unit of slack used (free moves first), then the most saved
