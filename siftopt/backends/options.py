@@ -34,10 +34,11 @@ class ColumnGenerationOptions:
       threshold of the fixing step;
     * ``polymatroid_rounds``: rounds of polymatroid cuts of non-convex tables added to the LP
       once pricing finds nothing (:mod:`siftopt.backends.highs.cuts`; 0: none);
-    * ``restricted_rel_gap``: relative MIP gap at which a restricted MILP stops (at least the
-      profile's). Restricted MILPs only supply the upper bound for fixing; the final MILP
-      proves with the profile's gaps, so this trades a slightly worse upper bound (a few
-      more fixed columns) for not proving a restricted MILP's optimum first.
+    * ``restricted_rel_gap``: relative MIP gap at which a restricted MILP stops when a mean
+      row couples the tokens (at least the profile's). Restricted MILPs only supply the
+      upper bound for fixing; the final MILP proves with the profile's gaps, so this trades
+      a slightly worse upper bound (a few more fixed columns) for not proving a restricted
+      MILP's optimum first, which under a mean row can take most of the solve.
     """
 
     direct_tokens: int = 0

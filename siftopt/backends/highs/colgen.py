@@ -453,7 +453,7 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
         trace.add("warm start")
 
     tau, stored = options.tau, True
-    restricted = _restricted_profile(profile, options)
+    restricted = _restricted_profile(profile, options) if master.mean_row >= 0 else profile
     while True:
         if cg.row_dual is not None:  # the LP's basis has rc = 0: included
             try:  # first the patterns priced so far, then every pattern below tau
@@ -527,10 +527,11 @@ def solve_master(space: PatternSpace, profile: Profile, deadline: float | None,
 
 
 def _restricted_profile(profile: Profile, options: ColumnGenerationOptions) -> Profile:
-    """The profile of the restricted MILPs: the relative gap raised to
+    """The profile of the restricted MILPs under a mean row: the relative gap raised to
     ``options.restricted_rel_gap``. They only give the upper bound for fixing, and a proved
     optimum of theirs is used only when it is proved with gap 0 (its bound meets its
-    solution); the final MILP proves with ``profile``'s own gaps."""
+    solution); the final MILP proves with ``profile``'s own gaps. (Without a mean row a
+    restricted MILP mostly closes at its root, and its proof often saves the final MILP.)"""
     gap = max(float(profile.highs.get("mip_rel_gap", 0.0)), options.restricted_rel_gap)
     return replace(profile, highs={**profile.highs, "mip_rel_gap": gap})
 
