@@ -95,12 +95,19 @@ class PatternPool:
             order = np.argsort(cls, kind="stable")
             cls, mask, deg = cls[order], mask[order], deg[order]
             self._parts = [(cls, mask, deg)]
-            # through bool: numpy's uint64 -> float cast is ~6x slower than bool -> float
-            bits = np.left_shift(_ONE, np.arange(self.num_nodes, dtype=np.uint64))
-            inc = ((mask[:, None] & bits) != 0).astype(float)
             start = np.searchsorted(cls, np.arange(self.num_classes + 1)).astype(np.int64)
-            self._arrays = (cls, mask, deg, inc, start)
+            self._arrays = (cls, mask, deg, _incidence(mask, self.num_nodes), start)
         return self._arrays
+
+
+def _incidence(mask: np.ndarray, num_nodes: int) -> np.ndarray:
+    """``inc[j, m−1] = 1.0`` when mask j has bit m−1 (node m), else 0.0: the masks' bytes
+    unpacked (little-endian bit order), 3x faster than shifting and masking 64-bit words."""
+    if num_nodes > 64:  # (masks are 64-bit: columns past bit 63 are 0.0, as shifts give)
+        bits = np.left_shift(_ONE, np.arange(num_nodes, dtype=np.uint64))
+        return ((np.asarray(mask, dtype=np.uint64)[:, None] & bits) != 0).astype(float)
+    octets = np.ascontiguousarray(mask, dtype="<u8").view(np.uint8).reshape(-1, 8)
+    return np.unpackbits(octets, axis=1, count=num_nodes, bitorder="little").astype(float)
 
 
 def least_degradation_patterns(space: PatternSpace) -> tuple[np.ndarray, np.ndarray,
