@@ -34,6 +34,7 @@ energy_scale_j` (J per unit), prices per token of load, ``ν`` per unit of degra
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -147,9 +148,12 @@ class NodeTerms:
     def scaled(self, fraction: float) -> NodeTerms:
         """The fluid model of a sample of ``fraction`` of the batch: segment lengths scaled by
         it, so that ``h_S(p) = fraction·h(p)`` and the sample's marginal prices are the
-        batch's."""
-        return NodeTerms(tables=self.tables, slope=self.slope, length=self.length,
-                         seg_start=self.seg_start, weight=self.weight * fraction)
+        batch's. The segments, their prefix sums and the padded slopes do not depend on the
+        weight and are shared (not recomputed); the weighted supply is computed anew."""
+        out = copy.copy(self)
+        object.__setattr__(out, "weight", self.weight * fraction)
+        out.__dict__.pop("supply", None)  # cached with the old weight
+        return out
 
     def _split(self, p: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
         """Per node the first segment with slope ≥ p − width and the first with slope
