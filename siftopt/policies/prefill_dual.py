@@ -216,15 +216,13 @@ class NodeTerms:
 
 def _node_prefix_sums(values: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
     """Per node ``0, v1, v1+v2, …`` over its segments (``seg_start`` offsets), concatenated:
-    (S + M,). Each node's sums run left to right, as ``np.cumsum`` of its part (one
-    ``cumsum`` along the rows of a zero-padded (M, most segments) table)."""
-    sizes = np.diff(seg_start)
-    width = int(sizes.max(initial=0))
-    table = np.zeros((sizes.size, width))
-    table[np.arange(width)[None, :] < sizes[:, None]] = values
-    out = np.zeros((sizes.size, width + 1))
-    out[:, 1:] = np.cumsum(table, axis=1)
-    return out[np.arange(width + 1)[None, :] <= sizes[:, None]]
+    (S + M,). Each node's sums run left to right, as ``np.cumsum`` of its part (written into
+    one buffer, without a concatenation per node)."""
+    out = np.zeros(values.size + seg_start.size - 1)
+    for m in range(seg_start.size - 1):
+        lo, hi = int(seg_start[m]), int(seg_start[m + 1])
+        np.cumsum(values[lo:hi], out=out[lo + m + 1: hi + m + 1])
+    return out
 
 
 def _run_ends(slope: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
@@ -234,8 +232,9 @@ def _run_ends(slope: np.ndarray, seg_start: np.ndarray) -> np.ndarray:
     node = np.repeat(np.arange(seg_start.size - 1), np.diff(seg_start))
     last = np.ones(slope.size, dtype=bool)  # the last segment of its run of equal slopes
     last[:-1] = (slope[1:] != slope[:-1]) | (node[1:] != node[:-1])
-    ends = np.flatnonzero(last)
-    return ends[np.searchsorted(ends, np.arange(slope.size))] + 1 + node
+    # each segment's run end: the first last-of-run at or after it
+    end = np.minimum.accumulate(np.where(last, np.arange(slope.size), slope.size)[::-1])[::-1]
+    return end + 1 + node
 
 
 def _sorted(values: np.ndarray) -> np.ndarray:
