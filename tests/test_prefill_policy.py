@@ -36,7 +36,8 @@ from siftopt.model.problem import problem_data
 from siftopt.policies import prefill
 from siftopt.policies.common import PolicyAnswer, policy_targets
 from siftopt.policies.prefill import lagrangian_bound, sift_prefill, sift_prefill_run
-from siftopt.policies.prefill_primal import LoadDP, Pool, load_dp
+from siftopt.policies.prefill_loads import LoadDP, load_dp
+from siftopt.policies.prefill_primal import Pool
 from siftopt.result import FEASIBLE, INFEASIBLE, OPTIMAL, SolveResult
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,

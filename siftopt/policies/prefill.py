@@ -38,13 +38,13 @@ from siftopt.model.instance import Instance
 from siftopt.model.problem import ProblemData, problem_data
 from siftopt.policies.common import PolicyAnswer, options_to_actions
 from siftopt.policies.prefill_dual import NodeTerms, PoolDual
+from siftopt.policies.prefill_loads import load_dp
 from siftopt.policies.prefill_newton import DUAL_RTOL, DualSolution, maximise
 from siftopt.policies.prefill_pool import PatternPool, least_degradation_patterns, price
 from siftopt.policies.prefill_primal import (
     MOVES_PER_TOKEN,
     Pool,
     candidates,
-    load_dp,
     recover,
     round_weights,
 )
@@ -282,7 +282,7 @@ def _primal(model: _Model, y: np.ndarray, tau: float, bound_j: float | None,
     """Round the softmax weights at ``(y, τ)`` and search; returns per-token masks,
     feasibility, energy (J) and the load search's bound (J; None if it did not run).
     Restarts (small instances, binding mean budget) and the load search (a complete pool
-    of a small batch, :func:`~siftopt.policies.prefill_primal.load_dp`) only run when the
+    of a small batch, :func:`~siftopt.policies.prefill_loads.load_dp`) only run when the
     answer is not already within the bound ``bound_j`` (J)."""
     cls, mask, deg, inc, start = model.pool.arrays
     dual, _ = model.dual()
