@@ -80,3 +80,21 @@ def test_doc_blocks_runs_the_python_blocks_of_a_page_in_order(tmp_path):
     done = _run("benchmarks/doc_blocks.py", str(page))
     assert done.returncode == 0, done.stderr
     assert done.stdout == "x is 3\n"
+
+
+def test_frontier_goal3_samples_take_power_and_seed():
+    """`frontier.py --goal3 --power/--seed` build the issue's set with that power mode and
+    seed (names say so, every other field as the default sample); elsewhere the flags are an
+    error (exit 2), not silently ignored."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from frontier import goal3_rows
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    base, other = goal3_rows(), goal3_rows("fixed", 1)
+    assert len(base) == len(other) == 54
+    for a, b in zip(base, other, strict=True):
+        assert (b.power, b.seed, b.name) == ("fixed", 1, a.name + "-fixed-s1")
+        assert (a.preset, a.tokens, a.nodes, a.budget) == (b.preset, b.tokens, b.nodes, b.budget)
+    wrong = _run("benchmarks/frontier.py", "--only", "qwen256", "--seed", "1")
+    assert wrong.returncode == 2 and "apply to --goal3" in wrong.stderr
