@@ -491,14 +491,14 @@ def test_blocked_moves_with_and_without_full_nodes() -> None:
 def test_pool_arrays_between_adds_and_incidence() -> None:
     """PatternPool.arrays read between adds equal those of a pool built at once, and the
     incidence (unpacked mask bytes) equals the shifted-bit reference for 0-70 nodes."""
-    from siftopt.policies.prefill_pool import PatternPool, _incidence
+    from siftopt.formulations.space import mask_incidence
+    from siftopt.policies.prefill_pool import PatternPool
 
     words = np.random.default_rng(13).integers(0, 2**63, 300, dtype=np.uint64)
     words[::3] |= np.uint64(1) << np.uint64(63)
     for nodes in (0, 1, 7, 16, 33, 64, 70):
         bits = np.left_shift(np.uint64(1), np.arange(nodes, dtype=np.uint64))
-        assert np.array_equal(_incidence(words, nodes),
-                              ((words[:, None] & bits) != 0).astype(float))
+        assert np.array_equal(mask_incidence(words, nodes), (words[:, None] & bits) != 0)
 
     rng = np.random.default_rng(12)
     stepwise, once = PatternPool(30, 7), PatternPool(30, 7)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from siftopt.formulations.space import PatternSpace, exact_use_table
+from siftopt.formulations.space import PatternSpace, exact_use_table, mask_incidence
 from siftopt.model.budgets import token_degradation
 
 _ONE = np.uint64(1)
@@ -54,8 +54,7 @@ def options_for_patterns(space: PatternSpace, token_mask: np.ndarray,
     masks = np.asarray(token_mask, dtype=np.uint64)
     tokens = np.arange(data.num_tokens) if tokens is None else np.asarray(tokens, np.int64)
     cls = space.token_class[tokens]
-    in_set = ((masks[:, None] >> np.arange(data.num_nodes, dtype=np.uint64)) & _ONE
-              ).astype(bool)  # (T, M)
+    in_set = mask_incidence(masks, data.num_nodes)  # (T, M)
     remote = np.where(in_set[:, None, :], space.slots.remote[cls], np.inf)  # (T, K, M)
     node = np.argmin(remote, axis=2)
     best_remote = np.take_along_axis(remote, node[:, :, None], axis=2)[:, :, 0]

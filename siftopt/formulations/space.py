@@ -301,6 +301,17 @@ def mask_bits(mask: np.ndarray, num_nodes: int) -> tuple[np.ndarray, np.ndarray]
     return np.concatenate(rows), np.concatenate(nodes)
 
 
+def mask_incidence(mask: np.ndarray, num_nodes: int) -> np.ndarray:
+    """``(n, M)`` bool: ``[j, m−1]`` is whether mask j holds node m. The masks' bytes
+    unpacked (little-endian bit order), about 3x faster than shifting the 64-bit words; past
+    64 nodes (masks are 64-bit) the later columns are False."""
+    if num_nodes > 64:
+        bits = np.left_shift(_ONE, np.arange(num_nodes, dtype=np.uint64))
+        return (np.asarray(mask, dtype=np.uint64)[:, None] & bits) != 0
+    octets = np.ascontiguousarray(mask, dtype="<u8").view(np.uint8).reshape(-1, 8)
+    return np.unpackbits(octets, axis=1, count=num_nodes, bitorder="little").astype(bool)
+
+
 def to_global(local_mask: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     """Masks over the bits of ``nodes`` → masks over all remote nodes (bit m−1)."""
     out = np.zeros(local_mask.size, dtype=np.uint64)

@@ -40,6 +40,7 @@ from functools import cached_property
 
 import numpy as np
 
+from siftopt.formulations.space import mask_incidence
 from siftopt.model.physics import lower_hull as physics_lower_hull
 
 #: Softmax weights below ``exp(−CUTOFF)`` count as zero (they are below 1e-17), and node
@@ -369,8 +370,7 @@ class PoolDual:
             if every_class and self._mask is not None:
                 # each class's node set: an OR of its patterns' words
                 words = np.bitwise_or.reduceat(self._mask, self.start[:-1])
-                has = ((words[None, :] >> np.arange(m, dtype=np.uint64)[:, None])
-                       & np.uint64(1)) != 0  # (M, G)
+                has = mask_incidence(words, m).T  # (M, G)
             elif every_class:
                 # an OR per class run (a cumsum over the P × M table was 7x slower)
                 has = np.logical_or.reduceat(on, self.start[:-1], axis=0).T
