@@ -4,7 +4,7 @@ Usage (from the repository root; about 8 minutes with the default 120 s limit):
 
     python benchmarks/frontier.py [--only NAME[,NAME...]] [--time-limit 120] [--all] \
         [--goal1 | --goal3 [--power fixed] [--seed S]] [--json PATH] \
-        [--method highs|cpsat/lagrange|...] [--no-child]
+        [--method highs|cpsat/lagrange|...] [--against OTHER.json] [--no-child]
 
 Each row is generated with the Python API (``siftopt.generate``, urban scenario, the default
 profile) and solved with ``siftopt.solve(inst, "highs", time_limit=T)`` (or ``--method``,
@@ -15,10 +15,11 @@ L = 32768 row (a single 32768-token batch from the generator; the issue's row wa
 issue gives none). ``--json PATH`` also writes every row (name, instance, status, energy and
 bound in J, relative gap, seconds, load average at the start, the MILPs run in a child process,
 whether one was killed at the deadline and their overhead in s, the policy whose answer was
-returned) to PATH,
-rewritten after each. ``--no-child`` runs every HiGHS MILP in process (by default, with a time
-limit, MILPs of at least ``ISOLATE_COLUMNS`` columns run in a child process killed at the
-deadline: :mod:`siftopt.backends.highs.isolated`).
+returned) to PATH, rewritten after each; ``--against OTHER.json`` then compares the
+energies with another such file of the same rows (e.g. another method's). ``--no-child`` runs
+every HiGHS MILP in process (by default, with a time limit, MILPs of at least
+``ISOLATE_COLUMNS`` columns run in a child process killed at the deadline:
+:mod:`siftopt.backends.highs.isolated`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import time
 from dataclasses import dataclass
 
 import siftopt
+from siftopt.model.evaluate import energies_equal
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,26 @@ def instance(row: Row) -> siftopt.Instance:
     return siftopt.generate(row.preset, seed=row.seed, **params)[0]
 
 
+def against(rows: list[dict[str, object]], path: str) -> str:
+    """One line: how many of ``rows`` have an energy equal (docs/model.md §3.4) to that of the
+    row of the same name in the ``--json`` file at ``path``, and on how many both runs
+    proved optimality. Rows missing there, or without an energy in either run, count as
+    different."""
+    with open(path, encoding="utf-8") as src:
+        other = {r["name"]: r for r in json.load(src)}
+    same = both = 0
+    for row in rows:
+        there = other.get(str(row["name"]))
+        if there is None:
+            continue
+        a, b = row["energy_j"], there["energy_j"]
+        if a is not None and b is not None and energies_equal(float(a), float(b)):
+            same += 1
+        both += row["status"] == there["status"] == "optimal"
+    return (f"\nenergies equal to those of {os.path.basename(path)}: {same} of {len(rows)}; "
+            f"proved optimal by both: {both} of {len(rows)}")
+
+
 def _j(value: float | None) -> str:
     return "–" if value is None else f"{value:.6g}"
 
@@ -128,6 +150,10 @@ def main() -> None:
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH")
     parser.add_argument("--method", default="highs",
                         help="METHOD or METHOD/FORMULATION, e.g. cpsat/lagrange (default highs)")
+    parser.add_argument("--against", metavar="PATH",
+                        help="the --json file of another run of the same rows (e.g. another "
+                        "method): print how many energies equal its energies (docs/model.md "
+                        "§3.4) and how many rows both proved optimal")
     parser.add_argument("--no-child", action="store_true",
                         help="run every HiGHS MILP in this process (no child process that is "
                         "killed at the deadline): to measure the child's overhead")
@@ -184,6 +210,8 @@ def main() -> None:
         if args.json:
             with open(args.json, "w", encoding="utf-8") as out:
                 json.dump(rows, out, indent=1)
+    if args.against and rows:
+        print(against(rows, args.against))
     if sampled and rows:
         target = {r.name: goal_seconds(r, args.goal1) for r in table}
         within = sum(r["status"] == "optimal" and float(r["seconds"]) <= target[r["name"]]

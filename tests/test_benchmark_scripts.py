@@ -98,3 +98,30 @@ def test_frontier_goal3_samples_take_power_and_seed():
         assert (a.preset, a.tokens, a.nodes, a.budget) == (b.preset, b.tokens, b.nodes, b.budget)
     wrong = _run("benchmarks/frontier.py", "--only", "qwen256", "--seed", "1")
     assert wrong.returncode == 2 and "apply to --goal3" in wrong.stderr
+
+
+def test_frontier_against_counts_equal_energies_and_joint_proofs(tmp_path):
+    """`frontier.py --against OTHER.json`: equal within docs/model.md §3.4's tolerance counts,
+    a larger difference, a row missing from the other file or a row without an energy does
+    not; "proved optimal by both" needs both statuses optimal."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from frontier import against
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    import json
+
+    other = [{"name": "a", "status": "optimal", "energy_j": 1.0},
+             {"name": "b", "status": "feasible", "energy_j": 2.0},
+             {"name": "c", "status": "optimal", "energy_j": 3.0},
+             {"name": "d", "status": "time_limit", "energy_j": None}]
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps(other))
+    rows = [{"name": "a", "status": "optimal", "energy_j": 1.0 + 5e-7},  # equal (1e-6 rel.)
+            {"name": "b", "status": "optimal", "energy_j": 2.0},  # equal, one proof
+            {"name": "c", "status": "optimal", "energy_j": 3.0 * (1 + 1e-5)},  # different
+            {"name": "d", "status": "optimal", "energy_j": 4.0},  # no energy there
+            {"name": "e", "status": "optimal", "energy_j": 5.0}]  # not there
+    line = against(rows, str(path))
+    assert line.strip() == ("energies equal to those of other.json: 2 of 5; "
+                            "proved optimal by both: 2 of 5")
