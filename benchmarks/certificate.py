@@ -32,8 +32,8 @@ from siftopt.model.physics import energy_tables
 from siftopt.model.problem import problem_data
 
 #: Statistics of the certificate copied into each row (``details`` of the result).
-STATS = ("token_classes", "patterns", "enumerate_s", "lp_rounds", "lp_columns", "glop_s",
-         "lagrangian_bound_j", "tau", "residual_patterns", "cpsat_solves", "fallback")
+STATS = ("token_classes", "patterns", "subsets", "enumerate_s", "lp_rounds", "lp_columns",
+         "glop_s", "lagrangian_bound_j", "tau", "residual_patterns", "cpsat_solves", "fallback")
 
 
 def run(inst, method: str, formulation: str, profile, time_limit: float):
