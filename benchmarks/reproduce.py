@@ -31,7 +31,10 @@ the command is not there), and the numbers it re-measures:
   ``key`` cells, other measured rows are ignored, and a documented row the output lacks is a
   mismatch. ``skip_rows`` (a list of first cells, e.g. ``[["prefill128 (L=128)", "fixed",
   "cpsat+slots (exact)"]]``) leaves out documented rows no re-run can repeat (an answer at a
-  time limit). With ``format =
+  time limit). With ``unproved = "times"`` a cell that is a decision stopped without a
+  proof in both the document and the output (it says ``feasible``) is compared on its time
+  numbers only — which feasible answer a time limit leaves differs from run to run — while
+  a cell that is ``feasible`` on one side only is still a mismatch. With ``format =
   "console"`` the table is a terminal one (a transcript in a ``console`` block): ``doc`` and
   ``out`` are snippets of its header line, columns are separated by two or more spaces, a line
   of dashes is skipped, and the table ends at the first line with another number of cells.
@@ -241,12 +244,14 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
                    default: Tolerance, columns: dict[str, CellTolerance], quick: bool,
                    subset_key: int | None = None, *,
                    documented_key: int | None = None,
-                   skip_rows: list[list[str]] | None = None) -> Comparison:
+                   skip_rows: list[list[str]] | None = None,
+                   unproved: str | None = None) -> Comparison:
     """Row by row in order; with ``subset_key`` each measured row against the documented row
     with the same first ``subset_key`` cells (documented rows not measured are skipped); with
     ``documented_key`` each documented row against the measured row with the same first
     ``documented_key`` cells (measured rows not documented are skipped). A documented row whose
-    first cells are one of ``skip_rows`` is not compared (a run stopped by a time limit)."""
+    first cells are one of ``skip_rows`` is not compared (a run stopped by a time limit).
+    ``unproved="times"``: cells ``feasible`` on both sides compare their time numbers only."""
     header = documented[0]
     if [squash(c) for c in header] != [squash(c) for c in measured[0]]:
         return Comparison(label, Outcome.MISMATCH, f"headers differ: {header} vs {measured[0]}")
@@ -292,7 +297,10 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
             if quick and all(t.is_time for t in _as_list(tolerance)):
                 skipped_times += 1
                 continue
-            problem = compare_cells(cell_doc, cell_new, tolerance, quick)
+            if unproved == "times" and _unproved(cell_doc) and _unproved(cell_new):
+                problem = compare_times(cell_doc, cell_new, tolerance, quick)
+            else:
+                problem = compare_cells(cell_doc, cell_new, tolerance, quick)
             if problem:
                 problems.append(f"row {row_doc[0]!r}, column {name!r}: {problem}")
     if problems:
@@ -312,6 +320,29 @@ def compare_tables(label: str, documented: list[list[str]], measured: list[list[
 
 def _as_list(tolerance: CellTolerance) -> list[Tolerance]:
     return tolerance if isinstance(tolerance, list) else [tolerance]
+
+
+def _unproved(cell: str) -> bool:
+    """A cell that reports a decision stopped without a proof (``feasible``)."""
+    return re.search(r"\bfeasible\b", cell) is not None and "infeasible" not in cell
+
+
+def compare_times(documented: str, measured: str, tolerance: CellTolerance,
+                  quick: bool = False) -> str:
+    """Like :func:`compare_cells`, but only the numbers whose tolerance is a time (the
+    i-th number gets the i-th tolerance, the last one repeats), in the numbers both cells
+    have; nothing is compared when quick."""
+    tolerances = _as_list(tolerance)
+    numbers_doc = CELL_NUMBER_RE.findall(documented)
+    numbers_new = CELL_NUMBER_RE.findall(measured)
+    pairs = zip(numbers_doc, numbers_new, strict=False)  # the numbers both cells have
+    for index, (number_doc, number_new) in enumerate(pairs):
+        each = tolerances[min(index, len(tolerances) - 1)]
+        if not each.is_time or quick:
+            continue
+        if not each.accepts(number_doc, parse_number(number_new)):
+            return f"documented {number_doc}, measured {number_new} ({each.describe()})"
+    return ""
 
 
 def compare_cells(documented: str, measured: str, tolerance: CellTolerance,
@@ -491,6 +522,9 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
             raise ClaimsError(f"{label}: rows {rows!r}: expected all, subset or documented")
         subset_key = int(spec.get("key", 1)) if rows == "subset" else None
         documented_key = int(spec.get("key", 1)) if rows == "documented" else None
+        unproved = spec.get("unproved")
+        if unproved not in (None, "times"):
+            raise ClaimsError(f"{label}: unproved {unproved!r}: expected times")
         console = spec.get("format", "markdown") == "console"
         documented_rows = tables_after(doc_text, spec["doc"], f"{check.doc.name} ({label})",
                                        console)
@@ -502,7 +536,8 @@ def evaluate_check(check: Check, doc_text: str, output: Output, quick: bool) -> 
             continue
         results.append(compare_tables(label, documented_rows, measured_rows, default, columns,
                                       quick, subset_key, documented_key=documented_key,
-                                      skip_rows=spec.get("skip_rows")))
+                                      skip_rows=spec.get("skip_rows"),
+                                      unproved=unproved))
     return results
 
 

@@ -261,3 +261,31 @@ def test_skip_rows_leaves_out_rows_no_rerun_can_repeat():
     changed = [["instance", "method", "E"], ["a", "exact", "1.1"], ["a", "cpsat", "2.2"]]
     assert reproduce.compare_tables("t", doc, changed, printed, {}, False,
                                     skip_rows=[["a", "cpsat"]]).outcome is Outcome.MISMATCH
+
+
+def test_unproved_times_compares_only_the_times_of_cells_stopped_without_a_proof():
+    """A time-limited cell ('feasible') may end with another feasible answer on a re-run:
+    with unproved = "times" only its times count; a cell feasible on one side only, or a
+    proved cell that changed, still mismatches."""
+    cell = [Tolerance.parse("time:5")] * 3 + [Tolerance.parse("printed")]
+    doc = [["L", "m"], ["512", "0.0154 / 60 / 60 feasible (the optimum, unproved)"],
+           ["1024", "0.01 / 0.5 / 0.51 **opt**"]]
+    other_answer = [["L", "m"], ["512", "0.0152 / 60.1 / 60.1 feasible, 0.00478 % above"],
+                    ["1024", "0.01 / 0.5 / 0.51 **opt**"]]
+    printed = Tolerance.parse("printed")
+    assert reproduce.compare_tables("t", doc, other_answer, printed, {"m": cell},
+                                    False).outcome is Outcome.MISMATCH
+    assert reproduce.compare_tables("t", doc, other_answer, printed, {"m": cell}, False,
+                                    unproved="times").outcome is Outcome.MATCH
+    slower = [["L", "m"], ["512", "0.0152 / 600 / 600 feasible, 0.00478 % above"],
+              ["1024", "0.01 / 0.5 / 0.51 **opt**"]]
+    assert reproduce.compare_tables("t", doc, slower, printed, {"m": cell}, False,
+                                    unproved="times").outcome is Outcome.MISMATCH
+    proved_now = [["L", "m"], ["512", "0.0152 / 50 / 50 **opt**"],
+                  ["1024", "0.01 / 0.5 / 0.51 **opt**"]]
+    assert reproduce.compare_tables("t", doc, proved_now, printed, {"m": cell}, False,
+                                    unproved="times").outcome is Outcome.MISMATCH
+    infeasible = [["L", "m"], ["512", "0.0154 / 60 / 60 infeasible"],
+                  ["1024", "0.01 / 0.5 / 0.51 **opt**"]]
+    assert reproduce.compare_tables("t", doc, infeasible, printed, {"m": cell}, False,
+                                    unproved="times").outcome is Outcome.MISMATCH
