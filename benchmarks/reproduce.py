@@ -329,20 +329,13 @@ def _unproved(cell: str) -> bool:
 
 def compare_times(documented: str, measured: str, tolerance: CellTolerance,
                   quick: bool = False) -> str:
-    """Like :func:`compare_cells`, but only the numbers whose tolerance is a time (the
-    i-th number gets the i-th tolerance, the last one repeats), in the numbers both cells
-    have; nothing is compared when quick."""
-    tolerances = _as_list(tolerance)
+    """Like :func:`compare_cells`, but only the numbers whose tolerance is a time, among the
+    numbers both cells have (their text may differ); nothing is compared when quick."""
     numbers_doc = CELL_NUMBER_RE.findall(documented)
     numbers_new = CELL_NUMBER_RE.findall(measured)
-    pairs = zip(numbers_doc, numbers_new, strict=False)  # the numbers both cells have
-    for index, (number_doc, number_new) in enumerate(pairs):
-        each = tolerances[min(index, len(tolerances) - 1)]
-        if not each.is_time or quick:
-            continue
-        if not each.accepts(number_doc, parse_number(number_new)):
-            return f"documented {number_doc}, measured {number_new} ({each.describe()})"
-    return ""
+    size = min(len(numbers_doc), len(numbers_new))
+    return _compare_numbers(numbers_doc[:size], numbers_new[:size], _as_list(tolerance),
+                            quick, times_only=True)
 
 
 def compare_cells(documented: str, measured: str, tolerance: CellTolerance,
@@ -358,9 +351,17 @@ def compare_cells(documented: str, measured: str, tolerance: CellTolerance,
     text_new = CELL_NUMBER_RE.sub("#", measured)
     if squash(text_doc) != squash(text_new) or len(numbers_doc) != len(numbers_new):
         return f"{documented!r} vs {measured!r}"
+    return _compare_numbers(numbers_doc, numbers_new, tolerances, quick)
+
+
+def _compare_numbers(numbers_doc: list[str], numbers_new: list[str],
+                     tolerances: list[Tolerance], quick: bool, *, times_only: bool = False
+                     ) -> str:
+    """The i-th numbers of two cells under the i-th tolerance (the last one repeats); times
+    are skipped when quick, and with ``times_only`` every number that is not a time."""
     for index, (number_doc, number_new) in enumerate(zip(numbers_doc, numbers_new, strict=True)):
         each = tolerances[min(index, len(tolerances) - 1)]
-        if each.is_time and quick:
+        if (each.is_time and quick) or (times_only and not each.is_time):
             continue
         if not each.accepts(number_doc, parse_number(number_new)):
             return f"documented {number_doc}, measured {number_new} ({each.describe()})"
